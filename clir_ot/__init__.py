@@ -1,0 +1,25 @@
+"""clir_ot: optimal-transport distillation for low-resource cross-lingual IR, in a Pyserini pipeline.
+
+Stages, one module or package each:
+
+* :mod:`clir_ot.formats` -- TREC runs, qrels, topics and JSONL corpora (all TREC I/O) and :class:`Hit`
+* :mod:`clir_ot.datasets` -- collections built from public data (XQuAD)
+* :mod:`clir_ot.java` -- starting the JVM that Pyserini/Anserini need
+* :mod:`clir_ot.retrieval` -- first-stage retrieval (BM25 over Lucene, fusion)
+* :mod:`clir_ot.evaluation` -- trec_eval measures through pytrec_eval
+* :mod:`clir_ot.cli` -- the ``clir-ot`` command, a thin layer over the above
+"""
+from clir_ot.errors import ClirOtError, ConfigError, ConsistencyError, InputFormatError, JavaError
+from clir_ot.formats import Hit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClirOtError",
+    "ConfigError",
+    "ConsistencyError",
+    "Hit",
+    "InputFormatError",
+    "JavaError",
+    "__version__",
+]

