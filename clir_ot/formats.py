@@ -150,12 +150,12 @@ def atomic_open(path: PathLike, mode: str = "w", encoding: str | None = "utf-8")
             handle = stream if binary else io.TextIOWrapper(stream, encoding=encoding, newline="\n")
             yield handle
             handle.flush()
+            if not binary:
+                handle.detach()  # leave `stream` open: closing the wrapper would close the file
             if stream is not raw:
-                stream.close()
+                stream.close()  # writes the gzip trailer; GzipFile leaves `raw` open
             raw.flush()
             os.fsync(raw.fileno())
-            if not binary:
-                handle.detach()
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:

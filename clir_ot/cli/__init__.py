@@ -66,10 +66,7 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.verb != "pyserini":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.extra = extra
+    args = parser.parse_args(argv)
     configure_logging(args.verbose, args.quiet)
     if args.jvm_heap:
         import os

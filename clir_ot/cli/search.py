@@ -1,0 +1,40 @@
+"""``clir-ot search``: first-stage retrieval of a topics file into a TREC run."""
+from __future__ import annotations
+
+import argparse
+
+from clir_ot.formats import read_topics
+from clir_ot.retrieval.analysis import THAI_TOKENIZERS
+from clir_ot.retrieval.lucene import DEFAULT_B, DEFAULT_K1, BM25Searcher, search_to_run
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "search", help="BM25 search of a topics file into a TREC run",
+        description="Search every topic against a Lucene index with BM25 and write a TREC run "
+        "(strictly decreasing scores per query).",
+    )
+    parser.add_argument("--index", required=True, help="index folder (from clir-ot index or Pyserini)")
+    parser.add_argument("--topics", required=True, help="topics: TSV qid<TAB>text or JSONL")
+    parser.add_argument("--output", required=True, help="run file to write")
+    parser.add_argument("--hits", type=int, default=1000, help="hits per query (default 1000)")
+    parser.add_argument("--bm25", nargs=2, type=float, metavar=("K1", "B"), default=(DEFAULT_K1, DEFAULT_B),
+                        help=f"BM25 parameters (default {DEFAULT_K1} {DEFAULT_B}, Anserini's)")
+    parser.add_argument("--language", default=None,
+                        help="query analysis language; read from the index's manifest when it was built by clir-ot")
+    parser.add_argument("--threads", type=int, default=1, help="search threads (default 1)")
+    parser.add_argument("--batch-size", type=int, default=128, help="queries per batch (default 128)")
+    parser.add_argument("--run-tag", default="bm25", help="tag in the last run column (default bm25)")
+    parser.add_argument("--thai-tokenizer", choices=THAI_TOKENIZERS, default="auto",
+                        help="Thai segmentation for indexes without a clir-ot manifest")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    topics = read_topics(args.topics)
+    searcher = BM25Searcher(args.index, language=args.language, k1=args.bm25[0], b=args.bm25[1],
+                            thai_tokenizer=args.thai_tokenizer)
+    search_to_run(searcher, topics, args.output, k=args.hits, threads=args.threads,
+                  batch_size=args.batch_size, tag=args.run_tag)
+    return 0

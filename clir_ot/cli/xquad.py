@@ -1,0 +1,28 @@
+"""``clir-ot xquad``: turn XQuAD's SQuAD-format files into retrieval collections."""
+from __future__ import annotations
+
+import argparse
+
+from clir_ot.datasets.xquad import DEFAULT_LANGUAGES, XQUAD_LANGUAGES, build_xquad_collections
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "xquad", help="build XQuAD retrieval collections (topics, corpora, qrels, folds)",
+        description="Turn XQuAD (SQuAD-format JSON, one file per language) into topics, JSONL corpora, "
+        "qrels for the cross and pool settings, and article folds.",
+    )
+    parser.add_argument("--source", default=None,
+                        help="folder with xquad.<lang>.json files; 'download' fetches them from the official repository")
+    parser.add_argument("--output", required=True, help="folder for the collections")
+    parser.add_argument("--languages", nargs="+", default=list(DEFAULT_LANGUAGES), choices=XQUAD_LANGUAGES,
+                        metavar="LANG", help="languages to include (default: the 11 of the shared copy)")
+    parser.add_argument("--folds", type=int, default=2, help="number of article folds (default 2)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    source = None if args.source in (None, "download") else args.source
+    build_xquad_collections(source, args.output, args.languages, folds=args.folds)
+    return 0

