@@ -15,10 +15,12 @@ topics   ``qid<TAB>text`` (TSV), or JSONL with ``{"qid": ..., "query": ...}`` (`
 corpus   JSONL ``{"id": ..., "contents": ...}`` -- Pyserini's ``JsonCollection`` -- as one file or a
          folder of ``*.jsonl`` files. Other fields are kept in :attr:`Document.fields`.
 
-Tie handling: trec_eval orders documents of equal score by docid, which silently changes P@k. Every
-run written here therefore has *strictly decreasing* scores within a query: documents are sorted by
-``(-score, docid)`` (Pyserini's tie-breaker) and any score not below its predecessor is lowered to
-the next representable float below it. Scores are written with ``repr`` so they read back exactly.
+Tie handling: trec_eval orders documents of equal score by docid, which silently changes P@k, and it
+compares scores as 32-bit floats (so does pytrec_eval): two scores that differ only beyond float32
+precision tie there. Every run written here therefore has *strictly decreasing float32* scores
+within a query: documents are sorted by ``(-score, docid)`` (Pyserini's tie-breaker), each score is
+rounded to float32, and any score not below its predecessor is lowered to the next float32 below it.
+Scores are written with ``repr`` so they read back exactly.
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Collection, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
 
 from clir_ot.errors import ConsistencyError, InputFormatError
 
@@ -212,10 +216,15 @@ def iter_run(
         yield number, Hit(qid=qid, docid=docid, score=score, rank=rank)
 
 
+def as_float32(score: float) -> float:
+    """``score`` rounded to the nearest 32-bit float, the precision trec_eval compares scores at."""
+    return float(np.float32(score))
+
+
 def _trec_eval_order(hits: list[Hit]) -> list[Hit]:
-    """Order as trec_eval does: score descending, ties by docid descending."""
+    """Order as trec_eval does: float32 score descending, ties by docid descending."""
     hits = sorted(hits, key=lambda h: h.docid, reverse=True)
-    hits.sort(key=lambda h: h.score, reverse=True)
+    hits.sort(key=lambda h: as_float32(h.score), reverse=True)
     return [replace(h, rank=i) for i, h in enumerate(hits, start=1)]
 
 
@@ -277,19 +286,21 @@ def load_run(
 def strictly_decreasing(hits: Iterable[Hit], keep_order: bool = False) -> list[Hit]:
     """Return the hits of one query ranked 1..n with strictly decreasing scores.
 
-    Unless ``keep_order``, hits are first sorted by ``(-score, docid)``. Then every score that is not
-    below the previous one is lowered to the next float below it, so no reader can reorder ties.
+    Unless ``keep_order``, hits are first sorted by ``(-score, docid)``. Scores are rounded to float32
+    (trec_eval's precision) and every score that is not below the previous one is lowered to the next
+    float32 below it, so no reader can reorder ties.
     """
     hits = list(hits)
     if not keep_order:
         hits.sort(key=lambda h: (-h.score, h.docid))
     out: list[Hit] = []
-    previous = math.inf
+    previous = np.float32(np.inf)
+    lowest = np.float32(-np.inf)
     for rank, hit in enumerate(hits, start=1):
-        score = hit.score
-        if score >= previous:
-            score = math.nextafter(previous, -math.inf)
-        out.append(replace(hit, score=score, rank=rank))
+        score = np.float32(hit.score)
+        if not score < previous:
+            score = np.nextafter(previous, lowest)
+        out.append(replace(hit, score=float(score), rank=rank))
         previous = score
     return out
 
