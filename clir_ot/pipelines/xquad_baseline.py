@@ -38,14 +38,20 @@ class BaselineResult:
     seconds: float
 
 
+def _index_is_current(info, corpus: Path, language: str, thai_tokenizer: str) -> bool:
+    if info is None or info.get("corpus_sha256") != _sha256(corpus) or info.analysis.language != language:
+        return False
+    if language == "th" and thai_tokenizer != "auto":  # an explicit Thai choice must match the index
+        return (info.analysis.method == "pretokenized") == (thai_tokenizer == "pythainlp")
+    return True
+
+
 def ensure_index(corpus: Path, index_dir: Path, language: str, threads: int, thai_tokenizer: str = "auto") -> Path:
-    """Build ``index_dir`` unless it already indexes this exact corpus with the same analysis."""
+    """Build ``index_dir`` unless it already indexes this exact corpus with the requested analysis."""
     info = read_index_info(index_dir)
-    if info is not None and info.get("corpus_sha256") == _sha256(corpus) and info.analysis.language == language:
-        wanted_pythainlp = thai_tokenizer == "pythainlp"
-        if language != "th" or wanted_pythainlp == (info.analysis.method == "pretokenized") or thai_tokenizer == "auto":
-            logger.info("reusing index %s (%s)", index_dir, info.analysis.describe())
-            return index_dir
+    if _index_is_current(info, corpus, language, thai_tokenizer):
+        logger.info("reusing index %s (%s)", index_dir, info.analysis.describe())
+        return index_dir
     build_index(corpus, index_dir, language, threads=threads, thai_tokenizer=thai_tokenizer)
     return index_dir
 
