@@ -1,0 +1,30 @@
+"""``clir-ot fuse``: reciprocal rank fusion of TREC runs."""
+from __future__ import annotations
+
+import argparse
+
+from clir_ot.errors import ConfigError
+from clir_ot.retrieval.fusion import fuse_run_files
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "fuse", help="fuse runs with reciprocal rank fusion",
+        description="Reciprocal rank fusion (k=60 by default) of two or more TREC runs into one.",
+    )
+    parser.add_argument("--runs", nargs="+", required=True, help="run files to fuse")
+    parser.add_argument("--output", required=True, help="fused run file")
+    parser.add_argument("--method", choices=["rrf"], default="rrf", help="fusion method (default rrf)")
+    parser.add_argument("--rrf.k", dest="rrf_k", type=float, default=60.0, help="RRF constant k (default 60)")
+    parser.add_argument("--weights", nargs="+", type=float, default=None, help="one weight per run (default 1)")
+    parser.add_argument("--depth", type=int, default=1000, help="hits read per input and written (default 1000)")
+    parser.add_argument("--run-tag", default="rrf")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if len(args.runs) < 2:
+        raise ConfigError("clir-ot fuse: --runs needs at least two run files")
+    fuse_run_files(args.runs, args.output, k=args.rrf_k, depth=args.depth, weights=args.weights, tag=args.run_tag)
+    return 0
