@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import io
 import json
 import logging
@@ -56,6 +57,7 @@ __all__ = [
     "load_run",
     "read_qrels",
     "read_topics",
+    "sha256_of",
     "strictly_decreasing",
     "write_corpus",
     "write_qrels",
@@ -170,6 +172,18 @@ def atomic_open(path: PathLike, mode: str = "w", encoding: str | None = "utf-8")
 def _check_known(value: str, known: Collection[str] | None, what: str, path: Path, number: int, other: str) -> None:
     if known is not None and value not in known:
         raise InputFormatError(path, number, f"{what} {value!r} is not in the {other}")
+
+
+def sha256_of(path: PathLike) -> str:
+    """SHA-256 of a file, or of a folder's files in name order (the identity of a corpus or source)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------------

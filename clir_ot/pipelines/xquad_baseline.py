@@ -20,8 +20,8 @@ from typing import Sequence
 
 from clir_ot.datasets.xquad import DEFAULT_LANGUAGES, build_xquad_collections
 from clir_ot.evaluation import evaluate, parse_measure
-from clir_ot.formats import atomic_open, load_run, read_qrels, read_topics
-from clir_ot.retrieval.lucene import BM25Searcher, _sha256, build_index, read_index_info, search_to_run
+from clir_ot.formats import atomic_open, load_run, read_qrels, read_topics, sha256_of
+from clir_ot.retrieval.lucene import BM25Searcher, build_index, read_index_info, search_to_run
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class BaselineResult:
 
 
 def _index_is_current(info, corpus: Path, language: str, thai_tokenizer: str) -> bool:
-    if info is None or info.get("corpus_sha256") != _sha256(corpus) or info.analysis.language != language:
+    if info is None or info.get("corpus_sha256") != sha256_of(corpus) or info.analysis.language != language:
         return False
     if language == "th" and thai_tokenizer != "auto":  # an explicit Thai choice must match the index
         return (info.analysis.method == "pretokenized") == (thai_tokenizer == "pythainlp")

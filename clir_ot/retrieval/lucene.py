@@ -7,7 +7,6 @@ queries the same way. Indexes are built in a temporary folder and renamed into p
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,7 +20,7 @@ from tqdm.auto import tqdm
 
 from clir_ot import __version__
 from clir_ot.errors import ConfigError, InputFormatError
-from clir_ot.formats import Hit, RunWriter, atomic_open, iter_corpus, strictly_decreasing
+from clir_ot.formats import Hit, RunWriter, atomic_open, iter_corpus, sha256_of, strictly_decreasing
 from clir_ot.java import anserini_jar, ensure_jvm
 from clir_ot.retrieval.analysis import Analysis, Pretokenizer, check_language, resolve_analysis
 
@@ -33,15 +32,6 @@ DEFAULT_B = 0.4
 
 __all__ = ["BM25Searcher", "IndexInfo", "build_index", "read_index_info", "search_to_run"]
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 class IndexInfo(dict):
@@ -114,7 +104,7 @@ def build_index(
         info = IndexInfo(
             analysis=analysis.to_json(),
             corpus=str(corpus.resolve()),
-            corpus_sha256=_sha256(corpus),
+            corpus_sha256=sha256_of(corpus),
             documents=count,
             java=runtime.describe(),
             anserini=anserini_jar().name,

@@ -1,0 +1,569 @@
+"""Loading Hugging Face encoders and tokenizers, from a local folder or the hub, offline-aware.
+
+Every neural stage loads its transformer through :func:`load_encoder`. It accepts a hub name
+(``bert-base-multilingual-cased``, ``xlm-roberta-base``, ``xlm-roberta-large``, ...), a local folder
+written by ``save_pretrained``, ``None`` or ``"multilingual-e5-small"`` (the embedded offline default,
+see :mod:`clir_ot.models.default`). It never runs code shipped with a model (``trust_remote_code``
+stays off) and prefers safetensors weights.
+
+Offline behaviour: when ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` is set, or the hub does not answer
+within a few seconds, a hub name that is not in the local Hugging Face cache fails at once with a
+:class:`~clir_ot.errors.ModelLoadError` that says how to pass a local folder instead; transformers'
+own path (retries against an unreachable host, then a deep traceback) is never taken.
+
+This module also holds the folder-level I/O that the model classes share: the atomic output folder
+(:func:`atomic_output_dir`) and the small ``clir_ot.json`` settings file that names a saved model's
+kind, pooling and head (:func:`read_settings`, :func:`write_settings`).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import json
+import logging
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Sequence
+
+import numpy as np
+
+from clir_ot.errors import ConfigError, ModelLoadError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+
+SETTINGS_FILE = "clir_ot.json"
+"""Name of the small JSON file, next to ``config.json``, that records how clir_ot uses a model."""
+
+SETTINGS_FORMAT = 1
+
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+    "sentencepiece.model",
+    "tokenizer.model",
+    "vocab.txt",
+    "vocab.json",
+)
+"""Any one of these makes a folder's tokenizer loadable (``tokenizer.json`` is the fast format)."""
+
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+HUB_PROBE_TIMEOUT_S = 3.0
+"""Seconds to wait for the hub to answer before treating it as unreachable."""
+
+_TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
+
+OFFLINE_HINT = (
+    "pass a local model folder instead (--model /path/to/folder, or a path in Python), "
+    "or run `clir-ot models prepare` once to build the offline default model (multilingual-e5-small)"
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# Hub reachability and locating a model
+
+
+def is_offline() -> bool:
+    """Whether Hugging Face offline mode is on (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``).
+
+    The environment is read at call time; the flag that ``huggingface_hub`` read at import counts too.
+    """
+    for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(variable, "").strip().upper() in _TRUE_VALUES:
+            return True
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_endpoint() -> str:
+    """The hub's base URL: ``$HF_ENDPOINT`` (read at call time) or huggingface_hub's default."""
+    from huggingface_hub import constants
+
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def hub_reachable(endpoint: str | None = None, timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether the hub answers an HTTP request within ``timeout`` seconds.
+
+    Any HTTP answer, an error status included, means the network path works. Proxy variables
+    (``HTTPS_PROXY`` ...) are honoured, as they are by the hub client.
+    """
+    url = (endpoint or hub_endpoint()) + "/api/models?limit=1"
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        logger.debug("hub %s unreachable: %s", url, err)
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSource:
+    """Where a model will be loaded from.
+
+    ``location`` is a local folder (``local=True``) or a hub repository id. ``local_files_only`` is
+    set when a hub name must be served from the local Hugging Face cache (offline or no network).
+    """
+
+    location: str
+    local: bool
+    local_files_only: bool = False
+
+
+def _looks_like_path(name: str) -> bool:
+    return (
+        name.startswith(("/", "./", "../", "~", ".\\", "..\\"))
+        or name in (".", "..")
+        or name.count("/") > 1
+        or "\\" in name
+        or os.path.isabs(name)
+    )
+
+
+def _in_hub_cache(repo_id: str, cache_dir: PathLike | None, revision: str | None) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir, revision=revision)
+    except HFValidationError as err:
+        raise ModelLoadError(
+            f"model {repo_id!r} is neither an existing folder nor a valid hub name ({err}); {OFFLINE_HINT}"
+        ) from None
+    return isinstance(found, str)
+
+
+def check_model_dir(folder: PathLike) -> Path:
+    """Check that ``folder`` holds a loadable model: ``config.json``, weights and tokenizer files.
+
+    Raises :class:`ModelLoadError` naming the folder and what is missing.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ModelLoadError(f"model folder {folder} does not exist (or is not a folder)")
+    names = {p.name for p in folder.iterdir()}
+    missing: list[str] = []
+    if "config.json" not in names:
+        missing.append("config.json (the model configuration)")
+    if not names.intersection(WEIGHT_FILES):
+        missing.append("weights (model.safetensors)")
+    if not names.intersection(TOKENIZER_FILES):
+        missing.append(
+            "tokenizer files (tokenizer.json, or a vocabulary such as sentencepiece.bpe.model or vocab.txt)"
+        )
+    if missing:
+        raise ModelLoadError(
+            f"model folder {folder} lacks {'; '.join(missing)}. Save the model and its tokenizer there "
+            "with save_pretrained(), or point to a folder that has them"
+        )
+    return folder
+
+
+def locate_model(
+    name_or_path: PathLike | None,
+    *,
+    cache_dir: PathLike | None = None,
+    revision: str | None = None,
+) -> ModelSource:
+    """Decide where ``name_or_path`` will be loaded from, failing fast when that is impossible.
+
+    ``None`` and ``"multilingual-e5-small"`` resolve to the offline default (see
+    :func:`clir_ot.models.default.resolve_model`). An existing folder is checked with
+    :func:`check_model_dir`. A hub name is looked up in the local Hugging Face cache; if it is not
+    there and offline mode is on or the hub is unreachable, :class:`ModelLoadError` says so.
+    """
+    from clir_ot.models.default import resolve_model
+
+    resolved = resolve_model(name_or_path)
+    path = Path(resolved).expanduser()
+    if path.is_dir():
+        return ModelSource(str(check_model_dir(path)), local=True)
+    if _looks_like_path(resolved) or path.exists():
+        raise ModelLoadError(f"model folder {path} does not exist (or is not a folder)")
+
+    cached = _in_hub_cache(resolved, cache_dir, revision)
+    if is_offline():
+        if cached:
+            return ModelSource(resolved, local=False, local_files_only=True)
+        raise ModelLoadError(
+            f"model {resolved!r} is not a local folder and not in the local Hugging Face cache, and "
+            f"offline mode is on (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE), so it cannot be downloaded; {OFFLINE_HINT}"
+        )
+    if not hub_reachable():
+        if cached:
+            logger.warning("hub %s unreachable; loading %s from the local cache", hub_endpoint(), resolved)
+            return ModelSource(resolved, local=False, local_files_only=True)
+        raise ModelLoadError(
+            f"model {resolved!r} is not a local folder and not in the local Hugging Face cache, and no "
+            f"network is reachable (the hub {hub_endpoint()} did not answer within {HUB_PROBE_TIMEOUT_S:g} s); "
+            f"{OFFLINE_HINT}"
+        )
+    return ModelSource(resolved, local=False, local_files_only=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _hub_kwargs(source: ModelSource, cache_dir: PathLike | None, revision: str | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"trust_remote_code": False}
+    if not source.local:
+        kwargs["local_files_only"] = source.local_files_only
+        if cache_dir is not None:
+            kwargs["cache_dir"] = str(cache_dir)
+        if revision is not None:
+            kwargs["revision"] = revision
+    return kwargs
+
+
+def _wrap(source: ModelSource, what: str, err: Exception) -> ModelLoadError:
+    first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return ModelLoadError(f"cannot load the {what} of model {source.location!r}: {first_line}")
+
+
+def _use_safetensors(source: ModelSource, requested: bool | None) -> bool | None:
+    """``True`` unless a local folder has only pickled (``.bin``) weights, which then load with a warning."""
+    if requested is not None or not source.local:
+        return True if requested is None else requested
+    names = {p.name for p in Path(source.location).iterdir()}
+    if names.intersection({"model.safetensors", "model.safetensors.index.json"}):
+        return True
+    logger.warning("%s has no safetensors weights; loading its pytorch_model.bin", source.location)
+    return None
+
+
+def load_config(source: ModelSource, *, cache_dir: PathLike | None = None, revision: str | None = None) -> "PretrainedConfig":
+    """The ``PretrainedConfig`` of a located model (no weights are read)."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(source.location, **_hub_kwargs(source, cache_dir, revision))
+    except (OSError, ValueError, KeyError) as err:
+        raise _wrap(source, "configuration", err) from err
+
+
+def load_tokenizer(
+    source: ModelSource, *, cache_dir: PathLike | None = None, revision: str | None = None
+) -> "PreTrainedTokenizerBase":
+    """The (fast) tokenizer of a located model."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.location, **_hub_kwargs(source, cache_dir, revision))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise _wrap(source, "tokenizer", err) from err
+    if tokenizer.pad_token is None:
+        raise ModelLoadError(f"the tokenizer of model {source.location!r} has no padding token")
+    return tokenizer
+
+
+def _accepts_pooling_flag(config: "PretrainedConfig") -> bool:
+    """Whether ``AutoModel``'s class for ``config`` takes ``add_pooling_layer`` (BERT, XLM-R, ...)."""
+    from transformers import MODEL_MAPPING
+
+    model_class = MODEL_MAPPING.get(type(config), None)
+    return model_class is not None and "add_pooling_layer" in inspect.signature(model_class.__init__).parameters
+
+
+class LoadedEncoder(NamedTuple):
+    """What :func:`load_encoder` returns: ``model, tokenizer, source = load_encoder(...)``."""
+
+    model: "PreTrainedModel"
+    tokenizer: "PreTrainedTokenizerBase"
+    source: ModelSource
+
+    @property
+    def folder(self) -> Path | None:
+        """The local folder the model came from (``None`` for a hub name served from the cache)."""
+        return Path(self.source.location) if self.source.local else None
+
+
+def load_encoder(
+    name_or_path: PathLike | None,
+    *,
+    device: "str | torch.device | None" = None,
+    dtype: "torch.dtype | None" = None,
+    cache_dir: PathLike | None = None,
+    revision: str | None = None,
+    use_safetensors: bool | None = None,
+) -> LoadedEncoder:
+    """Load a transformer encoder (``AutoModel``, without its pooler) and its tokenizer.
+
+    Args:
+        name_or_path: a hub name (``xlm-roberta-base``), a local folder, or ``None`` /
+            ``"multilingual-e5-small"`` for the offline default built by ``clir-ot models prepare``.
+        device: where to put the model (default: CPU).
+        dtype: parameter dtype (default: float32, also for checkpoints stored in half precision).
+        cache_dir: Hugging Face cache folder for hub names (default: the hub's own).
+        revision: hub revision (branch, tag or commit) for hub names.
+        use_safetensors: ``None`` (default) requires safetensors weights for hub names and prefers them
+            for local folders; ``False`` allows pickled ``.bin`` weights.
+
+    Returns:
+        ``(model, tokenizer, source)`` as a :class:`LoadedEncoder`; the model is in eval mode.
+
+    Raises:
+        ModelLoadError: the model cannot be located (offline, missing files) or loaded.
+    """
+    import torch
+    from transformers import AutoModel
+
+    source = locate_model(name_or_path, cache_dir=cache_dir, revision=revision)
+    config = load_config(source, cache_dir=cache_dir, revision=revision)
+    tokenizer = load_tokenizer(source, cache_dir=cache_dir, revision=revision)
+    kwargs = _hub_kwargs(source, cache_dir, revision)
+    kwargs["use_safetensors"] = _use_safetensors(source, use_safetensors)
+    kwargs["dtype"] = dtype or torch.float32
+    if _accepts_pooling_flag(config):
+        # the pooler is unused by clir_ot; passed with an explicit config, the flag reaches __init__
+        kwargs["add_pooling_layer"] = False
+    try:
+        model = AutoModel.from_pretrained(source.location, config=config, **kwargs)
+    except (OSError, ValueError, RuntimeError, KeyError) as err:
+        raise _wrap(source, "weights", err) from err
+    model.eval()
+    if device is not None:
+        model.to(device)
+    logger.info(
+        "loaded %s (%s, %s layers, hidden %s)", source.location, config.model_type,
+        getattr(config, "num_hidden_layers", "?"), getattr(config, "hidden_size", "?"),
+    )
+    return LoadedEncoder(model, tokenizer, source)
+
+
+# --------------------------------------------------------------------------------------------------
+# Folder I/O shared by the model classes
+
+
+def read_settings(folder: PathLike) -> dict[str, Any] | None:
+    """The ``clir_ot.json`` of a model folder, or ``None`` if it has none (a plain HF model)."""
+    path = Path(folder) / SETTINGS_FILE
+    if not path.is_file():
+        return None
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"{path}: unreadable clir_ot settings ({err})") from None
+    if not isinstance(settings, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object")
+    version = settings.pop("format", SETTINGS_FORMAT)
+    if version != SETTINGS_FORMAT:
+        raise ModelLoadError(f"{path}: settings format {version} is not supported (expected {SETTINGS_FORMAT})")
+    return settings
+
+
+def write_settings(folder: PathLike, settings: dict[str, Any]) -> Path:
+    """Write ``settings`` (with the format version) as ``clir_ot.json`` in ``folder``."""
+    path = Path(folder) / SETTINGS_FILE
+    path.write_text(json.dumps({"format": SETTINGS_FORMAT, **settings}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def settings_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Build the settings dataclass ``cls`` from ``data``, rejecting unknown keys with a readable message."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return cls(**data)
+
+
+@contextlib.contextmanager
+def atomic_output_dir(target: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder next to ``target`` that replaces ``target`` on success.
+
+    The folder is built as a hidden sibling (same file system, so the final rename is atomic) and
+    renamed to ``target`` only when the ``with`` block ends without an exception; otherwise it is
+    removed and ``target`` is left as it was. An existing ``target`` is replaced only when
+    ``overwrite`` is true and it is empty or a model folder (has ``config.json``), never a folder
+    of other files.
+    """
+    target = Path(target).expanduser().absolute()
+    if target.exists():
+        if not target.is_dir():
+            raise ConfigError(f"output {target} exists and is not a folder")
+        contents = list(target.iterdir())
+        if contents and not overwrite:
+            raise ConfigError(f"output folder {target} already exists; choose another or allow overwriting (--force)")
+        if contents and not (target / "config.json").is_file():
+            raise ConfigError(f"refusing to replace {target}: it is not empty and not a model folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        for path in tmp.rglob("*"):  # some writers create 0600 files; a model folder is meant to be shared
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        if target.exists():
+            old = target.with_name(f".{target.name}.{os.getpid()}.old")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_model_folder(
+    folder: PathLike,
+    encoder: "PreTrainedModel",
+    tokenizer: "PreTrainedTokenizerBase",
+    settings: dict[str, Any],
+    extra: Callable[[Path], None] | None = None,
+) -> Path:
+    """Atomically write encoder (safetensors + ``config.json``), tokenizer, ``clir_ot.json`` and ``extra`` files.
+
+    An existing model folder at ``folder`` is replaced as a whole.
+    """
+    folder = Path(folder)
+    with atomic_output_dir(folder, overwrite=True) as tmp:
+        encoder.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_settings(tmp, settings)
+        if extra is not None:
+            extra(tmp)
+    logger.info("saved %s", folder)
+    return folder
+
+
+# --------------------------------------------------------------------------------------------------
+# Batching shared by the model classes
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "xlm-roberta-xl")
+
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+def compute_precision(device: "torch.device", dtype: "str | torch.dtype | None" = None) -> contextlib.AbstractContextManager:
+    """A context that runs the forward pass in ``dtype`` (``fp32``, ``fp16``, ``bf16`` or a torch dtype).
+
+    ``None``/``fp32`` run in the model's own dtype; the half precisions use ``torch.autocast`` on
+    ``device``, so weights stay as they are and the caller still gets float32 arrays back.
+    """
+    import torch
+
+    names = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+    name = names.get(dtype, dtype) if dtype is not None else "fp32"  # type: ignore[call-overload]
+    if name not in PRECISIONS:
+        raise ConfigError(f"unknown precision {dtype!r}; valid: {', '.join(PRECISIONS)}")
+    if name == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.float16 if name == "fp16" else torch.bfloat16)
+
+
+def max_sequence_length(encoder: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase") -> int:
+    """The longest input (special tokens included) that both the tokenizer and the position table allow.
+
+    RoBERTa-family models start positions at ``padding_idx + 1``, so two rows are not usable.
+    """
+    config = encoder.config
+    limit = int(getattr(config, "max_position_embeddings", 512) or 512)
+    if config.model_type in ROBERTA_LIKE:
+        limit -= int(config.pad_token_id or 0) + 1
+    tokenizer_limit = int(getattr(tokenizer, "model_max_length", limit) or limit)
+    return min(limit, tokenizer_limit)
+
+
+def iter_length_sorted_batches(
+    count: int,
+    tokenize: Callable[[Sequence[int]], dict[str, list[list[int]]]],
+    *,
+    batch_size: int,
+    pad_token_id: int,
+    chunk_size: int | None = None,
+    show_progress: bool | None = None,
+    desc: str = "encoding",
+) -> Iterator[tuple[np.ndarray, dict[str, "torch.Tensor"]]]:
+    """Yield ``(indices, tensors)`` batches of ``count`` inputs, each padded only to its own longest input.
+
+    Inputs are tokenized ``chunk_size`` at a time (default ``64 * batch_size``) by ``tokenize``, which
+    maps input indices to the tokenizer's unpadded output; within a chunk they are sorted by length,
+    longest first, so batches hold inputs of similar length and padding is minimal. ``indices`` are the
+    positions of the batch's inputs in the original order. A tqdm bar counts inputs; by default it is
+    shown when there are more than 10 batches.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    chunk = max(batch_size, chunk_size or 64 * batch_size)
+    if show_progress is None:
+        show_progress = count > 10 * batch_size
+    with tqdm(total=count, desc=desc, unit="text", disable=not show_progress) as bar:
+        for start in range(0, count, chunk):
+            positions = list(range(start, min(count, start + chunk)))
+            encoded = tokenize(positions)
+            lengths = [len(ids) for ids in encoded["input_ids"]]
+            order = sorted(range(len(positions)), key=lambda i: -lengths[i])
+            keys = [k for k in MODEL_INPUTS if k in encoded]
+            for offset in range(0, len(order), batch_size):
+                rows = order[offset : offset + batch_size]
+                width = lengths[rows[0]]
+                tensors = {}
+                for key in keys:
+                    array = np.full((len(rows), width), pad_token_id if key == "input_ids" else 0, dtype=np.int64)
+                    for r, i in enumerate(rows):
+                        array[r, : lengths[i]] = encoded[key][i]
+                    tensors[key] = torch.from_numpy(array)
+                yield np.asarray(rows, dtype=np.int64) + start, tensors
+                bar.update(len(rows))
+
+
+def run_batched(
+    module: "torch.nn.Module",
+    out: np.ndarray,
+    tokenize: Callable[[Sequence[int]], dict[str, list[list[int]]]],
+    *,
+    batch_size: int,
+    pad_token_id: int,
+    show_progress: bool | None = None,
+    dtype: "str | torch.dtype | None" = None,
+    desc: str = "encoding",
+) -> np.ndarray:
+    """Fill ``out`` (one row per input, in input order) with ``module(**batch)`` over length-sorted batches.
+
+    Runs with dropout off (the module's train/eval mode is restored afterwards), under
+    ``torch.inference_mode`` and the compute precision ``dtype`` (see :func:`compute_precision`).
+    ``tokenize`` maps input positions to unpadded tokenizer output (see :func:`iter_length_sorted_batches`).
+    """
+    import torch
+
+    device = next(module.parameters()).device
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.inference_mode(), compute_precision(device, dtype):
+            for rows, batch in iter_length_sorted_batches(
+                len(out), tokenize, batch_size=batch_size, pad_token_id=pad_token_id,
+                show_progress=show_progress, desc=desc,
+            ):
+                out[rows] = module(**{k: v.to(device) for k, v in batch.items()}).float().cpu().numpy()
+    finally:
+        module.train(was_training)
+    return out
