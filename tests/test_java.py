@@ -93,3 +93,16 @@ def test_jvm_started_elsewhere_is_reported():
     )
     done = _run_python(code, dict(os.environ))
     assert "ERR the JVM was started before clir_ot could configure it" in done.stdout, done.stderr[-2000:]
+
+
+def test_importing_pyserini_after_clir_ot_boots_the_right_jvm():
+    code = (
+        "import clir_ot\n"
+        "from pyserini.search.lucene import LuceneSearcher\n"
+        "from clir_ot import java\n"
+        "print('BOOTED', java.jvm_info().version)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
+    done = _run_python(code, env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split("BOOTED")[1].split()[0]) >= java.MIN_JAVA

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from clir_ot.formats import read_topics
+from clir_ot.models.loading import DTYPES
 from clir_ot.retrieval.analysis import THAI_TOKENIZERS
 from clir_ot.retrieval.lucene import DEFAULT_B, DEFAULT_K1, BM25Searcher, search_to_run
 
@@ -27,14 +28,43 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--run-tag", default="bm25", help="tag in the last run column (default bm25)")
     parser.add_argument("--thai-tokenizer", choices=THAI_TOKENIZERS, default="auto",
                         help="Thai segmentation for indexes without a clir-ot manifest")
+    dense = parser.add_argument_group("dense search (a faiss index from clir-ot encode)")
+    dense.add_argument("--dense", action="store_true", help="search a faiss index with a bi-encoder")
+    dense.add_argument("--encoder", default=None,
+                       help="query encoder (default: the encoder recorded in the index, else the offline default)")
+    dense.add_argument("--max-length", type=int, default=256, help="tokens per query (default 256)")
+    dense.add_argument("--dtype", choices=DTYPES, default="auto")
+    dense.add_argument("--ef-search", type=int, default=128, help="HNSW search breadth")
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     topics = read_topics(args.topics)
+    if args.dense:
+        return _run_dense(args, topics)
     searcher = BM25Searcher(args.index, language=args.language, k1=args.bm25[0], b=args.bm25[1],
                             thai_tokenizer=args.thai_tokenizer)
     search_to_run(searcher, topics, args.output, k=args.hits, threads=args.threads,
                   batch_size=args.batch_size, tag=args.run_tag)
+    return 0
+
+
+def _run_dense(args: argparse.Namespace, topics: dict[str, str]) -> int:
+    import json
+    from pathlib import Path
+
+    from clir_ot.models import BiEncoderModel
+    from clir_ot.models.loading import resolve_precision
+    from clir_ot.retrieval.dense import DenseSearcher, dense_search_to_run
+
+    encoder = args.encoder
+    manifest = Path(args.index) / "clir_ot.json"
+    if encoder is None and manifest.is_file():
+        encoder = json.loads(manifest.read_text()).get("encoder") or None
+    model = BiEncoderModel.from_pretrained(encoder)
+    searcher = DenseSearcher(args.index, model, ef_search=args.ef_search)
+    tag = args.run_tag if args.run_tag != "bm25" else "dense"
+    dense_search_to_run(searcher, topics, args.output, k=args.hits, batch_size=args.batch_size,
+                        max_length=args.max_length, dtype=resolve_precision(args.dtype, model.device), tag=tag)
     return 0

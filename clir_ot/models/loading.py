@@ -457,6 +457,33 @@ ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "xlm-roberta-xl")
 
 
 PRECISIONS = ("fp32", "fp16", "bf16")
+#: Accepted by ``--dtype``: a precision, or ``auto`` (see :func:`resolve_precision`).
+DTYPES = ("auto", *PRECISIONS)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX-512 BF16), where bf16 autocast pays off."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(dtype: "str | None", device: "torch.device | str | None" = None) -> str:
+    """Turn ``auto`` into a precision: bf16 on GPUs that support it and on CPUs with native bf16,
+    fp32 elsewhere. Other values are checked and returned as they are."""
+    import torch
+
+    name = dtype or "fp32"
+    if name not in DTYPES:
+        raise ConfigError(f"unknown precision {dtype!r}; valid: {', '.join(DTYPES)}")
+    if name != "auto":
+        return name
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
 
 
 def compute_precision(device: "torch.device", dtype: "str | torch.dtype | None" = None) -> contextlib.AbstractContextManager:
@@ -469,6 +496,8 @@ def compute_precision(device: "torch.device", dtype: "str | torch.dtype | None" 
 
     names = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
     name = names.get(dtype, dtype) if dtype is not None else "fp32"  # type: ignore[call-overload]
+    if name == "auto":
+        name = resolve_precision("auto", device)
     if name not in PRECISIONS:
         raise ConfigError(f"unknown precision {dtype!r}; valid: {', '.join(PRECISIONS)}")
     if name == "fp32":

@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 MEASURES = ("P@5", "Success@5", "RR@10", "nDCG@10", "R@100")
 SETTINGS = ("cross", "mono")
 
-__all__ = ["BaselineResult", "MEASURES", "ensure_index", "render_table", "run_xquad_bm25"]
+__all__ = ["BaselineResult", "MEASURES", "ensure_index", "render_table", "run_xquad_bm25", "run_xquad_dense"]
 
 
 @dataclass
@@ -108,12 +108,79 @@ def run_xquad_bm25(
                     table[lang]["cross"]["P@5"], table[lang]["cross"]["RR@10"],
                     table[lang]["mono"]["P@5"], table[lang]["mono"]["RR@10"])
     seconds = time.time() - started
-    with atomic_open(output / "table.bm25.md") as out:
-        out.write(f"BM25 on XQuAD (cross: {query_language}->D, mono: D->D), qrels: cross\n\n")
-        out.write(render_table(table))
-    with atomic_open(output / "table.bm25.tsv") as out:
-        out.write(render_table(table, fmt="tsv"))
-    with atomic_open(output / "table.bm25.json") as out:
-        json.dump({"table": table, "seconds": round(seconds, 1), "query_language": query_language},
-                  out, indent=2)
+    write_tables(output, "bm25", f"BM25 on XQuAD (cross: {query_language}->D, mono: D->D), qrels: cross",
+                 table, MEASURES, SETTINGS, seconds)
+    return BaselineResult(table=table, runs=runs, seconds=seconds)
+
+
+def write_tables(output: Path, name: str, title: str, table, measures: Sequence[str], settings: Sequence[str],
+                 seconds: float) -> None:
+    """``table.<name>.{md,tsv,json}`` under ``output``."""
+    with atomic_open(output / f"table.{name}.md") as out:
+        out.write(f"{title}\n\n")
+        out.write(render_table(table, measures, settings))
+    with atomic_open(output / f"table.{name}.tsv") as out:
+        out.write(render_table(table, measures, settings, fmt="tsv"))
+    with atomic_open(output / f"table.{name}.json") as out:
+        json.dump({"title": title, "table": table, "seconds": round(seconds, 1)}, out, indent=2)
+
+
+DENSE_MEASURES = ("P@1", "P@5", "Success@5", "RR@10", "nDCG@10", "R@100")
+DENSE_SETTINGS = ("dense", "rrf")
+
+
+def run_xquad_dense(
+    output: str | Path,
+    index_root: str | Path,
+    bm25: BaselineResult,
+    model=None,
+    languages: Sequence[str] = DEFAULT_LANGUAGES,
+    query_language: str = "en",
+    hits: int = 100,
+    batch_size: int = 32,
+    max_length: int = 256,
+    dtype: str = "auto",
+    model_tag: str = "e5-small",
+) -> BaselineResult:
+    """Dense first stage for cross ``query_language``->D, and its RRF with the BM25 cross run.
+
+    Needs the collections and BM25 runs of :func:`run_xquad_bm25` (its result is ``bm25``).
+    ``model`` is a :class:`~clir_ot.models.BiEncoderModel` (default: the offline default model).
+    """
+    from clir_ot.models import BiEncoderModel
+    from clir_ot.models.loading import resolve_precision
+    from clir_ot.retrieval.dense import DenseSearcher, dense_search_to_run, encode_corpus
+    from clir_ot.retrieval.fusion import fuse_run_files
+
+    started = time.time()
+    output, index_root = Path(output), Path(index_root)
+    collection = output / "collection"
+    model = model if model is not None else BiEncoderModel.from_pretrained(None)
+    dtype = resolve_precision(dtype, model.device)
+    measures = [parse_measure(m) for m in DENSE_MEASURES]
+    topics = read_topics(collection / f"topics.xquad.{query_language}.tsv")
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    runs: dict[str, dict[str, Path]] = {}
+    for lang in languages:
+        corpus = collection / "corpus" / lang
+        index_dir = index_root / f"faiss.xquad.{lang}.{model_tag}"
+        encode_corpus(corpus, index_dir, model, batch_size=batch_size, max_length=max_length, dtype=dtype)
+        dense_path = output / f"run.xquad.{model_tag}.cross.{query_language}-{lang}.txt"
+        dense_search_to_run(DenseSearcher(index_dir, model), topics, dense_path, k=hits, batch_size=batch_size,
+                            max_length=max_length, dtype=dtype, tag=f"{model_tag}.{query_language}-{lang}")
+        fused_path = output / f"run.xquad.bm25+{model_tag}.rrf.cross.{query_language}-{lang}.txt"
+        fuse_run_files([bm25.runs[lang]["cross"], dense_path], fused_path, k=60, depth=hits,
+                       tag=f"rrf.{query_language}-{lang}")
+        qrels = read_qrels(collection / f"qrels.xquad.cross.{lang}.txt")
+        runs[lang] = {"dense": dense_path, "rrf": fused_path}
+        table[lang] = {}
+        for setting, path in runs[lang].items():
+            result = evaluate(qrels, load_run(path), measures)
+            table[lang][setting] = {m.display: result.means[m.display] for m in measures}
+        logger.info("%s: dense P@1 %.4f RR@10 %.4f | rrf P@1 %.4f RR@10 %.4f", lang,
+                    table[lang]["dense"]["P@1"], table[lang]["dense"]["RR@10"],
+                    table[lang]["rrf"]["P@1"], table[lang]["rrf"]["RR@10"])
+    seconds = time.time() - started
+    write_tables(output, model_tag, f"{model_tag} dense and BM25+{model_tag} RRF (k=60) on XQuAD, cross "
+                 f"{query_language}->D ({dtype})", table, DENSE_MEASURES, DENSE_SETTINGS, seconds)
     return BaselineResult(table=table, runs=runs, seconds=seconds)

@@ -1,0 +1,106 @@
+"""The reranker contract: score texts for a query; rerank hits by those scores.
+
+:class:`Reranker` is a real ``ABC``: subclasses implement :meth:`Reranker.score`, and inherit
+:meth:`Reranker.rerank`, which accepts the toolkit's :class:`~clir_ot.formats.Hit` records *or* the
+hits Pyserini's ``LuceneSearcher.search()`` returns (``docid``, ``score`` and the stored raw
+document), so a reranker drops into an existing Pyserini pipeline::
+
+    hits = LuceneSearcher("indexes/lucene.xquad.th").search("...", k=100)
+    reranked = reranker.rerank("Who won Super Bowl 50?", hits)   # list[Hit], new order, new scores
+"""
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from clir_ot.errors import InputFormatError
+from clir_ot.formats import Hit, strictly_decreasing
+
+__all__ = ["Reranker", "as_hit", "assemble_ranking", "hits_from_pyserini"]
+
+
+def _pyserini_text(hit: Any) -> str | None:
+    document = getattr(hit, "lucene_document", None)
+    raw = getattr(hit, "raw", None)
+    if raw is None and document is not None:
+        raw = document.get("raw")
+    if raw is None:
+        return None
+    try:
+        parsed = json.loads(raw)
+    except (TypeError, json.JSONDecodeError):
+        return str(raw)
+    if isinstance(parsed, dict):
+        return parsed.get("contents") or parsed.get("text") or str(raw)
+    return str(raw)
+
+
+def as_hit(hit: Any, qid: str = "", rank: int = 0) -> Hit:
+    """A :class:`Hit` from a Hit, a Pyserini hit (``JScoredDoc``) or any object with docid and score."""
+    if isinstance(hit, Hit):
+        return hit
+    try:
+        docid, score = str(hit.docid), float(hit.score)
+    except AttributeError:
+        raise TypeError(f"cannot rerank {type(hit).__name__}: it has no docid and score") from None
+    return Hit(qid=qid, docid=docid, score=score, rank=rank, text=_pyserini_text(hit))
+
+
+def hits_from_pyserini(results: Iterable[Any], qid: str = "") -> list[Hit]:
+    """Convert the hits of ``LuceneSearcher.search()`` (raw documents included) into Hits."""
+    return [as_hit(h, qid=qid, rank=i) for i, h in enumerate(results, start=1)]
+
+
+class Reranker(ABC):
+    """Scores (query, text) pairs; reranks a ranking by those scores."""
+
+    @abstractmethod
+    def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        """One relevance score per text (higher is more relevant), float array of ``len(texts)``."""
+
+    def score_pairs(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
+        """Scores of ``(queries[i], passages[i])``. The default groups pairs by query and calls
+        :meth:`score`; batch-oriented rerankers override it to batch across queries."""
+        scores = np.zeros(len(passages), dtype=np.float64)
+        groups: dict[str, list[int]] = {}
+        for i, query in enumerate(queries):
+            groups.setdefault(query, []).append(i)
+        for query, rows in groups.items():
+            scores[rows] = np.asarray(self.score(query, [passages[i] for i in rows]), dtype=np.float64)
+        return scores
+
+    def rerank(self, query: str, hits: Sequence[Any], depth: int | None = None) -> list[Hit]:
+        """Rerank the top ``depth`` hits (all when ``None``) by :meth:`score`; see :func:`assemble_ranking`.
+
+        Returns new Hits (the inputs are not modified).
+        """
+        ranked = [as_hit(h, rank=i) for i, h in enumerate(hits, start=1)]
+        head = ranked[: len(ranked) if depth is None else max(0, depth)]
+        missing = [h.docid for h in head if not h.text or not h.text.strip()]
+        if missing:
+            raise InputFormatError(None, None, f"no passage text for document(s) {', '.join(missing[:5])} "
+                                   "(pass hits with text, a corpus, or a Pyserini index that stores raw documents)")
+        scores = np.asarray(self.score(query, [h.text for h in head]), dtype=np.float64) if head else np.zeros(0)
+        if scores.shape != (len(head),):
+            raise ValueError(f"{type(self).__name__}.score returned shape {scores.shape}, expected ({len(head)},)")
+        return assemble_ranking(ranked, scores)
+
+
+def assemble_ranking(ranked: Sequence[Hit], head_scores: np.ndarray) -> list[Hit]:
+    """The reranked list: the first ``len(head_scores)`` hits sorted by their new scores, then the rest.
+
+    The result is ranked 1..n with strictly decreasing scores: the head carries the reranker's
+    scores, and the tail keeps the first-stage order with scores shifted below the head's lowest
+    (``head_min - 1 - i``), as Pyserini/pygaggle users expect of ``--depth``.
+    """
+    cut = len(head_scores)
+    head = strictly_decreasing(h.with_score(s) for h, s in zip(ranked[:cut], head_scores))
+    tail = ranked[cut:]
+    if not tail:
+        return head
+    floor = head[-1].score if head else 0.0
+    shifted = [h.with_score(floor - 1.0 - i) for i, h in enumerate(tail)]
+    return strictly_decreasing(head + shifted, keep_order=True)

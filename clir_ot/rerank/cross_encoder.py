@@ -1,0 +1,116 @@
+"""Neural rerankers: a cross-encoder (the OPTICAL teacher and students), and a bi-encoder's similarity.
+
+Both score with length-sorted batches and dynamic padding (by token length), tokenisation outside
+the model loop, ``torch.inference_mode`` and the compute precision ``dtype`` (``auto`` = bf16 where
+the hardware computes it natively, fp32 elsewhere; see
+:func:`clir_ot.models.loading.resolve_precision`).
+
+Truncation is explicit: pairs are cut to ``max_length`` tokens (special tokens included) with
+longest-first truncation, and :attr:`CrossEncoderReranker.truncation` counts how many pairs were cut
+and the query and passage lengths seen, so a run's log says what the model did not read.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from clir_ot.models.bi_encoder import BiEncoderModel
+from clir_ot.models.cross_encoder import CrossEncoderModel
+from clir_ot.models.loading import resolve_precision
+from clir_ot.rerank.base import Reranker
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BiEncoderReranker", "CrossEncoderReranker", "TruncationStats"]
+
+
+@dataclass
+class TruncationStats:
+    """Token lengths seen by a reranker (before truncation) and how many pairs were cut."""
+
+    max_length: int
+    pairs: int = 0
+    truncated: int = 0
+    query_tokens: list[int] = field(default_factory=list, repr=False)
+    passage_tokens: list[int] = field(default_factory=list, repr=False)
+
+    def add(self, query_lengths: np.ndarray, passage_lengths: np.ndarray, specials: int) -> None:
+        self.pairs += len(passage_lengths)
+        self.truncated += int(np.sum(query_lengths + passage_lengths + specials > self.max_length))
+        self.query_tokens.extend(np.unique(query_lengths).tolist() if len(query_lengths) else [])
+        self.passage_tokens.extend(passage_lengths.tolist())
+
+    def summary(self) -> str:
+        if not self.pairs:
+            return "no pairs scored"
+        q = np.asarray(self.query_tokens or [0])
+        p = np.asarray(self.passage_tokens)
+        return (f"{self.pairs} pairs at max length {self.max_length}: {self.truncated} truncated "
+                f"({100.0 * self.truncated / self.pairs:.1f}%); query tokens mean {q.mean():.1f} max {q.max()}, "
+                f"passage tokens mean {p.mean():.1f} max {p.max()}")
+
+
+class CrossEncoderReranker(Reranker):
+    """Rerank with a :class:`~clir_ot.models.CrossEncoderModel` (its one logit is the score).
+
+    ``model`` is a loaded model, or a hub name / folder (``None``: the offline default backbone,
+    whose head is untrained until the teacher is trained).
+    """
+
+    def __init__(
+        self,
+        model: CrossEncoderModel | str | None = None,
+        batch_size: int = 32,
+        max_length: int = 256,
+        dtype: str = "auto",
+        device: str | None = None,
+    ):
+        if not isinstance(model, CrossEncoderModel):
+            model = CrossEncoderModel.from_pretrained(model, device=device)
+        self.model = model
+        self.batch_size = batch_size
+        self.max_length = min(max_length, model._max_length(max_length))
+        self.dtype = resolve_precision(dtype, model.device)
+        self.truncation = TruncationStats(self.max_length)
+        tokenizer = model.tokenizer
+        self._specials = tokenizer.num_special_tokens_to_add(pair=True)
+        logger.info("cross-encoder %s: max length %d, batch %d, %s", getattr(model, "name_or_path", ""),
+                    self.max_length, batch_size, self.dtype)
+
+    def _lengths(self, texts: Sequence[str]) -> np.ndarray:
+        encoded = self.model.tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
+        return np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(texts))
+
+    def score_pairs(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
+        """Scores of ``(queries[i], passages[i])``; lengths are recorded in :attr:`truncation`."""
+        unique = list(dict.fromkeys(queries))
+        query_len = dict(zip(unique, self._lengths(unique)))
+        self.truncation.add(np.fromiter((query_len[q] for q in queries), dtype=np.int64, count=len(queries)),
+                            self._lengths(passages), self._specials)
+        return self.model.predict(list(zip(queries, passages)), batch_size=self.batch_size,
+                                  max_length=self.max_length, dtype=self.dtype)
+
+    def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        return self.score_pairs([query] * len(texts), texts)
+
+
+class BiEncoderReranker(Reranker):
+    """Rerank by a bi-encoder's similarity (inner product of query and passage embeddings)."""
+
+    def __init__(self, model: BiEncoderModel | str | None = None, batch_size: int = 32, max_length: int = 256,
+                 dtype: str = "auto", device: str | None = None):
+        if not isinstance(model, BiEncoderModel):
+            model = BiEncoderModel.from_pretrained(model, device=device)
+        self.model = model
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.dtype = resolve_precision(dtype, model.device)
+
+    def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        q = self.model.encode_queries([query], max_length=self.max_length, dtype=self.dtype)
+        p = self.model.encode_passages(list(texts), batch_size=self.batch_size, max_length=self.max_length,
+                                       dtype=self.dtype)
+        return (p @ q[0]).astype(np.float64)

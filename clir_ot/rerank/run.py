@@ -1,0 +1,94 @@
+"""Rerank a TREC run file: streamed query by query, scored in cross-query batches, resumable.
+
+The run is read one query at a time (:func:`clir_ot.formats.iter_run_by_query`), so its size does
+not matter. Queries are gathered until ``chunk_pairs`` (query, passage) pairs are waiting, and the
+chunk is scored at once, so length-sorted batching works across queries; then each query's top
+``depth`` is reordered and its tail kept below (:func:`clir_ot.rerank.base.assemble_ranking`).
+Finished chunks are checkpointed: a killed job restarted with the same arguments continues after
+the last finished chunk.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Mapping
+
+from tqdm.auto import tqdm
+
+from clir_ot.formats import Hit, RunWriter, iter_run_by_query
+from clir_ot.rerank.base import Reranker, assemble_ranking
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RerankReport", "rerank_run"]
+
+
+class RerankReport(dict):
+    """Counts and timings of one :func:`rerank_run` call."""
+
+
+def rerank_run(
+    reranker: Reranker,
+    run: str | os.PathLike,
+    topics: Mapping[str, str],
+    corpus: Mapping[str, str],
+    output: str | os.PathLike,
+    depth: int = 100,
+    chunk_pairs: int = 2048,
+    tag: str = "rerank",
+) -> RerankReport:
+    """Rerank the top ``depth`` of every query of ``run``; write the new run to ``output``."""
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, got {depth}")
+    started = time.time()
+    pairs = 0
+    scoring_seconds = 0.0
+    pending: list[tuple[str, list[Hit]]] = []
+
+    def flush(writer: RunWriter) -> None:
+        nonlocal pairs, scoring_seconds
+        queries, passages = [], []
+        for qid, hits in pending:
+            for hit in hits[:depth]:
+                queries.append(topics[qid])
+                passages.append(corpus[hit.docid])
+        tick = time.time()
+        scores = reranker.score_pairs(queries, passages) if passages else []
+        scoring_seconds += time.time() - tick
+        offset = 0
+        for qid, hits in pending:
+            cut = min(depth, len(hits))
+            writer.write(qid, assemble_ranking(hits, scores[offset:offset + cut]))
+            offset += cut
+        pairs += len(passages)
+        pending.clear()
+        writer.checkpoint()
+
+    with RunWriter(output, tag=tag, keep_order=True, resumable=True) as writer:
+        if writer.done:
+            logger.info("resuming %s: %d queries already reranked", output, len(writer.done))
+        waiting = 0
+        bar = tqdm(iter_run_by_query(run, known_qids=topics, known_docids=corpus), desc="reranking", unit="q")
+        for qid, hits in bar:
+            if qid in writer.done:
+                continue
+            pending.append((qid, hits))
+            waiting += min(depth, len(hits))
+            if waiting >= chunk_pairs:
+                flush(writer)
+                waiting = 0
+                bar.set_postfix(pairs=pairs)
+        flush(writer)
+    report = RerankReport(
+        output=str(Path(output)), queries=writer.queries, pairs=pairs, depth=depth,
+        seconds=round(time.time() - started, 3),
+        pairs_per_second=round(pairs / scoring_seconds, 2) if scoring_seconds else None,
+    )
+    truncation = getattr(reranker, "truncation", None)
+    if truncation is not None:
+        report["truncation"] = truncation.summary()
+        logger.info("truncation: %s", truncation.summary())
+    logger.info("reranked %d queries (%d pairs) into %s in %.1fs", writer.queries, pairs, output, report["seconds"])
+    return report

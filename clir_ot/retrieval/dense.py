@@ -1,0 +1,196 @@
+"""Dense first stage: a bi-encoder embeds the passages into a faiss index; queries search it.
+
+The index folder has Pyserini's ``FaissSearcher`` layout -- ``index`` (a faiss index written by
+``faiss.write_index``) and ``docid`` (one docid per line, in index order) -- so
+``pyserini.search.faiss.FaissSearcher(folder, encoder)`` reads it as it is; ``clir_ot.json`` records
+the encoder, its settings and the corpus hash.
+
+Index types: ``flat`` (exact inner product, the default; with L2-normalised embeddings that is
+cosine similarity) and ``hnsw`` (graph search for large corpora; ``--hnsw-m``, ``--ef-search``).
+
+Encoding a large corpus checkpoints: embeddings are saved in shards of ``shard_size`` passages in a
+work folder beside the index (``.<name>.encoding``), and a restarted run reuses the finished shards.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from clir_ot import __version__
+from clir_ot.errors import ConfigError, InputFormatError
+from clir_ot.formats import Hit, RunWriter, atomic_open, iter_corpus, sha256_of, strictly_decreasing
+from clir_ot.retrieval.lucene import MANIFEST
+
+logger = logging.getLogger(__name__)
+
+INDEX_TYPES = ("flat", "hnsw")
+
+__all__ = ["DenseSearcher", "INDEX_TYPES", "PyseriniQueryEncoder", "dense_search_to_run", "encode_corpus"]
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+def _build_faiss(vectors: np.ndarray, index_type: str, hnsw_m: int):
+    faiss = _faiss()
+    dim = vectors.shape[1]
+    if index_type == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = max(40, 2 * hnsw_m)
+    else:
+        raise ConfigError(f"index type {index_type!r} is not one of {', '.join(INDEX_TYPES)}")
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+def encode_corpus(
+    corpus: str | os.PathLike,
+    index_dir: str | os.PathLike,
+    model,
+    batch_size: int = 32,
+    max_length: int | None = None,
+    index_type: str = "flat",
+    hnsw_m: int = 32,
+    shard_size: int = 10_000,
+    dtype: str = "fp32",
+) -> dict:
+    """Embed every passage of ``corpus`` with ``model`` (a :class:`~clir_ot.models.BiEncoderModel`)
+    and write a faiss index to ``index_dir``; returns the manifest."""
+    if index_type not in INDEX_TYPES:
+        raise ConfigError(f"index type {index_type!r} is not one of {', '.join(INDEX_TYPES)}")
+    corpus, index_dir = Path(corpus), Path(index_dir)
+    docs = list(iter_corpus(corpus))
+    if not docs:
+        raise InputFormatError(corpus, None, "corpus has no documents")
+    corpus_hash = sha256_of(corpus)
+    work = index_dir.parent / f".{index_dir.name}.encoding"
+    stamp = {"corpus_sha256": corpus_hash, "model": str(getattr(model, "name_or_path", "")),
+             "max_length": max_length, "shard_size": shard_size, "dtype": dtype}
+    stamp_file = work / "stamp.json"
+    if work.exists() and (not stamp_file.is_file() or json.loads(stamp_file.read_text()) != stamp):
+        shutil.rmtree(work)  # left by a different job: start afresh
+    work.mkdir(parents=True, exist_ok=True)
+    stamp_file.write_text(json.dumps(stamp))
+    started = time.time()
+    shards = []
+    num_shards = (len(docs) + shard_size - 1) // shard_size
+    for s in tqdm(range(num_shards), desc=f"encoding {corpus.name}", unit="shard", disable=num_shards == 1):
+        path = work / f"shard-{s:05d}.npy"
+        if path.is_file():
+            shards.append(np.load(path))
+            continue
+        texts = [d.contents for d in docs[s * shard_size:(s + 1) * shard_size]]
+        vectors = model.encode_passages(texts, batch_size=batch_size, max_length=max_length, dtype=dtype)
+        tmp = work / f".shard-{s:05d}.tmp.npy"
+        np.save(tmp, vectors)
+        os.replace(tmp, path)
+        shards.append(vectors)
+    vectors = np.concatenate(shards)
+    index = _build_faiss(vectors, index_type, hnsw_m)
+    building = index_dir.parent / f".{index_dir.name}.building"
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    _faiss().write_index(index, str(building / "index"))
+    with atomic_open(building / "docid") as out:
+        out.writelines(f"{d.docid}\n" for d in docs)
+    manifest = {
+        "kind": "faiss",
+        "index_type": index_type,
+        "hnsw_m": hnsw_m if index_type == "hnsw" else None,
+        "dim": int(vectors.shape[1]),
+        "documents": len(docs),
+        "corpus": str(corpus.resolve()),
+        "corpus_sha256": corpus_hash,
+        "encoder": str(getattr(model, "name_or_path", "")),
+        "encoder_settings": model.config.to_dict() if hasattr(model.config, "to_dict") else {},
+        "max_length": max_length,
+        "dtype": dtype,
+        "clir_ot": __version__,
+        "seconds": round(time.time() - started, 3),
+    }
+    with atomic_open(building / MANIFEST) as out:
+        json.dump(manifest, out, indent=2)
+    if index_dir.exists():
+        shutil.rmtree(index_dir)
+    os.replace(building, index_dir)
+    shutil.rmtree(work, ignore_errors=True)
+    logger.info("encoded %d passages into %s (%s, dim %d) in %.1fs", len(docs), index_dir, index_type,
+                manifest["dim"], manifest["seconds"])
+    return manifest
+
+
+class DenseSearcher:
+    """Inner-product search of a faiss index written by :func:`encode_corpus` (or by Pyserini)."""
+
+    def __init__(self, index_dir: str | os.PathLike, model, ef_search: int = 128):
+        self.index_dir = Path(index_dir)
+        for name in ("index", "docid"):
+            if not (self.index_dir / name).is_file():
+                raise ConfigError(f"{self.index_dir} is not a faiss index folder: no {name!r} file "
+                                  "(build one with: clir-ot encode)")
+        self.index = _faiss().read_index(str(self.index_dir / "index"))
+        if hasattr(self.index, "hnsw"):
+            self.index.hnsw.efSearch = ef_search
+        self.docids = (self.index_dir / "docid").read_text(encoding="utf-8").split("\n")[:-1]
+        if len(self.docids) != self.index.ntotal:
+            raise ConfigError(f"{self.index_dir}: {len(self.docids)} docids but {self.index.ntotal} vectors")
+        self.model = model
+        info = self.index_dir / MANIFEST
+        self.info = json.loads(info.read_text()) if info.is_file() else {}
+
+    def search_vectors(self, vectors: np.ndarray, qids: list[str], k: int) -> Iterator[tuple[str, list[Hit]]]:
+        k = min(int(k), len(self.docids))
+        scores, rows = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+        for qid, score_row, id_row in zip(qids, scores, rows):
+            hits = (Hit(qid=qid, docid=self.docids[r], score=float(s)) for s, r in zip(score_row, id_row) if r >= 0)
+            yield qid, strictly_decreasing(hits)
+
+    def search(self, query: str, k: int = 1000, qid: str = "") -> list[Hit]:
+        vectors = self.model.encode_queries([query])
+        return next(self.search_vectors(vectors, [qid], k))[1]
+
+    def batch_search(self, topics: Mapping[str, str], k: int = 1000, batch_size: int = 32,
+                     max_length: int | None = None, dtype: str = "fp32") -> Iterator[tuple[str, list[Hit]]]:
+        qids = list(topics)
+        vectors = self.model.encode_queries([topics[q] for q in qids], batch_size=batch_size,
+                                            max_length=max_length, dtype=dtype)
+        yield from self.search_vectors(vectors, qids, k)
+
+
+def dense_search_to_run(searcher: DenseSearcher, topics: Mapping[str, str], output: str | os.PathLike,
+                        k: int = 1000, batch_size: int = 32, max_length: int | None = None,
+                        dtype: str = "fp32", tag: str = "dense") -> Path:
+    """Search all topics densely and write a TREC run atomically."""
+    with RunWriter(output, tag=tag) as writer:
+        for qid, hits in searcher.batch_search(topics, k=k, batch_size=batch_size, max_length=max_length,
+                                               dtype=dtype):
+            writer.write(qid, hits)
+    logger.info("wrote %d queries, %d lines to %s", writer.queries, writer.lines, output)
+    return Path(output)
+
+
+class PyseriniQueryEncoder:
+    """Adapter that lets Pyserini's ``FaissSearcher`` encode queries with a clir_ot bi-encoder::
+
+        FaissSearcher("indexes/faiss.xquad.th.e5-small", PyseriniQueryEncoder(model)).search("...")
+    """
+
+    def __init__(self, model, max_length: int | None = None):
+        self.model = model
+        self.max_length = max_length
+
+    def encode(self, query: str, **_: object) -> np.ndarray:
+        return self.model.encode_queries([query], max_length=self.max_length)[0]

@@ -1,0 +1,180 @@
+"""Reranking: the Reranker contract, cross-encoder scoring, depth tails, truncation, run files, resume."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from clir_ot.errors import InputFormatError, ModelLoadError
+from clir_ot.formats import Document, Hit, iter_run_by_query, load_run, write_corpus, write_run
+from clir_ot.models import CrossEncoderModel
+from clir_ot.rerank import CrossEncoderReranker, Reranker, hits_from_pyserini, rerank_run
+
+PASSAGES = {
+    "d1": "optimal transport aligns tokens",
+    "d2": "the panthers won the super bowl 50",
+    "d3": "sinkhorn iterations converge fast",
+    "d4": "a long passage " + "about many things " * 40,
+    "d5": "short",
+}
+
+
+class TextLengthReranker(Reranker):
+    """A real reranker whose scores are easy to predict: longer texts score higher."""
+
+    def score(self, query, texts):
+        return np.array([len(t) for t in texts], dtype=float)
+
+
+def hits(qid, docids, text=True):
+    return [Hit(qid, d, float(10 - i), i + 1, text=PASSAGES[d] if text else None) for i, d in enumerate(docids)]
+
+
+@pytest.fixture
+def cross_encoder(tiny_encoder):
+    model, tokenizer = tiny_encoder
+    return CrossEncoderModel(copy.deepcopy(model), tokenizer)
+
+
+def test_reranker_is_an_abstract_base_class():
+    with pytest.raises(TypeError):
+        Reranker()  # score() is abstract
+
+
+def test_rerank_orders_by_score_and_renumbers():
+    original = hits("q", ["d5", "d1", "d2"])
+    reranked = TextLengthReranker().rerank("q", original)
+    assert [h.docid for h in reranked] == ["d2", "d1", "d5"]  # by text length
+    assert [h.rank for h in reranked] == [1, 2, 3]
+    assert all(a.score > b.score for a, b in zip(reranked, reranked[1:]))
+    assert [h.docid for h in original] == ["d5", "d1", "d2"] and original[0].score == 10.0  # inputs untouched
+
+
+def test_depth_keeps_the_tail_in_first_stage_order_below_the_head():
+    original = hits("q", ["d5", "d1", "d4", "d2", "d3"])
+    reranked = TextLengthReranker().rerank("q", original, depth=2)
+    assert [h.docid for h in reranked] == ["d1", "d5", "d4", "d2", "d3"]
+    assert reranked[2].score < reranked[1].score
+    assert all(a.score > b.score for a, b in zip(reranked, reranked[1:]))
+    assert [h.docid for h in TextLengthReranker().rerank("q", original, depth=0)] == ["d5", "d1", "d4", "d2", "d3"]
+
+
+def test_missing_text_is_a_clear_error():
+    with pytest.raises(InputFormatError, match="no passage text for document"):
+        TextLengthReranker().rerank("q", hits("q", ["d1"], text=False))
+
+
+def test_cross_encoder_scores_do_not_depend_on_batching(cross_encoder):
+    import torch
+
+    reranker = CrossEncoderReranker(cross_encoder, batch_size=2, max_length=64, dtype="fp32")
+    texts = [PASSAGES[d] for d in ("d1", "d2", "d3", "d4", "d5")]
+    batched = reranker.score("what converges", texts)
+    single = []
+    with torch.inference_mode():
+        for text in texts:  # one pair at a time: no padding at all
+            inputs = cross_encoder.tokenizer("what converges", text, truncation="longest_first", max_length=64,
+                                             return_tensors="pt")
+            inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+            single.append(float(cross_encoder(**inputs)))
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+
+
+def test_truncation_is_counted(cross_encoder):
+    reranker = CrossEncoderReranker(cross_encoder, batch_size=4, max_length=16, dtype="fp32")
+    texts = [PASSAGES["d5"], PASSAGES["d4"], PASSAGES["d1"]]
+    reranker.score("a query", texts)
+    tok = cross_encoder.tokenizer
+    q = len(tok("a query", add_special_tokens=False)["input_ids"])
+    specials = tok.num_special_tokens_to_add(pair=True)
+    expected = sum(q + len(tok(t, add_special_tokens=False)["input_ids"]) + specials > 16 for t in texts)
+    assert reranker.truncation.pairs == 3 and reranker.truncation.truncated == expected >= 1
+    assert "truncated" in reranker.truncation.summary()
+
+
+def test_pyserini_hits_are_accepted(tmp_path, cross_encoder):
+    from clir_ot.retrieval import build_index
+    from pyserini.search.lucene import LuceneSearcher
+
+    write_corpus(tmp_path / "c.jsonl", [Document(d, t) for d, t in PASSAGES.items()])
+    build_index(tmp_path / "c.jsonl", tmp_path / "idx", "en")
+    results = LuceneSearcher(str(tmp_path / "idx")).search("transport tokens super bowl", k=10)
+    reranker = CrossEncoderReranker(cross_encoder, max_length=64, dtype="fp32")
+    reranked = reranker.rerank("transport tokens super bowl", results)
+    assert {h.docid for h in reranked} == {r.docid for r in results}
+    expected = reranker.score("transport tokens super bowl", [PASSAGES[r.docid] for r in results])
+    by_doc = dict(zip([r.docid for r in results], expected))
+    assert [h.docid for h in reranked] == sorted(by_doc, key=lambda d: (-np.float32(by_doc[d]), d))
+    assert hits_from_pyserini(results)[0].text == PASSAGES[results[0].docid]
+
+
+def test_model_folder_without_tokenizer(tmp_path, cross_encoder):
+    cross_encoder.save_pretrained(tmp_path / "m")
+    for f in (tmp_path / "m").iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "vocab", "sentencepiece")):
+            f.unlink()
+    with pytest.raises(ModelLoadError, match="tokenizer"):
+        CrossEncoderReranker(str(tmp_path / "m"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Run files
+
+
+@pytest.fixture
+def run_files(tmp_path):
+    write_corpus(tmp_path / "corpus.jsonl", [Document(d, t) for d, t in PASSAGES.items()])
+    run = {f"q{i}": hits(f"q{i}", ["d5", "d1", "d4", "d2", "d3"]) for i in range(6)}
+    write_run(tmp_path / "run.txt", run, tag="bm25")
+    topics = {f"q{i}": f"query number {i}" for i in range(6)}
+    corpus = dict(PASSAGES)
+    return tmp_path, topics, corpus
+
+
+def test_rerank_run_file(run_files):
+    root, topics, corpus = run_files
+    report = rerank_run(TextLengthReranker(), root / "run.txt", topics, corpus, root / "out.txt", depth=3)
+    assert report["queries"] == 6 and report["pairs"] == 18
+    for qid, ranked in iter_run_by_query(root / "out.txt"):
+        assert [h.docid for h in ranked] == ["d4", "d1", "d5", "d2", "d3"]
+    assert sorted(p.name for p in root.iterdir()) == ["corpus.jsonl", "out.txt", "run.txt"]
+
+
+class CrashingReranker(TextLengthReranker):
+    def __init__(self, calls_before_crash):
+        self.calls = calls_before_crash
+
+    def score_pairs(self, queries, passages):
+        if self.calls == 0:
+            raise RuntimeError("killed")
+        self.calls -= 1
+        return super().score_pairs(queries, passages)
+
+
+def test_rerank_run_resumes_after_a_crash(run_files):
+    root, topics, corpus = run_files
+    rerank_run(TextLengthReranker(), root / "run.txt", topics, corpus, root / "whole.txt", depth=3, chunk_pairs=6)
+    with pytest.raises(RuntimeError, match="killed"):
+        rerank_run(CrashingReranker(1), root / "run.txt", topics, corpus, root / "out.txt", depth=3, chunk_pairs=6)
+    assert not (root / "out.txt").exists()
+    report = rerank_run(TextLengthReranker(), root / "run.txt", topics, corpus, root / "out.txt", depth=3,
+                        chunk_pairs=6)
+    assert report["queries"] == 4  # the first chunk (2 queries) was kept from the crashed job
+    assert (root / "out.txt").read_text() == (root / "whole.txt").read_text()
+
+
+def test_run_docid_missing_from_corpus(run_files):
+    root, topics, corpus = run_files
+    del corpus["d4"]
+    with pytest.raises(InputFormatError, match="document 'd4' is not in the corpus") as err:
+        rerank_run(TextLengthReranker(), root / "run.txt", topics, corpus, root / "out.txt")
+    assert err.value.line == 3
+    assert not (root / "out.txt").exists()
+
+
+def test_unknown_query_in_run(run_files):
+    root, topics, corpus = run_files
+    del topics["q3"]
+    with pytest.raises(InputFormatError, match="query 'q3' is not in the topics"):
+        rerank_run(TextLengthReranker(), root / "run.txt", topics, corpus, root / "out.txt")
