@@ -43,6 +43,11 @@ class TruncationStats:
         self.query_tokens.extend(np.unique(query_lengths).tolist() if len(query_lengths) else [])
         self.passage_tokens.extend(passage_lengths.tolist())
 
+    def reset(self) -> None:
+        self.pairs = self.truncated = 0
+        self.query_tokens.clear()
+        self.passage_tokens.clear()
+
     def summary(self) -> str:
         if not self.pairs:
             return "no pairs scored"
@@ -81,15 +86,20 @@ class CrossEncoderReranker(Reranker):
                     self.max_length, batch_size, self.dtype)
 
     def _lengths(self, texts: Sequence[str]) -> np.ndarray:
-        encoded = self.model.tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
+        encoded = self.model.tokenizer(list(texts), add_special_tokens=False, truncation=False,
+                                       verbose=False)["input_ids"]
         return np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(texts))
 
-    def score_pairs(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
-        """Scores of ``(queries[i], passages[i])``; lengths are recorded in :attr:`truncation`."""
+    def record_lengths(self, queries: Sequence[str], passages: Sequence[str]) -> None:
+        """Add the pairs' token lengths to :attr:`truncation` (done by :meth:`score_pairs`)."""
         unique = list(dict.fromkeys(queries))
         query_len = dict(zip(unique, self._lengths(unique)))
         self.truncation.add(np.fromiter((query_len[q] for q in queries), dtype=np.int64, count=len(queries)),
                             self._lengths(passages), self._specials)
+
+    def score_pairs(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
+        """Scores of ``(queries[i], passages[i])``; lengths are recorded in :attr:`truncation`."""
+        self.record_lengths(queries, passages)
         return self.model.predict(list(zip(queries, passages)), batch_size=self.batch_size,
                                   max_length=self.max_length, dtype=self.dtype)
 
