@@ -38,3 +38,7 @@ class JavaError(ClirOtError, RuntimeError):
 
 class ModelLoadError(ClirOtError, OSError):
     """A model could not be loaded (offline hub name, folder without tokenizer, ...)."""
+
+
+class LeakageError(ConsistencyError):
+    """Training data names something of the held-out test split (cross-fitting would be void)."""

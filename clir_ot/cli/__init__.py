@@ -28,6 +28,7 @@ VERBS = {
     "models": "models",
     "encode": "encode",
     "rerank": "rerank",
+    "train": "train",
     "pyserini": "pyserini",
 }
 

@@ -1,0 +1,136 @@
+"""``clir-ot train``: train a cross-encoder reranker (alone, or as ``torchrun ... -m clir_ot -- train ...``).
+
+Under torchrun, put ``--`` between ``-m clir_ot`` and ``train``: torchrun parses the whole command line
+and would otherwise reject ``--run`` as an ambiguous abbreviation of its own ``--run-path``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from clir_ot.errors import ConfigError
+
+# flag -> TrainingConfig field; a flag given on the command line wins over --config
+CONFIG_FLAGS = {
+    "epochs": "epochs", "batch_size": "batch_size", "grad_accum": "grad_accum", "lr": "lr",
+    "max_steps": "max_steps", "negatives": "negatives", "depth": "depth", "valid_negatives": "valid_negatives",
+    "max_length": "max_length", "save_every": "save_every", "keep_last": "keep_last", "seed": "seed",
+    "dtype": "dtype", "loss": "loss", "dropout": "dropout",
+}
+
+
+def _warmup(value: str) -> dict:
+    """``--warmup 100`` is 100 steps; ``--warmup 0.1`` is 10% of the steps."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--warmup takes a step count or a fraction below 1, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"--warmup must not be negative, got {value!r}")
+    if number < 1 and not value.strip().isdigit():
+        return {"warmup_ratio": number, "warmup_steps": None}
+    if number != int(number):
+        raise argparse.ArgumentTypeError(f"--warmup of 1 or more is a step count and must be whole, got {value!r}")
+    return {"warmup_steps": int(number)}
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "train", help="train a cross-encoder reranker (listwise LCE or pairwise margin)",
+        description="Train a cross-encoder on groups (query, positive, k negatives) with checkpoints, exact "
+        "--resume, periodic MRR@10 validation and a training.json manifest. The same command runs under "
+        "torchrun for data-parallel training: torchrun --nproc-per-node N -m clir_ot -- train ... (the '--' keeps "
+        "torchrun's own parser from reading --run as an abbreviation of its --run-path).",
+    )
+    parser.add_argument("--base", default=None,
+                        help="model to start from: hub name or folder (default: offline multilingual-e5-small)")
+    parser.add_argument("--out", "--output", dest="out", required=True,
+                        help="output folder: final model, best/, checkpoints/, log.jsonl, training.json")
+    data = parser.add_argument_group("training data (one source)")
+    data.add_argument("--train", default=None,
+                      help="triples TSV (query<TAB>positive<TAB>negative, '.tsv') or JSONL groups ('.jsonl')")
+    data.add_argument("--triples", default=None, help="triples TSV (MS MARCO format)")
+    data.add_argument("--groups", default=None, help='JSONL groups {"query", "positive", "negatives": [...]}')
+    data.add_argument("--topics", default=None, help="topics (TSV or JSONL), with --qrels --corpus --run")
+    data.add_argument("--qrels", default=None, help="TREC qrels: every relevant document is kept out of the negatives")
+    data.add_argument("--corpus", default=None, help="JSONL corpus (file or folder)")
+    data.add_argument("--run", default=None, help="first-stage TREC run: hard negatives come from its top --depth")
+    data.add_argument("--folds", default=None, help="XQuAD folds.json, with --exclude-fold")
+    data.add_argument("--exclude-fold", type=int, default=None,
+                      help="XQuAD cross-fitting: train on the other folds only (checked for leakage)")
+    valid = parser.add_argument_group("validation (MRR@10 every --save-every steps; best model in OUT/best)")
+    valid.add_argument("--valid", default=None, help="held-out triples TSV or JSONL groups")
+    valid.add_argument("--valid-fraction", type=float, default=None,
+                       help="hold out this fraction of the training queries (whole positives at a time)")
+    settings = parser.add_argument_group("settings (override --config)")
+    settings.add_argument("--config", default=None, help="JSON object of TrainingConfig settings")
+    settings.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    settings.add_argument("--epochs", type=int, default=None, help="default 1")
+    settings.add_argument("--max-steps", type=int, default=None, help="total optimizer steps (overrides --epochs)")
+    settings.add_argument("--batch-size", type=int, default=None, help="groups per process per micro-batch (default 8)")
+    settings.add_argument("--grad-accum", type=int, default=None, help="micro-batches per step (default 1)")
+    settings.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-5)")
+    settings.add_argument("--warmup", type=_warmup, default=None,
+                          help="warm-up: a step count, or a fraction of the steps below 1 (default 0.1)")
+    settings.add_argument("--loss", choices=("listwise", "pairwise"), default=None, help="default listwise")
+    settings.add_argument("--negatives", type=int, default=None, help="negatives per group (default 7)")
+    settings.add_argument("--depth", type=int, default=None, help="negatives come from the run's top DEPTH (default 100)")
+    settings.add_argument("--valid-negatives", type=int, default=None,
+                          help="negatives of --valid-fraction groups: the run's top ones (default 29)")
+    settings.add_argument("--max-length", type=int, default=None, help="tokens per pair (default 256)")
+    settings.add_argument("--dropout", type=float, default=None, help="override the model's dropout")
+    settings.add_argument("--save-every", type=int, default=None, help="checkpoint + validation interval (default 100)")
+    settings.add_argument("--keep-last", type=int, default=None, help="checkpoints kept (default 2)")
+    settings.add_argument("--seed", type=int, default=None, help="default 42")
+    settings.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default=None,
+                          help="compute precision; auto = bf16 where the hardware has it natively, else fp32")
+    settings.add_argument("--head", choices=("linear", "mlp"), default=None,
+                          help="head for a base without a trained one (default linear)")
+    settings.add_argument("--device", default=None, help="torch device (default: cuda:LOCAL_RANK if available, else cpu)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _data_spec(args: argparse.Namespace):
+    from clir_ot.training import DataSpec
+
+    triples, groups = args.triples, args.groups
+    if args.train is not None:
+        if triples is not None or groups is not None:
+            raise ConfigError("give --train, --triples or --groups, not several")
+        suffixes = [s for s in Path(args.train).suffixes if s != ".gz"]
+        if suffixes and suffixes[-1] in (".jsonl", ".json"):
+            groups = args.train
+        elif suffixes and suffixes[-1] in (".tsv", ".txt"):
+            triples = args.train
+        else:
+            raise ConfigError(f"--train {args.train}: name triples '.tsv' and groups '.jsonl' (or use --triples/--groups)")
+    return DataSpec(topics=args.topics, qrels=args.qrels, corpus=args.corpus, run=args.run, triples=triples,
+                    groups=groups, valid=args.valid, valid_fraction=args.valid_fraction, folds=args.folds,
+                    exclude_fold=args.exclude_fold)
+
+
+def build_config(args: argparse.Namespace):
+    from clir_ot.training import TrainingConfig
+
+    overrides = {field: getattr(args, flag) for flag, field in CONFIG_FLAGS.items() if getattr(args, flag) is not None}
+    if args.warmup is not None:
+        overrides.update(args.warmup)
+    if args.config is not None:
+        return TrainingConfig.from_json(args.config, overrides)
+    return TrainingConfig.from_dict(overrides, where="command-line settings")
+
+
+def run(args: argparse.Namespace) -> int:
+    from clir_ot.training import train_cross_encoder
+
+    result = train_cross_encoder(args.base, args.out, _data_spec(args), build_config(args), resume=args.resume,
+                                 head=args.head, device=args.device)
+    summary = {"output": str(result.output), "best": str(result.best) if result.best else None, "steps": result.steps,
+               "metrics": result.metrics}
+    if result.manifest.get("time"):
+        summary["examples_per_s"] = result.manifest["time"].get("examples_per_s")
+    sys.stderr.write(json.dumps(summary) + "\n")
+    return 0

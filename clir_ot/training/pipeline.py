@@ -1,0 +1,72 @@
+"""One call from files to a trained cross-encoder: what ``clir-ot train`` runs (alone or under torchrun)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from clir_ot.formats import PathLike, sha256_of
+from clir_ot.training.data import DataSpec, load_training_data
+from clir_ot.training.distributed import init_distributed, shutdown_distributed
+from clir_ot.training.trainer import Trainer, TrainerState, TrainingConfig, TrainingResult, seed_everything
+from clir_ot.training.validation import MrrValidator
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["train_cross_encoder"]
+
+
+def _describe_base(base: PathLike | None, location: str) -> dict[str, Any]:
+    info: dict[str, Any] = {"requested": None if base is None else str(base), "location": location}
+    path = Path(location)
+    if path.is_dir():
+        weights = sorted(p for p in path.iterdir() if p.is_file() and p.suffix == ".safetensors")
+        info["sha256"] = {p.name: sha256_of(p) for p in weights}
+    return info
+
+
+def train_cross_encoder(
+    base: PathLike | None,
+    output: PathLike,
+    data: DataSpec,
+    config: TrainingConfig,
+    *,
+    resume: bool = False,
+    head: str | None = None,
+    device: str | torch.device | None = None,
+    callbacks: Sequence[Callable[[TrainerState], None]] = (),
+    progress: bool | None = None,
+) -> TrainingResult:
+    """Train a cross-encoder from ``base`` on the groups that ``data`` describes, into ``output``.
+
+    Works in one process or under ``torchrun`` (it joins the process group the environment
+    describes and leaves it at the end). Every process reads the data and loads the model; the
+    main process validates and writes. ``base`` is a hub name, a model folder, or ``None`` for the
+    offline default (multilingual-e5-small); a base without a trained head gets a fresh ``head``
+    (seeded by ``config.seed``). See :class:`~clir_ot.training.trainer.Trainer` for the output.
+    """
+    from clir_ot.models import CrossEncoderModel
+
+    dist, started = init_distributed()
+    try:
+        prepared = load_training_data(data, negatives=config.negatives, depth=config.depth,
+                                      valid_negatives=config.valid_negatives, seed=config.seed)
+        seed_everything(config.seed)  # a freshly initialised head is the same in every process and run
+        model = CrossEncoderModel.from_pretrained(base, head=head, max_length=config.max_length)
+        trainer = Trainer(model, prepared.train, config, output, device=device, callbacks=callbacks,
+                          progress=progress, manifest={})
+        validator = None
+        if prepared.valid:
+            validator = MrrValidator(prepared.valid, batch_size=config.valid_batch_size, max_length=config.max_length,
+                                     dtype=trainer.precision)
+        trainer.validate = validator
+        trainer.extra_manifest = {
+            "base_model": _describe_base(base, model.name_or_path) if dist.is_main else {"location": model.name_or_path},
+            "head": model.config.head,
+            "data": prepared.info,
+        }
+        return trainer.train(resume=resume)
+    finally:
+        shutdown_distributed(started)
