@@ -1,0 +1,916 @@
+r"""Batched entropic optimal transport in torch: Sinkhorn with padding masks, balanced or unbalanced.
+
+A batch of ``B`` transport problems between token sequences of different lengths is solved at once,
+on CPU or GPU. For each batch element, with a cost matrix :math:`\mathbf{C} \in \mathbb{R}^{m \times n}`
+and marginals :math:`\mathbf{a} \in \mathbb{R}_+^m`, :math:`\mathbf{b} \in \mathbb{R}_+^n`, the
+**balanced** problem is
+
+.. math::
+    \mathbf{P}^\star = \mathop{\arg\min}_{\mathbf{P} \geq 0}
+        \langle \mathbf{P}, \mathbf{C} \rangle_F - \varepsilon \mathrm{H}(\mathbf{P})
+    \quad \text{s.t.} \quad \mathbf{P} \mathbf{1}_n = \mathbf{a}, \quad
+        \mathbf{P}^\top \mathbf{1}_m = \mathbf{b}
+
+with the entropy :math:`\mathrm{H}(\mathbf{P}) = -\sum_{ij} P_{ij} (\log P_{ij} - 1)` (Cuturi, 2013).
+The **unbalanced** problem (Chizat et al., 2018) replaces the hard marginal constraints by
+Kullback--Leibler penalties of weight :math:`\rho` (``marginal_penalty``), so that tokens without a counterpart
+need not send or receive their full mass:
+
+.. math::
+    \mathbf{P}^\star = \mathop{\arg\min}_{\mathbf{P} \geq 0}
+        \langle \mathbf{P}, \mathbf{C} \rangle_F
+        + \varepsilon \mathrm{KL}(\mathbf{P} \,\|\, \mathbf{a} \mathbf{b}^\top)
+        + \rho_a \mathrm{KL}(\mathbf{P} \mathbf{1}_n \,\|\, \mathbf{a})
+        + \rho_b \mathrm{KL}(\mathbf{P}^\top \mathbf{1}_m \,\|\, \mathbf{b})
+
+with the generalised divergence :math:`\mathrm{KL}(\mathbf{p} \| \mathbf{q}) = \sum_i p_i \log(p_i/q_i)
+- p_i + q_i`. This is exactly the problem of POT's
+``ot.unbalanced.sinkhorn_unbalanced(a, b, C, reg=ε, reg_m=(ρ_a, ρ_b), reg_type="kl")`` (POT's default
+since 0.9.5). In the balanced case the reference :math:`\mathbf{a}\mathbf{b}^\top` only adds a constant,
+so both formulations have the same minimiser, that of ``ot.sinkhorn(a, b, C, reg=ε)``.
+
+**Marginals.** By default :math:`\mathbf{a}` and :math:`\mathbf{b}` are uniform over the real
+(unmasked) tokens: :math:`a_i = 1/m'` for the :math:`m'` unmasked rows, 0 on padding. Padding rows
+and columns (``mask_a``/``mask_b`` False, or zero marginal mass) get exactly zero mass in the plan.
+
+**Epsilon.** ``epsilon_mode="absolute"`` uses :math:`\varepsilon` as given, in cost units.
+``epsilon_mode="relative"`` (the default) uses, per batch element,
+:math:`\varepsilon_b = \texttt{epsilon} \cdot \operatorname{mean}_{ij \text{ unmasked}} |C_{ij}|`,
+so that ``epsilon=0.05`` means "5% of the typical cost" whatever the cost's scale. The absolute
+values used are returned in :attr:`OTResult.epsilon`; pass them as ``reg`` to reproduce a result
+with POT.
+
+**Solvers.** Sinkhorn's fixed point is computed either in the scaling domain
+(:math:`\mathbf{P} = \operatorname{diag}(\mathbf{u}) \mathbf{K} \operatorname{diag}(\mathbf{v})`,
+:math:`\mathbf{K} = e^{-\mathbf{C}/\varepsilon}`, two batched mat-vec products per iteration; fast
+but it under/overflows when :math:`\max \mathbf{C}/\varepsilon` is large) or in the log domain
+(dual potentials updated with log-sum-exp; stable for any :math:`\varepsilon`, slower).
+``method="auto"`` picks, per batch element, the scaling domain when the row- and column-reduced
+kernel cannot underflow (Schmitzer, 2019, absorbs the same reductions into the potentials), and the
+log domain otherwise; an element whose scaling iterations still hit a non-finite value is solved
+again in the log domain. Convergence is checked every ``check_every`` iterations on the marginal
+error, and an element leaves the batch as soon as it has converged: in the balanced case each
+element then starts, iterates and stops exactly as POT's ``ot.sinkhorn`` does on it alone. On CPU
+the batch is solved in chunks that fit the L2 cache.
+
+**What is returned.** An :class:`OTResult`: the plan :math:`\mathbf{P}^\star` (B, m, n), the
+transport cost :math:`\langle \mathbf{P}^\star, \mathbf{C} \rangle_F` (B,) (without the entropy
+term), the dual potentials, the :math:`\varepsilon` used, the iteration count and convergence flags.
+By default (``differentiate="envelope"``) the plan is a constant for autograd and
+:math:`\partial \langle \mathbf{P}^\star, \mathbf{C}\rangle_F / \partial \mathbf{C} = \mathbf{P}^\star`,
+which is the exact gradient of the regularised OT value (envelope theorem) and costs nothing;
+``differentiate="unrolled"`` back-propagates through the iterations instead.
+
+Example
+-------
+>>> import torch
+>>> from clir_ot.ot import sinkhorn
+>>> cost = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+>>> result = sinkhorn(cost, epsilon=0.1, epsilon_mode="absolute")
+>>> result.plan.sum(-1).tolist(), result.plan.sum(-2).tolist()
+([0.5, 0.5], [0.5, 0.5])
+>>> round(float(result.plan[0, 0]), 6), round(float(result.cost), 6)
+(0.499977, 4.5e-05)
+
+References
+----------
+.. [1] M. Cuturi. Sinkhorn Distances: Lightspeed Computation of Optimal Transport. NeurIPS 2013.
+.. [2] B. Schmitzer. Stabilized Sparse Scaling Algorithms for Entropy Regularized Transport
+   Problems. SIAM J. Sci. Comput. 41(3), 2019.
+.. [3] L. Chizat, G. Peyré, B. Schmitzer, F.-X. Vialard. Scaling Algorithms for Unbalanced Optimal
+   Transport Problems. Math. Comp. 87, 2018.
+.. [4] Z. Huang, P. Yu, J. Allan. Improving Cross-lingual Information Retrieval on Low-Resource
+   Languages via Optimal Transport Distillation (OPTICAL). WSDM 2023.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from clir_ot.errors import ConfigError
+
+__all__ = [
+    "OTResult",
+    "SinkhornConvergenceWarning",
+    "cosine_cost",
+    "ot_loss",
+    "sinkhorn",
+    "token_alignment",
+]
+
+EPSILON_MODES = ("relative", "absolute")
+METHODS = ("auto", "log", "scaling")
+DIFFERENTIATE = ("envelope", "unrolled")
+
+#: ``method="auto"`` uses the scaling domain for a batch element when the largest entry of its
+#: row- and column-reduced cost, divided by epsilon, is at most this (the kernel then stays far
+#: above the smallest normal number, and the scalings far below the largest).
+SCALING_SAFE_RANGE = {torch.float64: 200.0, torch.float32: 30.0}
+
+#: Default convergence tolerance by compute dtype (``tol=None``); float32 cannot reach 1e-9.
+DEFAULT_TOL = {torch.float64: 1e-9, torch.float32: 1e-5}
+
+
+class SinkhornConvergenceWarning(UserWarning):
+    """Sinkhorn stopped at ``max_iter`` (or on a numerical error) before reaching ``tol``."""
+
+
+@dataclass(frozen=True, eq=False)  # tensors do not compare to one bool
+class OTResult:
+    """The solution of a batch of entropic OT problems, as returned by :func:`sinkhorn`.
+
+    Shapes are given for a batched call; for a single (m, n) problem the leading ``B`` is dropped.
+
+    Attributes
+    ----------
+    plan : Tensor, shape (B, m, n)
+        The optimal plan :math:`\\mathbf{P}^\\star`; exactly zero on masked rows and columns. Detached
+        from autograd unless ``differentiate="unrolled"``.
+    cost : Tensor, shape (B,)
+        :math:`\\langle \\mathbf{P}^\\star, \\mathbf{C} \\rangle_F` per element, differentiable in the cost
+        (gradient :math:`\\mathbf{P}^\\star` with ``differentiate="envelope"``).
+    f, g : Tensor, shapes (B, m) and (B, n)
+        Dual potentials in cost units, with
+        :math:`P_{ij} = \\exp((f_i + g_j - C_{ij}) / \\varepsilon)`; ``-inf`` on masked entries.
+    epsilon : Tensor, shape (B,)
+        The absolute :math:`\\varepsilon` used for each element (``reg`` in POT's terms).
+    n_iter : int
+        Iterations run (the largest over the batch).
+    converged : Tensor of bool, shape (B,)
+        Whether each element reached ``tol``.
+    error : Tensor, shape (B,)
+        The last convergence measure per element (see ``tol`` in :func:`sinkhorn`).
+    """
+
+    plan: torch.Tensor
+    cost: torch.Tensor
+    f: torch.Tensor
+    g: torch.Tensor
+    epsilon: torch.Tensor
+    n_iter: int
+    converged: torch.Tensor
+    error: torch.Tensor
+
+
+# --------------------------------------------------------------------------------------------------
+# Argument handling
+
+
+def _penalty_pair(marginal_penalty) -> tuple[float, float] | None:
+    if marginal_penalty is None:
+        return None
+    if isinstance(marginal_penalty, (tuple, list)):
+        if len(marginal_penalty) != 2:
+            raise ConfigError(f"marginal_penalty must be None, a float or a pair (rho_a, rho_b); got {marginal_penalty!r}")
+        pair = (float(marginal_penalty[0]), float(marginal_penalty[1]))
+    else:
+        pair = (float(marginal_penalty), float(marginal_penalty))
+    if not all(r > 0 for r in pair) or any(math.isnan(r) for r in pair):
+        raise ConfigError(f"marginal_penalty must be positive (float('inf') for a hard marginal); got {marginal_penalty!r}")
+    if pair == (math.inf, math.inf):
+        return None
+    return pair
+
+
+def _marginal(weights, mask, shape, name, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``(weights, mask)`` of ``shape`` (B, k): weights zero wherever the mask is False."""
+    B, k = shape
+    if mask is None:
+        mask_t = torch.ones(B, k, dtype=torch.bool, device=device)
+    else:
+        if not isinstance(mask, torch.Tensor) or mask.shape != (B, k):
+            got = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+            raise ConfigError(f"mask_{name} must be a bool tensor of shape {(B, k)}; got {got}")
+        mask_t = mask.to(device=device, dtype=torch.bool)
+    if weights is None:
+        w = mask_t.to(dtype)
+        count = w.sum(-1, keepdim=True)
+        if bool((count == 0).any()):
+            raise ConfigError(f"mask_{name} leaves a batch element with no unmasked entry")
+        return w / count, mask_t
+    w = torch.as_tensor(weights, dtype=dtype, device=device)
+    if w.shape != (B, k):
+        raise ConfigError(f"{name} must have shape {(B, k)} (batch, length); got {tuple(w.shape)}")
+    if bool((w < 0).any()) or not bool(torch.isfinite(w).all()):
+        raise ConfigError(f"{name} must be finite and non-negative")
+    w = torch.where(mask_t, w, torch.zeros((), dtype=dtype, device=device))
+    mask_t = mask_t & (w > 0)  # zero-mass entries are treated as padding
+    if bool((~mask_t.any(-1)).any()):
+        raise ConfigError(f"{name} has a batch element with no positive mass")
+    return w, mask_t
+
+
+# --------------------------------------------------------------------------------------------------
+# The two iteration schemes. Both update g (columns) then f (rows), as POT does, and check every
+# `check_every` iterations, using quantities the next half-iteration needs anyway.
+
+
+def _retire(done, active, outputs, values):
+    """Store the finished elements' ``values`` into the full-batch ``outputs``; return the indices
+    (into the current working batch) of those that go on, and the new map to the full batch."""
+    rows = done.nonzero().squeeze(1)
+    dest = rows if active is None else active.index_select(0, rows)
+    for out, value in zip(outputs, values):
+        out.index_copy_(0, dest, value.index_select(0, rows))
+    keep = (~done).nonzero().squeeze(1)
+    return keep, (keep if active is None else active.index_select(0, keep))
+
+
+def _lse(log_k, pot, dim, buf):
+    """``logsumexp(log_k + pot, dim)`` computed in the workspace ``buf`` (no (B, m, n) allocations)."""
+    torch.add(log_k, pot, out=buf)
+    top = buf.amax(dim, keepdim=True)
+    buf.sub_(top).exp_()
+    return buf.sum(dim).log_().add_(top.squeeze(dim))
+
+
+def _log_loop(log_k, log_a, log_b, fi_a, fi_b, balanced, b, max_iter, tol, check_every, inplace):
+    """Log-domain Sinkhorn. ``log_k`` (B, m, n) = -C/eps (0 on masked pairs); returns f, g in eps units.
+
+    With ``inplace`` (no autograd) the log-sum-exps run in one workspace and every element leaves the
+    batch as soon as it has converged, as it would in its own POT call.
+    """
+    B = log_k.shape[0]
+    # f = 0 on real rows, -inf on masked ones (as POT's sinkhorn_log starts)
+    f = torch.where(torch.isfinite(log_a), torch.zeros_like(log_a), log_a)
+    if inplace:
+        buf = torch.empty_like(log_k)
+        lse_col = _lse(log_k, f.unsqueeze(2), 1, buf)
+        out_f, out_g = torch.empty_like(log_a), torch.empty_like(log_b)
+        out_err = torch.empty(B, dtype=log_k.dtype, device=log_k.device)
+        active = None
+    else:
+        lse_col = torch.logsumexp(log_k + f.unsqueeze(2), dim=1)  # (B, n)
+    err = torch.full((B,), math.inf, dtype=log_k.dtype, device=log_k.device)
+    it = 0
+    while it < max_iter:
+        it += 1
+        g = log_b - lse_col if balanced else log_b - fi_b * lse_col
+        if inplace:
+            lse_row = _lse(log_k, g.unsqueeze(1), 2, buf)
+            f = log_a - lse_row if balanced else log_a - fi_a * lse_row
+            lse_col = _lse(log_k, f.unsqueeze(2), 1, buf)
+        else:
+            lse_row = torch.logsumexp(log_k + g.unsqueeze(1), dim=2)  # (B, m)
+            f = log_a - lse_row if balanced else log_a - fi_a * lse_row
+            lse_col = torch.logsumexp(log_k + f.unsqueeze(2), dim=1)
+        if (it - 1) % check_every and it != max_iter:  # after iterations 1, 1 + k, ... as POT
+            continue
+        with torch.no_grad():
+            err = _error(g, lse_col, log_b, fi_b, balanced, b)
+            done = (err < tol) | ~torch.isfinite(err)
+            all_done = bool(done.all())
+        if not inplace:
+            if all_done:
+                break
+            continue
+        if all_done or it == max_iter:
+            done = torch.ones_like(done)
+        elif not bool(done.any()):
+            continue
+        keep, active = _retire(done, active, (out_f, out_g, out_err), (f, g, err))
+        if all_done or it == max_iter:
+            break
+        log_k, log_a, log_b, b = (x.index_select(0, keep) for x in (log_k, log_a, log_b, b))
+        fi_a, fi_b, lse_col = (x.index_select(0, keep) for x in (fi_a, fi_b, lse_col))
+        buf = torch.empty_like(log_k)
+    if inplace:
+        return out_f, out_g, it, out_err
+    return f, g, it, err
+
+
+def _error(g, lse_col, log_b, fi_b, balanced, b):
+    """Balanced: ||P^T 1 - b||_2 (as POT). Unbalanced: max_j |g_next - g_j| / max(1, max_j |g_j|)."""
+    if balanced:
+        col = torch.exp(g + lse_col)
+        return torch.linalg.vector_norm(col - b, dim=-1)
+    g_next = log_b - fi_b * lse_col
+    live = torch.isfinite(log_b)
+    zero = torch.zeros((), dtype=g.dtype, device=g.device)
+    diff = torch.where(live, (g_next - g).abs(), zero).amax(-1)
+    scale = torch.where(live, g.abs(), zero).amax(-1).clamp_min(1.0)
+    return diff / scale
+
+
+def _scaling_loop(kernel, kernel_t, u, a, b, fi_a, fi_b, balanced, max_iter, tol, check_every, inplace):
+    """Scaling-domain Sinkhorn. All vectors are rows: u, a (B, 1, m); v, b (B, 1, n); fi (B, 1, 1).
+
+    ``kernel`` (B, m, n) and its contiguous transpose ``kernel_t`` (B, n, m) are both kept because a
+    batched row-vector x matrix product is several times faster on CPU than matrix x column-vector.
+    With ``inplace`` (no autograd) the iterations write into preallocated buffers and every element
+    leaves the batch as soon as it has converged, as it would in its own POT call.
+
+    Returns u (B, 1, m), v (B, 1, n), the iteration count and the last error (B,).
+    """
+    B = kernel.shape[0]
+    neg_fa, neg_fb = (None, None) if balanced else (-fi_a, -fi_b)
+    ktu = torch.bmm(u, kernel)  # (B, 1, n)
+    err = torch.full((B,), math.inf, dtype=kernel.dtype, device=kernel.device)
+    log_b = None if balanced else torch.log(b.squeeze(1))
+    if inplace:
+        v, kv = torch.empty_like(b), torch.empty_like(a)
+        out_u, out_v, out_err = torch.empty_like(u), torch.empty_like(b), err.clone()
+        active = None  # indices into the full batch of the rows still iterating; None: all of them
+    it = 0
+    while it < max_iter:
+        it += 1
+        if inplace:
+            if balanced:
+                torch.div(b, ktu, out=v)
+                torch.bmm(v, kernel_t, out=kv)
+                torch.div(a, kv, out=u)
+            else:
+                torch.pow(ktu, neg_fb, out=v).mul_(b)
+                torch.bmm(v, kernel_t, out=kv)
+                torch.pow(kv, neg_fa, out=u).mul_(a)
+            torch.bmm(u, kernel, out=ktu)
+        else:
+            v = b / ktu if balanced else b * ktu.pow(neg_fb)
+            kv = torch.bmm(v, kernel_t)
+            u = a / kv if balanced else a * kv.pow(neg_fa)
+            ktu = torch.bmm(u, kernel)
+        if (it - 1) % check_every and it != max_iter:  # after iterations 1, 1 + k, ... as POT
+            continue
+        with torch.no_grad():
+            if balanced:
+                err = torch.linalg.vector_norm((v * ktu - b).squeeze(1), dim=-1)
+            else:
+                g = torch.log(v.squeeze(1))
+                err = _error(g, torch.log(ktu.squeeze(1)), log_b, fi_b.view(-1, 1), False, None)
+            done = (err < tol) | ~torch.isfinite(err)
+            all_done = bool(done.all())
+        if not inplace:
+            if all_done:
+                break
+            continue
+        if all_done or it == max_iter:
+            done = torch.ones_like(done)
+        elif not bool(done.any()):
+            continue
+        # retire the finished elements: store them, and drop them from the working batch
+        keep, active = _retire(done, active, (out_u, out_v, out_err), (u, v, err))
+        if all_done or it == max_iter:
+            break
+        kernel, kernel_t = kernel.index_select(0, keep), kernel_t.index_select(0, keep)
+        a, b, u, ktu = (x.index_select(0, keep) for x in (a, b, u, ktu))
+        v, kv = torch.empty_like(b), torch.empty_like(a)
+        if not balanced:
+            neg_fa, neg_fb = neg_fa.index_select(0, keep), neg_fb.index_select(0, keep)
+            fi_b, log_b = fi_b.index_select(0, keep), log_b.index_select(0, keep)
+    if inplace:
+        return out_u, out_v, it, out_err
+    return u, v, it, err
+
+
+# --------------------------------------------------------------------------------------------------
+# The solver
+
+
+def sinkhorn(
+    cost: torch.Tensor,
+    a: torch.Tensor | None = None,
+    b: torch.Tensor | None = None,
+    *,
+    epsilon: float = 0.05,
+    epsilon_mode: str = "relative",
+    marginal_penalty: float | tuple[float, float] | None = None,
+    mask_a: torch.Tensor | None = None,
+    mask_b: torch.Tensor | None = None,
+    max_iter: int = 1000,
+    tol: float | None = None,
+    check_every: int = 10,
+    method: str = "auto",
+    differentiate: str = "envelope",
+) -> OTResult:
+    r"""Solve a batch of entropic OT problems with Sinkhorn iterations (balanced or unbalanced).
+
+    For each batch element solves
+
+    .. math::
+        \mathbf{P}^\star = \mathop{\arg\min}_{\mathbf{P} \geq 0} \langle \mathbf{P}, \mathbf{C} \rangle_F
+            + \varepsilon \mathrm{KL}(\mathbf{P} \| \mathbf{a}\mathbf{b}^\top)
+            + \rho_a \mathrm{KL}(\mathbf{P}\mathbf{1} \| \mathbf{a})
+            + \rho_b \mathrm{KL}(\mathbf{P}^\top\mathbf{1} \| \mathbf{b})
+
+    where :math:`\rho = \infty` (``marginal_penalty=None``, the default) turns the penalties into the hard
+    constraints :math:`\mathbf{P}\mathbf{1} = \mathbf{a}`, :math:`\mathbf{P}^\top\mathbf{1} = \mathbf{b}`
+    (the balanced problem, whose minimiser is that of :math:`\langle\mathbf{P},\mathbf{C}\rangle_F -
+    \varepsilon \mathrm{H}(\mathbf{P})`). The iterations, with :math:`f, g` in units of
+    :math:`\varepsilon` and :math:`\phi = \rho / (\rho + \varepsilon)` (1 when balanced), are
+
+    .. math::
+        g_j \leftarrow \log b_j - \phi_b \log \sum_i e^{f_i - C_{ij}/\varepsilon}, \qquad
+        f_i \leftarrow \log a_i - \phi_a \log \sum_j e^{g_j - C_{ij}/\varepsilon}, \qquad
+        P_{ij} = e^{f_i + g_j - C_{ij}/\varepsilon}
+
+    (Cuturi 2013; Chizat et al. 2018), run in the log domain or, where it is safe, in the scaling
+    domain :math:`u = e^{f}`, :math:`v = e^{g}` with two batched mat-vec products per iteration.
+
+    Parameters
+    ----------
+    cost : Tensor, shape (B, m, n) or (m, n)
+        Cost matrices :math:`\mathbf{C}`. Entries on masked rows/columns are ignored (may be anything,
+        even inf). float64 is computed in float64; other float dtypes in float32.
+    a : Tensor, shape (B, m), optional
+        Source marginals; default uniform over the unmasked rows. Entries with zero mass are padding.
+    b : Tensor, shape (B, n), optional
+        Target marginals; default uniform over the unmasked columns. In the balanced case
+        ``a.sum(-1)`` must equal ``b.sum(-1)``.
+    epsilon : float
+        Entropic regularisation :math:`\varepsilon > 0` (smaller: sharper plan, more iterations).
+    epsilon_mode : {"relative", "absolute"}
+        ``"absolute"``: :math:`\varepsilon` in cost units. ``"relative"``: per element,
+        ``epsilon * mean(|C|)`` over the unmasked pairs (``epsilon`` itself if that mean is 0). The
+        scale is treated as a constant by autograd. The values used are in ``OTResult.epsilon``.
+    marginal_penalty : float or (float, float), optional
+        ``None`` for balanced OT; otherwise the marginal penalties :math:`\rho` (cost units, as POT's
+        ``reg_m``), one for both sides or ``(rho_a, rho_b)``; ``float("inf")`` keeps that side hard.
+    mask_a : Tensor of bool, shape (B, m), optional
+        True on real rows, False on padding (which gets exactly zero mass).
+    mask_b : Tensor of bool, shape (B, n), optional
+        Same for the columns.
+    max_iter : int
+        Iteration cap; on reaching it without convergence a :class:`SinkhornConvergenceWarning` is
+        issued.
+    tol : float, optional
+        Stop when every element's error is below ``tol``. Balanced: the marginal violation
+        :math:`\|\mathbf{P}^\top\mathbf{1} - \mathbf{b}\|_2` (the rows are exact after each
+        iteration), as POT's ``stopThr``. Unbalanced: the relative change of the column potential over
+        one iteration, :math:`\max_j |\Delta g_j| / \max(1, \max_j |g_j|)`. Default 1e-9 in float64,
+        1e-5 in float32.
+    check_every : int
+        Check convergence after iterations 1, 1 + k, 1 + 2k, ... for k = ``check_every``, as POT does
+        for k = 10 (each check synchronises with the device).
+    method : {"auto", "log", "scaling"}
+        ``"log"``: log-domain iterations (stable for any epsilon). ``"scaling"``: scaling-domain
+        iterations on the row/column-reduced kernel (fast; may fail for small epsilon). ``"auto"``:
+        scaling where the reduced cost over epsilon is at most ``SCALING_SAFE_RANGE`` (200 in
+        float64, 30 in float32), log elsewhere, and log again for any element that still fails.
+    differentiate : {"envelope", "unrolled"}
+        ``"envelope"``: the plan is a constant and :math:`\partial\,\mathrm{cost}/\partial\mathbf{C}
+        = \mathbf{P}^\star` (exact for the regularised OT value; no memory for the iterations).
+        ``"unrolled"``: autograd through every iteration (memory grows with ``max_iter``).
+
+    Returns
+    -------
+    OTResult
+        ``plan`` (B, m, n), ``cost`` (B,) :math:`= \langle\mathbf{P}^\star, \mathbf{C}\rangle_F`, dual
+        potentials ``f`` (B, m) and ``g`` (B, n) in cost units, ``epsilon`` (B,), ``n_iter``,
+        ``converged`` (B,) and ``error`` (B,). Without a batch dimension in ``cost`` the leading B is
+        dropped everywhere.
+
+    Examples
+    --------
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> cost = torch.rand(4, 5, 7, dtype=torch.float64)
+    >>> mask_b = torch.ones(4, 7, dtype=torch.bool); mask_b[0, 5:] = False
+    >>> res = sinkhorn(cost, mask_b=mask_b, epsilon=0.2)
+    >>> res.plan.shape, res.cost.shape, bool(res.converged.all())
+    (torch.Size([4, 5, 7]), torch.Size([4]), True)
+    >>> float(res.plan[0, :, 5:].abs().max()), round(float(res.plan[0].sum(0)[0]), 6)
+    (0.0, 0.2)
+
+    References
+    ----------
+    .. [1] M. Cuturi. Sinkhorn Distances: Lightspeed Computation of Optimal Transport. NeurIPS 2013.
+    .. [2] B. Schmitzer. Stabilized Sparse Scaling Algorithms for Entropy Regularized Transport
+       Problems. SIAM J. Sci. Comput. 41(3), 2019.
+    .. [3] L. Chizat, G. Peyré, B. Schmitzer, F.-X. Vialard. Scaling Algorithms for Unbalanced
+       Optimal Transport Problems. Math. Comp. 87, 2018.
+
+    See Also
+    --------
+    ot.sinkhorn, ot.unbalanced.sinkhorn_unbalanced : POT's single-problem solvers, matched to 1e-6.
+    """
+    # ---- arguments
+    if not isinstance(cost, torch.Tensor) or not cost.is_floating_point() or cost.dim() not in (2, 3):
+        got = f"{cost.dtype} {tuple(cost.shape)}" if isinstance(cost, torch.Tensor) else type(cost).__name__
+        raise ConfigError(f"cost must be a float tensor of shape (B, m, n) or (m, n); got {got}")
+    if epsilon_mode not in EPSILON_MODES:
+        raise ConfigError(f"epsilon_mode must be one of {EPSILON_MODES}; got {epsilon_mode!r}")
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {METHODS}; got {method!r}")
+    if differentiate not in DIFFERENTIATE:
+        raise ConfigError(f"differentiate must be one of {DIFFERENTIATE}; got {differentiate!r}")
+    if not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon > 0):
+        raise ConfigError(f"epsilon must be a positive finite number; got {epsilon!r}")
+    if int(max_iter) < 1 or int(check_every) < 1:
+        raise ConfigError(f"max_iter and check_every must be >= 1; got {max_iter}, {check_every}")
+    pair = _penalty_pair(marginal_penalty)
+    balanced = pair is None
+
+    single = cost.dim() == 2
+    if single:
+        cost = cost.unsqueeze(0)
+        a = None if a is None else torch.as_tensor(a).unsqueeze(0)
+        b = None if b is None else torch.as_tensor(b).unsqueeze(0)
+        mask_a = None if mask_a is None else mask_a.unsqueeze(0)
+        mask_b = None if mask_b is None else mask_b.unsqueeze(0)
+    B, m, n = cost.shape
+    dtype = torch.float64 if cost.dtype == torch.float64 else torch.float32
+    device = cost.device
+    tol = DEFAULT_TOL[dtype] if tol is None else float(tol)
+
+    a, mask_a = _marginal(a, mask_a, (B, m), "a", dtype, device)
+    b, mask_b = _marginal(b, mask_b, (B, n), "b", dtype, device)
+    if balanced:
+        sa, sb = a.sum(-1), b.sum(-1)
+        if bool(((sa - sb).abs() > 1e-6 * torch.maximum(sa, sb)).any()):
+            raise ConfigError(
+                "balanced OT needs a.sum(-1) == b.sum(-1) for every batch element; normalise the "
+                "marginals or pass marginal_penalty=... for unbalanced OT"
+            )
+
+    # ---- the cost with padding neutralised (padding may hold inf/nan): 0 on masked pairs
+    c = cost.to(dtype)  # differentiable; a no-op for float32/float64 input
+    masked = not (bool(mask_a.all()) and bool(mask_b.all()))
+    pair_mask = mask_a.unsqueeze(2) & mask_b.unsqueeze(1) if masked else None
+    c_clean = c.masked_fill(~pair_mask, 0.0) if masked else c
+    track = differentiate == "unrolled" and torch.is_grad_enabled() and cost.requires_grad
+    c_iter = c_clean if track else c_clean.detach()
+
+    with torch.no_grad():
+        flat = c_iter.detach().flatten(1)
+        low, high = flat.amin(1), flat.amax(1)  # with masks: widened by the zeros (aminmax is slower)
+        if not (bool(torch.isfinite(low).all()) and bool(torch.isfinite(high).all())):
+            raise ConfigError("cost has non-finite entries on unmasked pairs")
+        # ---- epsilon, per element, a constant for autograd
+        if epsilon_mode == "absolute":
+            eps = torch.full((B,), float(epsilon), dtype=dtype, device=device)
+        else:
+            count = pair_mask.sum((1, 2)) if masked else m * n
+            scale = torch.linalg.vector_norm(c_iter.detach(), ord=1, dim=(1, 2)) / count
+            eps = float(epsilon) * torch.where(scale > 0, scale, torch.ones_like(scale))
+        # ---- which elements go to which domain: the spread of the row/column-reduced cost over
+        # eps decides; max - min bounds it from above and costs one pass, the exact value is only
+        # computed where the bound is inconclusive
+        if method == "log":
+            use_scaling = torch.zeros(B, dtype=torch.bool, device=device)
+        elif method == "scaling":
+            use_scaling = torch.ones(B, dtype=torch.bool, device=device)
+        else:
+            limit = SCALING_SAFE_RANGE[dtype]
+            use_scaling = (high - low) / eps <= limit
+            unsure = (~use_scaling).nonzero().squeeze(1)
+            if unsure.numel():
+                sub = c_iter.detach().index_select(0, unsure)
+                sub_mask = None if pair_mask is None else pair_mask.index_select(0, unsure)
+                reduced, _, _ = _reduce(sub, sub_mask)
+                exact = reduced.amax((1, 2)) / eps.index_select(0, unsure)
+                use_scaling = use_scaling.index_copy(0, unsure, exact <= limit)
+    if balanced:
+        fi_a = fi_b = torch.ones(B, dtype=dtype, device=device)
+    else:
+        fi_a = torch.ones_like(eps) if math.isinf(pair[0]) else pair[0] / (pair[0] + eps)
+        fi_b = torch.ones_like(eps) if math.isinf(pair[1]) else pair[1] / (pair[1] + eps)
+
+    problem = _Problem(c_iter, pair_mask, a, b, mask_a, mask_b, eps, fi_a, fi_b)
+    with torch.set_grad_enabled(track):
+        plan, total, f, g, n_iter, err = _solve_split(
+            problem, use_scaling, fallback=method == "auto", balanced=balanced, max_iter=int(max_iter),
+            tol=tol, check_every=int(check_every), track=track,
+        )
+
+    converged = err < tol
+    if not bool(converged.all()):
+        bad = int((~converged).sum())
+        worst = float(torch.nan_to_num(err, nan=math.inf).max())
+        warnings.warn(
+            f"Sinkhorn did not converge for {bad} of {B} problem(s) within max_iter={max_iter} "
+            f"(largest error {worst:.3g} > tol={tol:.3g}); increase `max_iter`, or use a larger "
+            f"`epsilon`" + (", or method='log'" if method == "scaling" else ""),
+            SinkhornConvergenceWarning,
+            stacklevel=2,
+        )
+
+    if track:
+        total = (plan * c_clean).sum((1, 2))
+    else:
+        plan = plan.detach()
+        if c_clean.requires_grad:  # envelope: d <P*, C> / dC = P*
+            total = _EnvelopeCost.apply(c_clean, plan, total.detach())
+    eps_col = eps.view(B, 1)
+    fields = dict(
+        plan=plan.to(cost.dtype),
+        cost=total.to(cost.dtype),
+        f=(f * eps_col).detach(),
+        g=(g * eps_col).detach(),
+        epsilon=eps,
+        n_iter=n_iter,
+        converged=converged,
+        error=err,
+    )
+    if single:
+        fields = {k: (v[0] if isinstance(v, torch.Tensor) else v) for k, v in fields.items()}
+    return OTResult(**fields)
+
+
+class _EnvelopeCost(torch.autograd.Function):
+    """``<P, C>_F`` (already computed) with the plan held fixed: the gradient in C is P."""
+
+    @staticmethod
+    def forward(ctx, cost, plan, total):
+        ctx.save_for_backward(plan)
+        return total.clone()
+
+    @staticmethod
+    def backward(ctx, grad_total):
+        (plan,) = ctx.saved_tensors
+        return grad_total.view(-1, 1, 1) * plan, None, None
+
+
+def _reduce(c, pair_mask):
+    """Row/column reduction: ``(c - r - s, r, s)`` with r (B, m, 1), s (B, 1, n) the minima, 0 where masked.
+
+    Each row and column of the reduced cost holds a 0, so its kernel holds a 1 (Schmitzer 2019
+    absorbs the same shifts into the kernel) and cannot underflow to an all-zero row or column.
+    """
+    if pair_mask is None:
+        row_min = c.amin(2, keepdim=True)
+        reduced = c - row_min
+        col_min = reduced.amin(1, keepdim=True)
+        return reduced.sub_(col_min), row_min, col_min
+    row_min = c.masked_fill(~pair_mask, math.inf).amin(2, keepdim=True)
+    row_min.masked_fill_(torch.isinf(row_min), 0.0)
+    reduced = (c - row_min).masked_fill_(~pair_mask, math.inf)
+    col_min = reduced.amin(1, keepdim=True)
+    col_min.masked_fill_(torch.isinf(col_min), 0.0)
+    return reduced.sub_(col_min).masked_fill_(~pair_mask, 0.0), row_min, col_min
+
+
+@dataclass
+class _Problem:
+    """The batch as the runners see it (internal)."""
+
+    c: torch.Tensor  # (B, m, n), 0 on masked pairs
+    pair_mask: torch.Tensor | None  # (B, m, n) bool, None when nothing is masked
+    a: torch.Tensor  # (B, m)
+    b: torch.Tensor  # (B, n)
+    mask_a: torch.Tensor  # (B, m) bool
+    mask_b: torch.Tensor  # (B, n) bool
+    eps: torch.Tensor  # (B,)
+    fi_a: torch.Tensor  # (B,)  rho_a / (rho_a + eps), 1 when balanced
+    fi_b: torch.Tensor  # (B,)
+
+    def _map(self, fn) -> "_Problem":
+        fields = (getattr(self, k) for k in self.__dataclass_fields__)
+        return _Problem(*(None if x is None else fn(x) for x in fields))
+
+    def take(self, idx: torch.Tensor) -> "_Problem":
+        return self._map(lambda x: x.index_select(0, idx))
+
+    def narrow(self, start: int, length: int) -> "_Problem":
+        return self._map(lambda x: x.narrow(0, start, length))
+
+
+def _solve_split(problem, use_scaling, *, fallback, balanced, max_iter, tol, check_every, track):
+    """Run each element in its domain; return plan (B, m, n), cost (B,), f, g (eps units), n_iter, err."""
+    B = problem.c.shape[0]
+    n_scaling = int(use_scaling.sum())
+    if n_scaling in (0, B):
+        parts = [(None, n_scaling == B)]
+    else:
+        parts = [(use_scaling.nonzero().squeeze(1), True), ((~use_scaling).nonzero().squeeze(1), False)]
+    opts = dict(balanced=balanced, max_iter=max_iter, tol=tol, check_every=check_every)
+    results = []
+    n_iter = 0
+    for idx, scaling in parts:
+        sub = problem if idx is None else problem.take(idx)
+        if scaling:
+            out = _run_scaling(sub, track=track, **opts)
+            err, total = out[-1], out[1]
+            failed = ~torch.isfinite(err) | ~torch.isfinite(total)
+            if fallback and bool(failed.any()):
+                bad = failed.nonzero().squeeze(1)
+                redo = _run_log(sub.take(bad), track=track, **opts)
+                out = tuple(x.index_copy(0, bad, y) if isinstance(x, torch.Tensor) else max(x, y)
+                            for x, y in zip(out, redo))
+        else:
+            out = _run_log(sub, track=track, **opts)
+        n_iter = max(n_iter, out[4])
+        results.append((idx, out))
+    if len(results) == 1:
+        plan, total, f, g, _, err = results[0][1]
+        return plan, total, f, g, n_iter, err
+    merged = []
+    for k in (0, 1, 2, 3, 5):
+        x = results[0][1][k]
+        full = torch.zeros((B,) + x.shape[1:], dtype=x.dtype, device=x.device)
+        for idx, out in results:
+            full = full.index_copy(0, idx, out[k])
+        merged.append(full)
+    plan, total, f, g, err = merged
+    return plan, total, f, g, n_iter, err
+
+
+#: On CPU the iterations are memory-bound: solve the batch in chunks whose two (B, m, n) work
+#: arrays (K and K^T, or -C/eps and a workspace) fit in about this many bytes per thread, so that
+#: they stay in the L2 cache.
+CPU_CHUNK_BYTES = 1 << 20
+
+
+def _chunked(runner, p: _Problem, *, track, **opts):
+    """Apply ``runner`` to consecutive chunks of the batch and join the results."""
+    B, m, n = p.c.shape
+    chunk = B
+    if p.c.device.type == "cpu" and not track:
+        chunk = max(1, (CPU_CHUNK_BYTES * torch.get_num_threads()) // (2 * m * n * p.c.element_size()))
+    if chunk >= B:
+        return runner(p, track=track, **opts)
+    plan = torch.empty_like(p.c)
+    parts = []
+    for start in range(0, B, chunk):
+        size = min(chunk, B - start)
+        parts.append(runner(p.narrow(start, size), track=track, plan_out=plan.narrow(0, start, size), **opts))
+    total, f, g, err = (torch.cat([part[k] for part in parts]) for k in (1, 2, 3, 5))
+    return plan, total, f, g, max(part[4] for part in parts), err
+
+
+def _run_log(p: _Problem, *, balanced, max_iter, tol, check_every, track):
+    return _chunked(_run_log_chunk, p, balanced=balanced, max_iter=max_iter, tol=tol, check_every=check_every,
+                    track=track)
+
+
+def _run_scaling(p: _Problem, *, balanced, max_iter, tol, check_every, track):
+    return _chunked(_run_scaling_chunk, p, balanced=balanced, max_iter=max_iter, tol=tol,
+                    check_every=check_every, track=track)
+
+
+def _run_log_chunk(p: _Problem, *, balanced, max_iter, tol, check_every, track, plan_out=None):
+    B = p.c.shape[0]
+    log_k = p.c / -p.eps.view(B, 1, 1)  # masked pairs: 0, but their rows/columns have f or g = -inf
+    log_a = torch.log(p.a).masked_fill_(~p.mask_a, -math.inf)
+    log_b = torch.log(p.b).masked_fill_(~p.mask_b, -math.inf)
+    f, g, it, err = _log_loop(log_k, log_a, log_b, p.fi_a.view(B, 1), p.fi_b.view(B, 1), balanced, p.b,
+                              max_iter, tol, check_every, inplace=not track)
+    if plan_out is None:
+        plan = torch.exp(f.unsqueeze(2) + g.unsqueeze(1) + log_k)
+    else:
+        plan = torch.add(log_k, f.unsqueeze(2), out=plan_out).add_(g.unsqueeze(1)).exp_()
+    total = (plan * p.c).sum((1, 2))
+    return plan, total, f, g, it, err
+
+
+def _run_scaling_chunk(p: _Problem, *, balanced, max_iter, tol, check_every, track, plan_out=None):
+    # Scaling domain on the reduced cost C' = C - r - s: P = diag(u') K' diag(v') with
+    # K' = exp(-C'/eps), u' = u exp(-r/eps), v' = v exp(-s/eps). For unbalanced OT the marginals
+    # become a exp((phi_a - 1) r / eps) and b exp((phi_b - 1) s / eps) (the update is not shift-free).
+    B = p.c.shape[0]
+    e3 = p.eps.view(B, 1, 1)
+    with torch.no_grad():
+        reduced, row_min, col_min = _reduce(p.c, p.pair_mask)
+    if track:  # the plan does not depend on the shifts: constants for autograd
+        kernel = torch.exp((p.c - row_min - col_min) / -e3)
+        if p.pair_mask is not None:
+            kernel = kernel.masked_fill(~p.pair_mask, 1.0)
+    else:
+        kernel = reduced.div_(-e3).exp_()  # masked pairs: 1, but their scalings are 0
+    kernel_t = kernel.transpose(1, 2).contiguous()
+    r_row = row_min.transpose(1, 2)  # (B, 1, m)
+    a3, b3 = p.a.unsqueeze(1), p.b.unsqueeze(1)
+    if not balanced:
+        a3 = a3 * torch.exp((p.fi_a.view(B, 1, 1) - 1) * r_row / e3)
+        b3 = b3 * torch.exp((p.fi_b.view(B, 1, 1) - 1) * col_min / e3)
+    # Start where POT starts (u = 1 before the reduction), so that both follow the same iterates:
+    # u' = exp(-r/eps) up to a constant factor, clamped far above underflow.
+    if p.pair_mask is None:
+        start = r_row.amin(2, keepdim=True).sub(r_row).div_(e3)
+    else:
+        live = p.mask_a.unsqueeze(1)
+        start = r_row.masked_fill(~live, math.inf).amin(2, keepdim=True).sub(r_row).div_(e3)
+    u0 = start.clamp_min_(-0.5 * SCALING_SAFE_RANGE.get(p.c.dtype, 30.0)).exp_()
+    if p.pair_mask is not None:
+        u0.masked_fill_(~live, 0.0)
+    u, v, it, err = _scaling_loop(kernel, kernel_t, u0, a3, b3, p.fi_a.view(B, 1, 1), p.fi_b.view(B, 1, 1),
+                                  balanced, max_iter, tol, check_every, inplace=not track)
+    # exactly 0 on masked rows (u = 0) and columns (v = 0)
+    if plan_out is None:
+        plan = kernel * u.transpose(1, 2) * v
+    else:
+        plan = torch.mul(kernel, u.transpose(1, 2), out=plan_out).mul_(v)
+    total = (plan * p.c).sum((1, 2))  # while the chunk is in cache
+    f = (torch.log(u.squeeze(1)) + row_min.squeeze(2) / p.eps.view(B, 1)).masked_fill(~p.mask_a, -math.inf)
+    g = (torch.log(v.squeeze(1)) + col_min.squeeze(1) / p.eps.view(B, 1)).masked_fill(~p.mask_b, -math.inf)
+    return plan, total, f, g, it, err
+
+
+# --------------------------------------------------------------------------------------------------
+# Token alignment: cosine cost between teacher and student token states
+
+
+def cosine_cost(
+    h_teacher: torch.Tensor,
+    h_student: torch.Tensor,
+    mask_t: torch.Tensor | None = None,
+    mask_s: torch.Tensor | None = None,
+    *,
+    centre: bool = False,
+) -> torch.Tensor:
+    r"""Cosine cost between two batches of token states: :math:`C_{ij} = 1 - \cos(h^T_i, h^S_j)`.
+
+    Parameters
+    ----------
+    h_teacher : Tensor, shape (B, m, d)
+    h_student : Tensor, shape (B, n, d)
+    mask_t, mask_s : Tensor of bool, shapes (B, m) and (B, n), optional
+        True on the real tokens. Only used for ``centre``.
+    centre : bool
+        Subtract from each side the mean state of its real tokens over the whole batch before the
+        cosine (removes the common direction that makes all cosines of a model's states high).
+
+    Returns
+    -------
+    Tensor, shape (B, m, n)
+        Costs in [0, 2] (padding entries are computed too; :func:`sinkhorn` ignores them).
+    """
+    if h_teacher.dim() != 3 or h_student.dim() != 3 or h_teacher.shape[0] != h_student.shape[0] \
+            or h_teacher.shape[2] != h_student.shape[2]:
+        raise ConfigError(
+            "expected h_teacher (B, m, d) and h_student (B, n, d) with the same B and d; got "
+            f"{tuple(h_teacher.shape)} and {tuple(h_student.shape)}"
+        )
+    if centre:
+        h_teacher = h_teacher - _masked_mean(h_teacher, mask_t)
+        h_student = h_student - _masked_mean(h_student, mask_s)
+    t = torch.nn.functional.normalize(h_teacher, dim=-1, eps=1e-12)
+    s = torch.nn.functional.normalize(h_student, dim=-1, eps=1e-12)
+    return 1.0 - torch.bmm(t, s.transpose(1, 2))
+
+
+def _masked_mean(h, mask):
+    if mask is None:
+        return h.mean((0, 1), keepdim=True)
+    w = mask.to(h.dtype).unsqueeze(-1)
+    return (h * w).sum((0, 1), keepdim=True) / w.sum().clamp_min(1.0)
+
+
+def token_alignment(
+    h_teacher: torch.Tensor,
+    h_student: torch.Tensor,
+    mask_t: torch.Tensor | None = None,
+    mask_s: torch.Tensor | None = None,
+    *,
+    centre: bool = False,
+    **sinkhorn_kwargs,
+) -> OTResult:
+    r"""Entropic OT between teacher and student tokens under the cosine cost, uniform marginals.
+
+    :math:`C_{ij} = 1 - \cos(h^T_i, h^S_j)` (:func:`cosine_cost`), :math:`\mathbf{a}`,
+    :math:`\mathbf{b}` uniform over the real tokens of each sequence, solved by :func:`sinkhorn`
+    (``sinkhorn_kwargs``: ``epsilon``, ``epsilon_mode``, ``marginal_penalty``, ``method``, ...). The plan's
+    rows are a soft alignment of each teacher token to the student's tokens.
+
+    Returns
+    -------
+    OTResult
+        ``plan`` (B, m, n) and ``cost`` (B,) :math:`\langle \mathbf{P}^\star, \mathbf{C} \rangle_F`.
+    """
+    cost = cosine_cost(h_teacher, h_student, mask_t, mask_s, centre=centre)
+    return sinkhorn(cost, mask_a=mask_t, mask_b=mask_s, **sinkhorn_kwargs)
+
+
+def ot_loss(
+    h_teacher: torch.Tensor,
+    h_student: torch.Tensor,
+    mask_t: torch.Tensor | None = None,
+    mask_s: torch.Tensor | None = None,
+    *,
+    centre: bool = False,
+    **sinkhorn_kwargs,
+) -> torch.Tensor:
+    r"""The OPTICAL token-alignment loss: the batch mean of the transport costs.
+
+    .. math::
+        \mathcal{L}_{OT} = \frac{1}{B} \sum_b \langle \mathbf{P}^\star_b, \mathbf{C}_b \rangle_F,
+        \qquad C_{b,ij} = 1 - \cos(h^T_{b,i}, h^S_{b,j})
+
+    With the default ``differentiate="envelope"`` the plan is held fixed, so the gradient reaching
+    the token states is that of :math:`\sum_{ij} P^\star_{ij} (1 - \cos(h^T_i, h^S_j))`
+    (Huang, Yu & Allan, 2023). Arguments as :func:`token_alignment`; use that function for the plan.
+
+    Parameters
+    ----------
+    h_teacher : Tensor, shape (B, m, d)
+    h_student : Tensor, shape (B, n, d)
+    mask_t, mask_s : Tensor of bool, shapes (B, m) and (B, n), optional
+        True on the real (content) tokens; the others get no mass.
+
+    Returns
+    -------
+    Tensor, shape ()
+        The mean over the batch of the transport cost.
+
+    Examples
+    --------
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> h = torch.randn(2, 6, 16)
+    >>> loss = ot_loss(h, h + 0.01 * torch.randn(2, 6, 16), epsilon=0.05)
+    >>> loss.shape, bool(loss < 0.1)
+    (torch.Size([]), True)
+    """
+    return token_alignment(h_teacher, h_student, mask_t, mask_s, centre=centre, **sinkhorn_kwargs).cost.mean()
