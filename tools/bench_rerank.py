@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-lengths", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--model", type=Path, default=None,
+                        help="a trained cross-encoder folder (default: the offline backbone with a seeded head)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     for noisy in ("transformers", "sentence_transformers", "clir_ot"):
@@ -96,11 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     prepare_default_model()
     folder = default_model_dir()
     torch.manual_seed(0)
-    model = CrossEncoderModel.from_pretrained(folder)
+    model = CrossEncoderModel.from_pretrained(args.model or folder)
     model.eval()
     bi_encoder = BiEncoderModel.from_pretrained(folder)
     qids, queries, passages = load_pairs(args.collection, args.run, args.pairs)
     pairs = list(zip(queries, passages))
+    print(f"model: {args.model or 'offline backbone, seeded untrained head'}")
     print(f"{len(pairs)} XQuAD pairs (en question, hi paragraph), {len(set(qids))} questions; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()}")
 

@@ -29,6 +29,7 @@ VERBS = {
     "encode": "encode",
     "rerank": "rerank",
     "train": "train",
+    "xquad-teacher": "xquad_teacher",
     "pyserini": "pyserini",
 }
 

@@ -101,7 +101,7 @@ class CrossEncoderReranker(Reranker):
         """Scores of ``(queries[i], passages[i])``; lengths are recorded in :attr:`truncation`."""
         self.record_lengths(queries, passages)
         return self.model.predict(list(zip(queries, passages)), batch_size=self.batch_size,
-                                  max_length=self.max_length, dtype=self.dtype)
+                                  max_length=self.max_length, dtype=self.dtype, show_progress=False)
 
     def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
         return self.score_pairs([query] * len(texts), texts)
@@ -120,7 +120,7 @@ class BiEncoderReranker(Reranker):
         self.dtype = resolve_precision(dtype, model.device)
 
     def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
-        q = self.model.encode_queries([query], max_length=self.max_length, dtype=self.dtype)
+        q = self.model.encode_queries([query], max_length=self.max_length, dtype=self.dtype, show_progress=False)
         p = self.model.encode_passages(list(texts), batch_size=self.batch_size, max_length=self.max_length,
-                                       dtype=self.dtype)
+                                       dtype=self.dtype, show_progress=False)
         return (p @ q[0]).astype(np.float64)

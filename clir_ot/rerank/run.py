@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Mapping
+from typing import Collection, Mapping
 
 from tqdm.auto import tqdm
 
@@ -38,8 +38,13 @@ def rerank_run(
     depth: int = 100,
     chunk_pairs: int = 2048,
     tag: str = "rerank",
+    qids: Collection[str] | None = None,
 ) -> RerankReport:
-    """Rerank the top ``depth`` of every query of ``run``; write the new run to ``output``."""
+    """Rerank the top ``depth`` of every query of ``run``; write the new run to ``output``.
+
+    ``qids``, when given, restricts the job to those queries (the others are not written), e.g. the
+    test fold of a cross-fitted model.
+    """
     if depth < 1:
         raise ValueError(f"depth must be at least 1, got {depth}")
     started = time.time()
@@ -72,7 +77,7 @@ def rerank_run(
         waiting = 0
         bar = tqdm(iter_run_by_query(run, known_qids=topics, known_docids=corpus), desc="reranking", unit="q")
         for qid, hits in bar:
-            if qid in writer.done:
+            if qid in writer.done or (qids is not None and qid not in qids):
                 continue
             pending.append((qid, hits))
             waiting += min(depth, len(hits))
