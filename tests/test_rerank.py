@@ -178,3 +178,11 @@ def test_unknown_query_in_run(run_files):
     del topics["q3"]
     with pytest.raises(InputFormatError, match="query 'q3' is not in the topics"):
         rerank_run(TextLengthReranker(), root / "run.txt", topics, corpus, root / "out.txt")
+
+
+def test_rerank_run_restricted_to_some_queries(run_files):
+    root, topics, corpus = run_files
+    report = rerank_run(TextLengthReranker(), root / "run.txt", topics, corpus, root / "out.txt", depth=3,
+                        qids={"q1", "q4"})
+    assert report["queries"] == 2
+    assert set(load_run(root / "out.txt")) == {"q1", "q4"}

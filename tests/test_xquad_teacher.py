@@ -1,0 +1,48 @@
+"""The cross-fitted teacher pipeline end to end on real XQuAD with a tiny model (slow: real data)."""
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+
+import pytest
+
+from clir_ot.datasets.xquad import read_folds
+from clir_ot.formats import load_run, read_topics, write_run
+from clir_ot.models import CrossEncoderModel
+from clir_ot.pipelines.xquad_teacher import run_xquad_teacher, teacher_dir
+from clir_ot.retrieval import BM25Searcher, build_index
+from clir_ot.training import TrainingConfig
+
+pytestmark = pytest.mark.slow
+
+
+def test_teacher_pipeline_cross_fits_and_merges(xquad_collection, tmp_path, tiny_models):
+    model, tokenizer = tiny_models["xlm-roberta"]
+    base = CrossEncoderModel(copy.deepcopy(model), tokenizer).save_pretrained(tmp_path / "tiny")
+    out = tmp_path / "xquad"
+    shutil.copytree(xquad_collection, out / "collection")
+    topics = read_topics(out / "collection" / "topics.xquad.en.tsv")
+    for lang in ("en", "th"):
+        build_index(out / "collection" / "corpus" / lang, tmp_path / f"idx.{lang}", lang)
+        run = dict(BM25Searcher(tmp_path / f"idx.{lang}").batch_search(topics, k=20, threads=2))
+        write_run(out / f"run.xquad.t.cross.en-{lang}.txt", run)
+    shutil.copy(out / "run.xquad.t.cross.en-en.txt", out / "run.xquad.bm25+t.rrf.cross.en-en.txt")
+    config = TrainingConfig.from_dict({"max_steps": 2, "batch_size": 2, "max_length": 32, "save_every": 1,
+                                       "negatives": 3, "valid_negatives": 3, "dtype": "fp32"})
+    result = run_xquad_teacher(out, config, ["en", "th"], depth=3, base=str(base), first_stage="t",
+                               max_length=32, dtype="fp32")
+    folds = read_folds(out / "collection" / "folds.json")
+    for k in range(len(folds)):
+        manifest = json.loads((teacher_dir(out, k, "t") / "training.json").read_text())
+        xquad = manifest["data"]["xquad"]
+        assert xquad["test_fold"] == k and xquad["test_qids"] == len(folds[k]["qids"])
+        assert xquad["leakage_check"]["train"]
+    for lang in ("en", "th"):
+        first = load_run(out / f"run.xquad.t.cross.en-{lang}.txt")
+        merged = load_run(out / f"run.xquad.t+teacher.cross.en-{lang}.txt")
+        assert set(merged) == set(first)  # every question, from its own fold's teacher
+        assert all(set(merged[q]) == set(first[q]) for q in first)
+    assert set(result.table) == {"en", "th"} and set(result.table["en"]) == {"first stage", "teacher"}
+    assert (out / "table.teacher.md").is_file()
+    assert not list(out.glob(".run.*"))  # per-fold parts merged and removed
