@@ -55,6 +55,7 @@ __all__ = [
     "iter_run_by_query",
     "load_corpus",
     "load_run",
+    "parse_json_line",
     "read_qrels",
     "read_topics",
     "sha256_of",
@@ -494,7 +495,8 @@ def _is_jsonl(path: Path) -> bool:
     return bool(suffixes) and suffixes[-1] in (".jsonl", ".json")
 
 
-def _json_line(path: Path, number: int, line: str) -> dict:
+def parse_json_line(path: Path, number: int, line: str) -> dict:
+    """One JSONL line as an object; an error names ``path:number`` and the problem."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as err:
@@ -525,7 +527,7 @@ def read_topics(path: PathLike) -> dict[str, str]:
         if not line.strip():
             continue
         if jsonl:
-            record = _json_line(path, number, line)
+            record = parse_json_line(path, number, line)
             qid = _pick(record, _QID_KEYS, path, number, "query id")
             text = _pick(record, _TEXT_KEYS, path, number, "query text")
         else:
@@ -581,7 +583,7 @@ def iter_corpus(path: PathLike) -> Iterator[Document]:
         for number, line in iter_lines(file):
             if not line.strip():
                 continue
-            record = _json_line(file, number, line)
+            record = parse_json_line(file, number, line)
             if "id" not in record:
                 raise InputFormatError(file, number, "missing the 'id' field")
             docid = record.pop("id")

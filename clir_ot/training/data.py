@@ -30,7 +30,16 @@ from typing import Any, Collection, Iterable, Mapping, Sequence
 import numpy as np
 
 from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError, LeakageError
-from clir_ot.formats import PathLike, iter_lines, load_corpus, load_run, read_qrels, read_topics, sha256_of
+from clir_ot.formats import (
+    PathLike,
+    iter_lines,
+    load_corpus,
+    load_run,
+    parse_json_line,
+    read_qrels,
+    read_topics,
+    sha256_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -386,12 +395,7 @@ def read_groups(path: PathLike) -> list[TrainingGroup]:
     for number, line in iter_lines(path):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputFormatError(path, number, f"invalid JSON ({err.msg} at column {err.colno})") from None
-        if not isinstance(record, dict):
-            raise InputFormatError(path, number, f"expected a JSON object, found {type(record).__name__}")
+        record = parse_json_line(path, number, line)
         query = _text_field(record, "query", path, number)
         positive = _text_field(record, "positive", path, number)
         negatives = _string_list(record, "negatives", path, number, required=True)
