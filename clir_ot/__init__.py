@@ -8,6 +8,7 @@ Stages, one module or package each:
 * :mod:`clir_ot.retrieval` -- first-stage retrieval (BM25 over Lucene, fusion)
 * :mod:`clir_ot.evaluation` -- trec_eval measures through pytrec_eval
 * :mod:`clir_ot.training` -- training rerankers: groups with hard negatives, losses, the shared trainer
+* :mod:`clir_ot.distill` -- distillation to other languages: bitext, content-token masks, OT and baseline losses
 * :mod:`clir_ot.cli` -- the ``clir-ot`` command, a thin layer over the above
 """
 from clir_ot.errors import ClirOtError, ConfigError, ConsistencyError, InputFormatError, JavaError

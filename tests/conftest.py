@@ -26,6 +26,14 @@ def xquad_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tatoeba_dir() -> Path:
+    """The shared Tatoeba copy (LASER's layout); tests that need it skip with the reason when it is absent."""
+    if not (TATOEBA_DIR / "tatoeba.ell-eng.ell").is_file():
+        pytest.skip(f"real Tatoeba data not found at {TATOEBA_DIR} (../shared/data/tatoeba is absent)")
+    return TATOEBA_DIR
+
+
+@pytest.fixture(scope="session")
 def xquad_collection(xquad_dir, tmp_path_factory) -> Path:
     """XQuAD collections for all shared languages, built once per session."""
     from clir_ot.datasets.xquad import build_xquad_collections

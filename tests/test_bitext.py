@@ -1,0 +1,325 @@
+"""clir_ot.distill.bitext: real Tatoeba files (the ``tatoeba_dir`` fixture skips when absent), every
+reader error with its file and line, deterministic held-out slices, and the shuffled control's
+derangement."""
+from __future__ import annotations
+
+import gzip
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from clir_ot.distill.bitext import (
+    TATOEBA_CODES,
+    BitextPair,
+    read_bitext,
+    read_parallel_files,
+    shuffled_control,
+    split_bitext,
+    tatoeba_files,
+    tatoeba_pairs,
+    write_bitext,
+)
+from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError
+
+XQUAD_LANGS = ("ar", "de", "el", "es", "hi", "ru", "th", "tr", "vi", "zh")
+
+
+def write(path: Path, data: bytes | str) -> Path:
+    path.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
+    return path
+
+
+def pairs_of(n: int, prefix: str = "") -> list[BitextPair]:
+    return [BitextPair(f"{prefix}english {i}", f"{prefix}foreign {i}", "mem", i + 1) for i in range(n)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Real Tatoeba data
+
+
+def test_tatoeba_greek_real_pairs(tatoeba_dir):
+    pairs = tatoeba_pairs(tatoeba_dir, "el")
+    assert len(pairs) == 1000
+    assert pairs[0] == BitextPair(
+        "If you have something to say, say it.", "Αν έχεις να πεις κάτι, πες το.",
+        str(tatoeba_dir / "tatoeba.ell-eng.ell"), 1,
+    )
+    assert pairs[1].english == "This is my old bicycle." and pairs[1].line == 2
+    assert [p.line for p in pairs] == list(range(1, 1001))
+    assert tatoeba_pairs(tatoeba_dir, "ell") == pairs  # the ISO 639-3 code works too
+
+
+def test_tatoeba_every_xquad_language_has_bitext(tatoeba_dir):
+    sizes = {lang: len(tatoeba_pairs(tatoeba_dir, lang)) for lang in XQUAD_LANGS}
+    assert sizes["th"] == 548
+    assert all(n == 1000 for lang, n in sizes.items() if lang != "th"), sizes
+    for lang in XQUAD_LANGS:
+        foreign, english = tatoeba_files(tatoeba_dir, lang)
+        code = TATOEBA_CODES[lang]
+        assert (foreign.name, english.name) == (f"tatoeba.{code}-eng.{code}", f"tatoeba.{code}-eng.eng")
+
+
+def test_tatoeba_lower_resource_languages(tatoeba_dir):
+    assert len(tatoeba_pairs(tatoeba_dir, "sw")) == 390
+    assert len(tatoeba_pairs(tatoeba_dir, "amh")) == 168
+
+
+def test_tatoeba_real_split_and_control(tatoeba_dir):
+    pairs = tatoeba_pairs(tatoeba_dir, "th")
+    train, valid = split_bitext(pairs, 0.1, seed=13)
+    assert len(valid) == 55 and len(train) + len(valid) == len(pairs)
+    control = shuffled_control(train, seed=13)
+    assert all(c.foreign != p.foreign for c, p in zip(control, train))
+    assert Counter(c.foreign for c in control) == Counter(p.foreign for p in train)
+
+
+# --------------------------------------------------------------------------------------------------
+# Language map
+
+
+def test_language_map_covers_xquad():
+    assert {k: TATOEBA_CODES[k] for k in XQUAD_LANGS} == {
+        "ar": "ara", "de": "deu", "el": "ell", "es": "spa", "hi": "hin",
+        "ru": "rus", "th": "tha", "tr": "tur", "vi": "vie", "zh": "cmn",
+    }
+
+
+@pytest.mark.parametrize("lang", ["ro", "en", "xx", "eng"])
+def test_language_without_bitext_is_a_config_error(lang, tmp_path):
+    write(tmp_path / "tatoeba.ell-eng.ell", "α\n")
+    write(tmp_path / "tatoeba.ell-eng.eng", "a\n")
+    with pytest.raises(ConfigError, match=f"no Tatoeba bitext for language '{lang}'") as info:
+        tatoeba_pairs(tmp_path, lang)
+    assert "ar de el es hi ru th tr vi zh" in str(info.value) and "(ell)" in str(info.value)
+
+
+def test_known_language_missing_from_folder_is_a_config_error(tmp_path):
+    write(tmp_path / "tatoeba.tha-eng.eng", "a\n")
+    with pytest.raises(ConfigError, match=r"no Tatoeba bitext for 'th' in .*: missing tatoeba\.tha-eng\.tha"):
+        tatoeba_pairs(tmp_path, "th")
+
+
+def test_three_letter_code_present_in_folder(tmp_path):
+    write(tmp_path / "tatoeba.epo-eng.epo", "Saluton!\n")
+    write(tmp_path / "tatoeba.epo-eng.eng", "Hello!\n")
+    assert tatoeba_pairs(tmp_path, "epo")[0].foreign == "Saluton!"
+
+
+# --------------------------------------------------------------------------------------------------
+# Two-file layout: errors name the file and the line
+
+
+def two_files(tmp_path, foreign, english):
+    return write(tmp_path / "tatoeba.ell-eng.ell", foreign), write(tmp_path / "tatoeba.ell-eng.eng", english)
+
+
+def test_two_files_read_and_strip(tmp_path):
+    f, e = two_files(tmp_path, "ένα \r\nδύο\n", "one\r\n two\n")
+    assert read_parallel_files(f, e) == [
+        BitextPair("one", "ένα", str(f), 1), BitextPair("two", "δύο", str(f), 2),
+    ]
+
+
+def test_two_files_gzip(tmp_path):
+    f = write(tmp_path / "x.ell.gz", gzip.compress("ένα\n".encode()))
+    e = write(tmp_path / "x.eng.gz", gzip.compress(b"one\n"))
+    assert read_parallel_files(f, e)[0].english == "one"
+
+
+@pytest.mark.parametrize("foreign, english, longer, line, counts", [
+    ("α\nβ\nγ\n", "a\nb\n", "ell", 3, (3, 2)),
+    ("α\n", "a\nb\nc\n", "eng", 2, (1, 3)),
+])
+def test_two_files_line_count_mismatch_names_both_files_and_counts(tmp_path, foreign, english, longer, line, counts):
+    f, e = two_files(tmp_path, foreign, english)
+    with pytest.raises(InputFormatError) as info:
+        read_parallel_files(f, e)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / ('tatoeba.ell-eng.' + longer)}:{line}: line-count mismatch")
+    assert f"{f} has {counts[0]} lines" in message and f"{e} has {counts[1]}" in message
+    assert info.value.line == line
+
+
+@pytest.mark.parametrize("foreign, english, bad, line", [
+    ("α\n\nγ\n", "a\nb\nc\n", "ell", 2),
+    ("α\nβ\nγ\n", "a\nb\n   \n", "eng", 3),
+    ("\nβ\n", "a\nb\n", "ell", 1),
+    ("α\nβ\n\n", "a\nb\n", "ell", 3),  # a trailing blank line is an empty line, not a line ending
+])
+def test_two_files_empty_line_names_file_and_line(tmp_path, foreign, english, bad, line):
+    f, e = two_files(tmp_path, foreign, english)
+    with pytest.raises(InputFormatError, match="empty line") as info:
+        read_parallel_files(f, e)
+    assert info.value.path == str(tmp_path / f"tatoeba.ell-eng.{bad}") and info.value.line == line
+    assert str(info.value).startswith(f"{tmp_path / ('tatoeba.ell-eng.' + bad)}:{line}: ")
+
+
+@pytest.mark.parametrize("which", ["ell", "eng"])
+def test_two_files_invalid_utf8_names_file_and_line(tmp_path, which):
+    bad = b"ok\n\xff\xfe broken\n"
+    f, e = two_files(tmp_path, bad if which == "ell" else "α\nβ\n", bad if which == "eng" else "a\nb\n")
+    with pytest.raises(InputFormatError, match="invalid UTF-8") as info:
+        read_parallel_files(f, e)
+    assert info.value.path == str(tmp_path / f"tatoeba.ell-eng.{which}") and info.value.line == 2
+
+
+def test_two_files_missing_and_empty(tmp_path):
+    f, e = two_files(tmp_path, "", "")
+    with pytest.raises(InputFormatError, match="no sentence pairs"):
+        read_parallel_files(f, e)
+    with pytest.raises(InputFormatError, match="no such file"):
+        read_parallel_files(tmp_path / "nope.ell", e)
+
+
+# --------------------------------------------------------------------------------------------------
+# TSV and JSONL
+
+
+def test_tsv_read_skips_blank_lines(tmp_path):
+    path = write(tmp_path / "bitext.tsv", "one\tένα\n\n two \t δύο\n")
+    assert read_bitext(path) == [BitextPair("one", "ένα", str(path), 1), BitextPair("two", "δύο", str(path), 3)]
+
+
+@pytest.mark.parametrize("text, line, match", [
+    ("a\tb\nonly one column\n", 2, "expected 2 tab-separated columns 'english<TAB>foreign', found 1"),
+    ("a\tb\tc\n", 1, "found 3"),
+    ("a\tb\n\t b\n", 2, "empty english column"),
+    ("a\t \n", 1, "empty foreign column"),
+])
+def test_tsv_errors_name_file_and_line(tmp_path, text, line, match):
+    path = write(tmp_path / "bitext.tsv", text)
+    with pytest.raises(InputFormatError, match=match) as info:
+        read_bitext(path)
+    assert (info.value.path, info.value.line) == (str(path), line)
+    assert str(info.value).startswith(f"{path}:{line}: ")
+
+
+def test_tsv_invalid_utf8(tmp_path):
+    path = write(tmp_path / "bitext.tsv", b"a\tb\nc\t\xc3\x28\n")
+    with pytest.raises(InputFormatError, match=f"{path}:2: invalid UTF-8"):
+        read_bitext(path)
+
+
+def test_jsonl_read(tmp_path):
+    path = write(tmp_path / "bitext.jsonl", '{"english": "one", "foreign": "ένα", "id": 7}\n\n'
+                                            '{"foreign": "δύο", "english": "two"}\n')
+    assert read_bitext(path) == [BitextPair("one", "ένα", str(path), 1), BitextPair("two", "δύο", str(path), 3)]
+
+
+@pytest.mark.parametrize("text, line, match", [
+    ('{"english": "a", "foreign": "b"}\n{"en": "a", "foreign": "b"}\n', 2, "missing the 'english' field"),
+    ('{"english": "a"}\n', 1, "missing the 'foreign' field"),
+    ('{"english": "a", "foreign": 3}\n', 1, "field 'foreign' must be a string, found int"),
+    ('{"english": " ", "foreign": "b"}\n', 1, "empty 'english' field"),
+    ('{"english": "a", "foreign": "b"\n', 1, "invalid JSON"),
+    ('["a", "b"]\n', 1, "expected a JSON object"),
+])
+def test_jsonl_errors_name_file_and_line(tmp_path, text, line, match):
+    path = write(tmp_path / "bitext.jsonl", text)
+    with pytest.raises(InputFormatError, match=match) as info:
+        read_bitext(path)
+    assert (info.value.path, info.value.line) == (str(path), line)
+
+
+def test_unknown_suffix_and_empty_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot tell the bitext format"):
+        read_bitext(write(tmp_path / "bitext.txt", "a\tb\n"))
+    with pytest.raises(InputFormatError, match="no sentence pairs"):
+        read_bitext(write(tmp_path / "bitext.tsv", "\n\n"))
+
+
+@pytest.mark.parametrize("name", ["out.tsv", "out.jsonl", "out.jsonl.gz"])
+def test_write_then_read_back(tmp_path, name):
+    pairs = [BitextPair("one", "ένα", "x", 4), BitextPair('say "hi"', "πες «γεια»", "x", 9)]
+    path = write_bitext(tmp_path / name, pairs)
+    back = read_bitext(path)
+    assert [(p.english, p.foreign) for p in back] == [(p.english, p.foreign) for p in pairs]
+    if name == "out.jsonl":
+        assert json.loads(path.read_text(encoding="utf-8").splitlines()[0]) == {"english": "one", "foreign": "ένα"}
+
+
+def test_write_tsv_refuses_tabs(tmp_path):
+    with pytest.raises(ConfigError, match="x:3 holds a tab"):
+        write_bitext(tmp_path / "out.tsv", [BitextPair("a\tb", "c", "x", 3)])
+    assert not (tmp_path / "out.tsv").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Held-out slice
+
+
+def test_split_is_deterministic_disjoint_and_ordered():
+    pairs = pairs_of(200)
+    train, valid = split_bitext(pairs, 0.1, seed=1)
+    assert (train, valid) == split_bitext(pairs, 0.1, seed=1)
+    assert len(valid) == 20 and len(train) == 180
+    assert set(train).isdisjoint(valid) and sorted(train + valid, key=lambda p: p.line) == pairs
+    assert [p.line for p in valid] == sorted(p.line for p in valid)  # original order
+    assert split_bitext(pairs, 0.1, seed=2)[1] != valid
+
+
+def test_split_keeps_repeated_english_on_one_side():
+    pairs = [BitextPair(f"e{i % 10}", f"f{i}", "mem", i) for i in range(50)]  # each English text 5 times
+    for seed in range(5):
+        train, valid = split_bitext(pairs, 0.3, seed=seed)
+        assert {p.english for p in train}.isdisjoint({p.english for p in valid})
+        assert len({p.english for p in valid}) == 3
+
+
+def test_split_bounds_and_errors():
+    assert [len(x) for x in split_bitext(pairs_of(3), 0.01, seed=0)] == [2, 1]  # at least one held out
+    assert [len(x) for x in split_bitext(pairs_of(3), 0.99, seed=0)] == [1, 2]  # at least one kept
+    for fraction in (0, 1, -0.1, 1.5):
+        with pytest.raises(ConfigError, match="between 0 and 1"):
+            split_bitext(pairs_of(10), fraction, seed=0)
+    with pytest.raises(ConsistencyError, match="1 distinct English"):
+        split_bitext([BitextPair("same", f"f{i}", "mem", i) for i in range(4)], 0.5, seed=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Shuffled control
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 10, 101])
+def test_shuffled_control_is_a_derangement(n):
+    pairs = pairs_of(n)
+    for seed in range(20):
+        control = shuffled_control(pairs, seed=seed)
+        assert [(c.english, c.source, c.line) for c in control] == [(p.english, p.source, p.line) for p in pairs]
+        assert all(c.foreign != p.foreign for c, p in zip(control, pairs))
+        assert sorted(c.foreign for c in control) == sorted(p.foreign for p in pairs)
+
+
+def test_shuffled_control_is_deterministic_and_varies_with_seed():
+    pairs = pairs_of(50)
+    assert shuffled_control(pairs, seed=3) == shuffled_control(pairs, seed=3)
+    assert shuffled_control(pairs, seed=3) != shuffled_control(pairs, seed=4)
+
+
+def test_shuffled_control_never_pairs_a_duplicate_translation():
+    # pairs 0-2 share a foreign text, pairs 3 and 4 an English text: a pair must not receive a
+    # foreign text equal to its own, nor the translation of its own English text
+    pairs = [
+        BitextPair("yes", "ναι", "mem", 1), BitextPair("yeah", "ναι", "mem", 2),
+        BitextPair("yep", "ναι", "mem", 3),
+        BitextPair("hello", "γεια", "mem", 4), BitextPair("hello", "χαίρετε", "mem", 5),
+        BitextPair("dog", "σκύλος", "mem", 6), BitextPair("cat", "γάτα", "mem", 7),
+        BitextPair("sea", "θάλασσα", "mem", 8), BitextPair("sun", "ήλιος", "mem", 9),
+    ]
+    translations = {}
+    for p in pairs:
+        translations.setdefault(p.english, set()).add(p.foreign)
+    for seed in range(50):
+        control = shuffled_control(pairs, seed=seed)
+        assert all(c.foreign not in translations[c.english] and c.foreign != p.foreign
+                   for c, p in zip(control, pairs))
+        assert Counter(c.foreign for c in control) == Counter(p.foreign for p in pairs)
+
+
+def test_shuffled_control_impossible_cases():
+    with pytest.raises(ConsistencyError, match="at least 2"):
+        shuffled_control(pairs_of(1), seed=0)
+    with pytest.raises(ConsistencyError, match="share one English or foreign text"):
+        shuffled_control([BitextPair(f"e{i}", "same", "mem", i) for i in range(4)], seed=0)
