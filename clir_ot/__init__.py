@@ -5,10 +5,14 @@ Stages, one module or package each:
 * :mod:`clir_ot.formats` -- TREC runs, qrels, topics and JSONL corpora (all TREC I/O) and :class:`Hit`
 * :mod:`clir_ot.datasets` -- collections built from public data (XQuAD)
 * :mod:`clir_ot.java` -- starting the JVM that Pyserini/Anserini need
-* :mod:`clir_ot.retrieval` -- first-stage retrieval (BM25 over Lucene, fusion)
+* :mod:`clir_ot.retrieval` -- first-stage retrieval (BM25 over Lucene, dense faiss search, fusion)
+* :mod:`clir_ot.models` -- loading encoders as cross-encoders or bi-encoders; the offline default model
+* :mod:`clir_ot.rerank` -- the reranker contract, neural rerankers, reranking run files
 * :mod:`clir_ot.evaluation` -- trec_eval measures through pytrec_eval
 * :mod:`clir_ot.training` -- training rerankers: groups with hard negatives, losses, the shared trainer
+* :mod:`clir_ot.ot` -- batched entropic optimal transport (Sinkhorn)
 * :mod:`clir_ot.distill` -- distillation to other languages: bitext, content-token masks, OT and baseline losses
+* :mod:`clir_ot.pipelines` -- end-to-end jobs on XQuAD (baselines, the cross-fitted teacher)
 * :mod:`clir_ot.cli` -- the ``clir-ot`` command, a thin layer over the above
 """
 from clir_ot.errors import ClirOtError, ConfigError, ConsistencyError, InputFormatError, JavaError
