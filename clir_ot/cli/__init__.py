@@ -30,6 +30,7 @@ VERBS = {
     "rerank": "rerank",
     "train": "train",
     "xquad-teacher": "xquad_teacher",
+    "distill": "distill",
     "pyserini": "pyserini",
 }
 

@@ -197,6 +197,34 @@ def trim_model(
     return report
 
 
+def keep_layers(base: PathLike | None, output: PathLike, layers: int, *, overwrite: bool = False) -> Path:
+    """Write a copy of ``base`` with only its first ``layers`` transformer layers (full vocabulary).
+
+    The smaller backbone of a scaling study: embeddings, tokenizer, ``clir_ot.json`` and any head are
+    kept unchanged, so the copy is the same model cut at depth ``layers``.
+    """
+    loaded = load_encoder(base)
+    model, config = loaded.model, loaded.model.config
+    before = int(config.num_hidden_layers)
+    if not 1 <= layers <= before:
+        raise ConfigError(f"layers must be between 1 and {before}, got {layers}")
+    encoder = getattr(model, "encoder", None)
+    if encoder is None or not hasattr(encoder, "layer"):
+        raise ConfigError(f"cannot cut layers of a {config.model_type} model (no encoder.layer list)")
+    encoder.layer = encoder.layer[:layers]
+    config.num_hidden_layers = layers
+    output = Path(output)
+    with atomic_output_dir(output, overwrite=overwrite) as tmp:
+        model.save_pretrained(tmp)
+        loaded.tokenizer.save_pretrained(tmp)
+        if loaded.folder is not None:
+            for name in (SETTINGS_FILE, HEAD_FILE):
+                if (loaded.folder / name).is_file():
+                    shutil.copy2(loaded.folder / name, tmp / name)
+    logger.info("cut %s to %d of %d layers -> %s", loaded.source.location, layers, before, output)
+    return output
+
+
 # --------------------------------------------------------------------------------------------------
 # Tiny random models for unit tests
 

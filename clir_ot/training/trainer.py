@@ -215,6 +215,7 @@ class TrainerState:
     last_validation: dict[str, Any] | None = None
     interval_loss: float = 0.0  # sum of step losses since the last logged step
     interval_steps: int = 0
+    stopped_early: int | None = None  # the step at which early stopping ended training
 
 
 @dataclass
@@ -349,11 +350,19 @@ class Trainer:
         progress: show a tqdm bar on the main process (``None``: when stderr is a terminal).
         dist: this process's place among the data-parallel processes (default: the initialised
             process group, or a single process).
+        greater_is_better: whether a higher ``metric`` is better (``False`` for a validation loss).
+        patience: early stopping: stop when ``patience`` validations in a row brought no improvement
+            of ``metric`` (``None``: train to the last step).
 
     Under ``torchrun`` the process group must be initialised before (see
     :func:`clir_ot.training.distributed.init_distributed`); every process builds its Trainer from the
     same model and groups, and only the main process writes.
     """
+
+    #: ``training.json``'s ``kind``
+    kind = "cross-encoder training"
+    #: extra arguments of :class:`~torch.nn.parallel.DistributedDataParallel`
+    ddp_kwargs: dict[str, Any] = {}
 
     def __init__(
         self,
@@ -369,18 +378,13 @@ class Trainer:
         manifest: Mapping[str, Any] | None = None,
         progress: bool | None = None,
         dist: DistInfo | None = None,
+        greater_is_better: bool = True,
+        patience: int | None = None,
     ):
         self.dist: DistInfo = dist if dist is not None else current()
         self.config = config
         self.output = Path(output).expanduser().absolute()
-        self.groups = list(train_groups)
-        if not self.groups:
-            raise ConsistencyError("no training groups")
-        sizes = sorted({len(g.negatives) for g in self.groups})
-        if len(sizes) != 1:
-            raise ConsistencyError(f"training groups have between {sizes[0]} and {sizes[-1]} negatives; every group "
-                                   "needs the same number (see clir_ot.training.data.cut_negatives)")
-        self.group_size = 1 + sizes[0]
+        self._setup_data(train_groups)
         self.device = torch.device(device) if device is not None else self.dist.default_device()
         self.model = model.to(self.device)
         if config.dropout is not None:
@@ -407,8 +411,23 @@ class Trainer:
         self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
         self.warmup = (config.warmup_steps if config.warmup_steps is not None
                        else int(round(config.warmup_ratio * self.total_steps)))
-        self.fingerprint = groups_fingerprint(self.groups)
+        self.greater_is_better = greater_is_better
+        self.patience = patience
+        self.step_parts: dict[str, float] = {}
         self._permutation: tuple[int, np.ndarray] | None = None
+
+    def _setup_data(self, train_groups: Sequence[TrainingGroup]) -> None:
+        """Set ``groups`` (the items a step draws from), ``group_size`` (passages per item) and
+        ``fingerprint`` (what a resumed run must train on); subclasses train on other items."""
+        self.groups = list(train_groups)
+        if not self.groups:
+            raise ConsistencyError("no training groups")
+        sizes = sorted({len(g.negatives) for g in self.groups})
+        if len(sizes) != 1:
+            raise ConsistencyError(f"training groups have between {sizes[0]} and {sizes[-1]} negatives; every group "
+                                   "needs the same number (see clir_ot.training.data.cut_negatives)")
+        self.group_size = 1 + sizes[0]
+        self.fingerprint = groups_fingerprint(self.groups)
 
     # ---------------------------------------------------------------------------------------------
     # data order
@@ -455,8 +474,6 @@ class Trainer:
         return None
 
     def _restore(self, checkpoint: Path, optimizer, scheduler, state: TrainerState) -> None:
-        from clir_ot.models import CrossEncoderModel
-
         saved = ckpt.read_state(checkpoint)
         if saved.get("data_fingerprint") != self.fingerprint:
             raise ConsistencyError(f"{checkpoint} was trained on other data (fingerprint differs); resume with the "
@@ -471,7 +488,7 @@ class Trainer:
         if saved.get("world_size") != self.dist.world_size:
             raise ConfigError(f"{checkpoint} was written by {saved.get('world_size')} processes; resume with the same "
                               f"number (now {self.dist.world_size}) for an exact continuation")
-        loaded = CrossEncoderModel.from_pretrained(checkpoint / "model")
+        loaded = type(self._inner()).from_pretrained(checkpoint / "model")
         self.model.load_state_dict(loaded.state_dict())
         optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location=self.device, weights_only=True))
         scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
@@ -480,6 +497,7 @@ class Trainer:
         for name in ("step", "epoch", "examples", "train_seconds", "wall_seconds", "best", "last_validation",
                      "interval_loss", "interval_steps"):
             setattr(state, name, saved[name])
+        state.stopped_early = saved.get("stopped_early")
 
     def _write_checkpoint(self, optimizer, scheduler, state: TrainerState) -> None:
         rng = self.dist.gather(_rng_state())
@@ -490,6 +508,7 @@ class Trainer:
             "examples": state.examples, "train_seconds": state.train_seconds, "wall_seconds": state.wall_seconds,
             "best": state.best, "last_validation": state.last_validation, "interval_loss": state.interval_loss,
             "interval_steps": state.interval_steps, "world_size": self.dist.world_size,
+            "stopped_early": state.stopped_early,
             "total_steps": self.total_steps, "data_fingerprint": self.fingerprint, "config": self.config.to_dict(),
         }
 
@@ -527,6 +546,14 @@ class Trainer:
         with atomic_open(path) as handle:
             handle.writelines(kept)
 
+    def _should_stop(self, state: TrainerState) -> bool:
+        """Early stopping: the last ``patience`` validations brought no improvement (every process agrees)."""
+        stop = False
+        if self.patience is not None and self.validate is not None and self.dist.is_main and state.best is not None:
+            stale = (state.step - state.best["step"]) // self.config.save_every
+            stop = stale >= self.patience
+        return bool(self.dist.broadcast(stop))
+
     def _validate(self, state: TrainerState) -> None:
         if self.validate is None or not self.dist.is_main:
             return
@@ -535,7 +562,8 @@ class Trainer:
         if self.metric not in metrics:
             raise ConfigError(f"the validation callback returned {sorted(metrics)}, not the metric {self.metric!r}")
         value = metrics[self.metric]
-        improved = state.best is None or value > state.best["value"]
+        improved = state.best is None or (value > state.best["value"] if self.greater_is_better
+                                          else value < state.best["value"])
         state.last_validation = {"step": state.step, **metrics}
         if improved:
             state.best = {"metric": self.metric, "value": value, "step": state.step}
@@ -593,7 +621,7 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            module = DistributedDataParallel(self.model, device_ids=device_ids)
+            module = DistributedDataParallel(self.model, device_ids=device_ids, **self.ddp_kwargs)
         self.model.train()
         logger.info(
             "training %d groups x %d passages: %d steps (%d per epoch), global batch %d (%d x %d processes x %d "
@@ -608,12 +636,13 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=state.step, desc="training", unit="step",
                    disable=(not self.dist.is_main) or (None if self.progress is None else not self.progress))
         try:
-            while state.step < self.total_steps:
+            while state.step < self.total_steps and state.stopped_early is None:
                 step_started = time.perf_counter()
                 state.epoch = state.step // self.steps_per_epoch
                 lr = scheduler.get_last_lr()[0]
                 batches = self.micro_batches(state.step)
                 step_loss = 0.0
+                self.step_parts = {}
                 for a, indices in enumerate(batches):
                     last = a == len(batches) - 1
                     sync = contextlib.nullcontext() if last or not self.dist.distributed else module.no_sync()
@@ -647,6 +676,7 @@ class Trainer:
                         "lr": lr, "grad_norm": grad_norm, "examples_per_s": examples / interval_seconds,
                         "pairs_per_s": examples * self.group_size / interval_seconds,
                         "elapsed_s": wall_before + time.perf_counter() - started_wall,
+                        **({"terms": self.step_parts} if self.step_parts else {}),
                     })
                     state.interval_loss, state.interval_steps = 0.0, 0
                     interval_seconds, interval_timed = 0.0, 0
@@ -656,8 +686,16 @@ class Trainer:
                 if state.step % config.save_every == 0 or done:
                     self._validate(state)
                     state.wall_seconds = wall_before + time.perf_counter() - started_wall
+                    stop = self._should_stop(state)
+                    if stop and not done:
+                        logger.info("early stopping at step %d: %s has not improved for %d validations (best %.4f "
+                                    "at step %d)", state.step, self.metric, self.patience, state.best["value"],
+                                    state.best["step"])
+                        state.stopped_early = state.step
                     self._write_checkpoint(optimizer, scheduler, state)
                     self.dist.barrier()
+                    if stop:
+                        break
         finally:
             bar.close()
         self.model.eval()
@@ -677,7 +715,7 @@ class Trainer:
         examples_per_s = state.examples / state.train_seconds if state.train_seconds else None
         manifest = {
             "format": 1,
-            "kind": "cross-encoder training",
+            "kind": self.kind,
             **self.extra_manifest,
             "output": {"model": str(self.output), "best": str(self.output / BEST_DIR) if state.best else None,
                        "log": str(self.output / LOG_FILE)},
@@ -693,6 +731,7 @@ class Trainer:
             "code": code_version(),
             "metrics": metrics,
             "steps": state.step,
+            "stopped_early": state.stopped_early,
             "time": {
                 "wall_s": state.wall_seconds, "train_s": state.train_seconds, "examples": state.examples,
                 "examples_per_s": examples_per_s,

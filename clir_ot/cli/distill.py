@@ -1,0 +1,149 @@
+"""``clir-ot distill``: distil a multilingual student from the English teacher with bitext (OPTICAL and baselines).
+
+Under torchrun: ``torchrun --nproc-per-node N -m clir_ot -- distill ...`` (see ``clir-ot train``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from clir_ot.errors import ConfigError
+
+# flag -> setting; a flag given on the command line wins over --config
+SETTING_FLAGS = {
+    "method": "method", "model_type": "model_type", "mode": "mode", "layers": "layers", "epsilon": "epsilon",
+    "marginal_penalty": "marginal_penalty", "rank_weight": "rank_weight", "score_weight": "score_weight",
+    "distill_weight": "distill_weight", "valid_fraction": "valid_fraction", "patience": "patience",
+    "epochs": "epochs", "max_steps": "max_steps", "batch_size": "batch_size", "grad_accum": "grad_accum",
+    "lr": "lr", "max_length": "max_length", "save_every": "save_every", "seed": "seed", "dtype": "dtype",
+    "negatives": "negatives",
+}
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "distill", help="distil a multilingual student from the teacher with bitext (ot, mse-sent, mse-token, score-kd)",
+        description="Initialise a student from the frozen teacher and train it on bitext so that it represents the "
+        "foreign side as the teacher represents the English side: optimal-transport token alignment (OPTICAL), "
+        "sentence MSE, hard token alignment or score distillation, optionally with the English ranking loss. "
+        "Held-out bitext gives the validation loss (best model in OUT/best, early stopping with --patience). "
+        "Checkpoints, --resume, torchrun and training.json as for `clir-ot train`.",
+    )
+    parser.add_argument("--teacher", required=True,
+                        help="the teacher: a cross-encoder folder (from `clir-ot train`), or a bi-encoder with "
+                        "--model-type bi-encoder (e.g. multilingual-e5-small)")
+    parser.add_argument("--out", "--output", dest="out", required=True, help="output folder of the student")
+    bitext = parser.add_argument_group("bitext (one source)")
+    bitext.add_argument("--bitext", default=None, help="TSV (english<TAB>foreign) or JSONL {english, foreign}")
+    bitext.add_argument("--tatoeba", default=None, help="folder in Tatoeba's two-file layout, with --language")
+    bitext.add_argument("--language", default=None, help="ISO code of the foreign language (with --tatoeba)")
+    bitext.add_argument("--valid-bitext", default=None, help="held-out bitext (default: --valid-fraction of it)")
+    method = parser.add_argument_group("distillation")
+    method.add_argument("--method", choices=("ot", "mse-sent", "mse-token", "score-kd"), default=None,
+                        help="default ot")
+    method.add_argument("--model-type", choices=("cross-encoder", "bi-encoder"), default=None,
+                        help="the reranker (default) or the dense first stage's encoder")
+    method.add_argument("--mode", choices=("passage", "query"), default=None,
+                        help="passage: each side alone (default); query: an English training query before both")
+    method.add_argument("--layers", type=int, nargs="+", default=None, help="hidden layers aligned (default -1: last)")
+    method.add_argument("--epsilon", type=float, default=None, help="entropic regularisation (default 0.1, relative)")
+    method.add_argument("--marginal-penalty", type=float, default=None, help="unbalanced OT (default: balanced)")
+    method.add_argument("--distill-weight", type=float, default=None, help="weight of the distillation term (default 1)")
+    method.add_argument("--rank-weight", type=float, default=None, help="weight of the English ranking loss (default 0)")
+    method.add_argument("--score-weight", type=float, default=None, help="weight of added score distillation (default 0)")
+    method.add_argument("--shuffled", action="store_true", help="train on the shuffled-bitext control")
+    method.add_argument("--no-freeze-embeddings", action="store_true", help="train the word embeddings too")
+    rank = parser.add_argument_group("English relevance data (rank term, queries of query mode and score-kd)")
+    rank.add_argument("--topics", default=None)
+    rank.add_argument("--qrels", default=None)
+    rank.add_argument("--corpus", default=None)
+    rank.add_argument("--run", default=None, help="first-stage run for hard negatives")
+    rank.add_argument("--groups", default=None, help="JSONL groups or triples TSV instead of a collection")
+    rank.add_argument("--folds", default=None, help="XQuAD folds.json, with --exclude-fold")
+    rank.add_argument("--exclude-fold", type=int, default=None, help="XQuAD cross-fitting: the teacher's test fold")
+    settings = parser.add_argument_group("settings (override --config)")
+    settings.add_argument("--config", default=None,
+                          help="JSON object of settings: training (batch_size, lr, ...) and distillation (method, ...)")
+    settings.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    settings.add_argument("--valid-fraction", type=float, default=None, help="bitext held out (default 0.1)")
+    settings.add_argument("--patience", type=int, default=None, help="early stopping after N validations without gain")
+    settings.add_argument("--epochs", type=int, default=None)
+    settings.add_argument("--max-steps", type=int, default=None)
+    settings.add_argument("--batch-size", type=int, default=None, help="bitext pairs per process per micro-batch")
+    settings.add_argument("--grad-accum", type=int, default=None)
+    settings.add_argument("--lr", type=float, default=None)
+    settings.add_argument("--negatives", type=int, default=None, help="negatives per rank group")
+    settings.add_argument("--max-length", type=int, default=None)
+    settings.add_argument("--save-every", type=int, default=None)
+    settings.add_argument("--seed", type=int, default=None)
+    settings.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default=None)
+    settings.add_argument("--device", default=None)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def build_settings(args: argparse.Namespace):
+    """(TrainingConfig, DistillationConfig) from --config and the flags."""
+    from clir_ot.distill.trainer import split_settings
+
+    data: dict = {}
+    if args.config is not None:
+        path = Path(args.config)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"--config {path}: no such file") from None
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"--config {path}: invalid JSON at line {err.lineno} ({err.msg})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"--config {path}: expected a JSON object of settings")
+    data.update({field: getattr(args, flag) for flag, field in SETTING_FLAGS.items() if getattr(args, flag) is not None})
+    if args.shuffled:
+        data["shuffle_bitext"] = True
+    if args.no_freeze_embeddings:
+        data["freeze_embeddings"] = False
+    return split_settings(data, args.config or "command-line settings")
+
+
+def read_pairs(args: argparse.Namespace):
+    from clir_ot.distill import read_bitext, tatoeba_files, tatoeba_pairs
+
+    if (args.bitext is None) == (args.tatoeba is None):
+        raise ConfigError("give exactly one bitext source: --bitext FILE or --tatoeba DIR --language L")
+    if args.tatoeba is not None:
+        if not args.language:
+            raise ConfigError("--tatoeba needs --language (e.g. el)")
+        return tatoeba_pairs(args.tatoeba, args.language), list(tatoeba_files(args.tatoeba, args.language))
+    return read_bitext(args.bitext), [args.bitext]
+
+
+def rank_spec(args: argparse.Namespace):
+    from clir_ot.training import DataSpec
+
+    collection = [args.topics, args.qrels, args.corpus, args.run]
+    if args.groups is None and all(p is None for p in collection):
+        return None
+    if args.groups is not None:
+        suffixes = [s for s in Path(args.groups).suffixes if s != ".gz"]
+        triples = args.groups if suffixes and suffixes[-1] in (".tsv", ".txt") else None
+        return DataSpec(triples=triples, groups=None if triples else args.groups)
+    return DataSpec(topics=args.topics, qrels=args.qrels, corpus=args.corpus, run=args.run, folds=args.folds,
+                    exclude_fold=args.exclude_fold)
+
+
+def run(args: argparse.Namespace) -> int:
+    from clir_ot.distill import read_bitext
+    from clir_ot.distill.pipeline import distill_student
+
+    config, distill = build_settings(args)
+    pairs, files = read_pairs(args)
+    valid = read_bitext(args.valid_bitext) if args.valid_bitext else None
+    result = distill_student(args.teacher, args.out, pairs, config, distill, valid_pairs=valid,
+                             rank_data=rank_spec(args), bitext_files=files, resume=args.resume, device=args.device)
+    summary = {"output": str(result.output), "best": str(result.best) if result.best else None,
+               "steps": result.steps, "metrics": result.metrics,
+               "examples_per_s": (result.manifest.get("time") or {}).get("examples_per_s")}
+    sys.stderr.write(json.dumps(summary) + "\n")
+    return 0

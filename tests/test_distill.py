@@ -1,0 +1,173 @@
+"""Distillation training (clir-ot distill): the student learns from bitext; every method and mode runs;
+settings are checked; the shuffled control, early stopping and the bi-encoder path work. Tiny models."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from clir_ot.cli import main
+from clir_ot.distill import BitextPair, write_bitext
+from clir_ot.distill.pipeline import distill_student
+from clir_ot.distill.trainer import DistillationConfig, split_settings
+from clir_ot.errors import ConfigError
+from clir_ot.formats import Document, Hit, write_corpus, write_qrels, write_run, write_topics
+from clir_ot.models import BiEncoderModel, CrossEncoderModel, tiny_random_model
+from clir_ot.training import DataSpec, TrainingConfig
+
+EN = "the a cat dog house tree river city book water red green big small runs sees eats old new".split()
+# a word-for-word "foreign language": every English word has its own foreign word
+FOREIGN = {w: f"x{w[::-1]}" for w in EN}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("distill-data")
+    rng = random.Random(0)
+    sentences = sorted({" ".join(rng.choice(EN) for _ in range(rng.randint(3, 7))) for _ in range(120)})
+    pairs = [BitextPair(s, " ".join(FOREIGN[w] for w in s.split()), "made", i + 1) for i, s in enumerate(sentences)]
+    write_bitext(root / "bitext.tsv", pairs)
+    docs = {f"d{i:02d}": " ".join(rng.choice(EN) for _ in range(10)) for i in range(24)}
+    topics = {f"q{i:02d}": " ".join(docs[f"d{i:02d}"].split()[:3]) for i in range(16)}
+    write_corpus(root / "corpus.jsonl", [Document(d, t) for d, t in docs.items()])
+    write_topics(root / "topics.tsv", topics)
+    write_qrels(root / "qrels.txt", {q: {f"d{q[1:]}": 1} for q in topics})
+    write_run(root / "run.txt", {q: [Hit(q, d, float(-abs(int(d[1:]) - int(q[1:]))), 0) for d in docs] for q in topics})
+    texts = sentences + [p.foreign for p in pairs] + list(docs.values())
+    model, tokenizer = tiny_random_model("xlm-roberta", texts, seed=5)
+    CrossEncoderModel(model, tokenizer).save_pretrained(root / "teacher")
+    model, tokenizer = tiny_random_model("bert", texts, seed=6)
+    BiEncoderModel(model, tokenizer).save_pretrained(root / "dense")
+    return root
+
+
+def pairs_of(data: Path) -> list[BitextPair]:
+    from clir_ot.distill import read_bitext
+
+    return read_bitext(data / "bitext.tsv")
+
+
+def rank_data(data: Path) -> DataSpec:
+    return DataSpec(topics=data / "topics.tsv", qrels=data / "qrels.txt", corpus=data / "corpus.jsonl", run=data / "run.txt")
+
+
+CONFIG = TrainingConfig(max_steps=12, batch_size=8, lr=3e-3, save_every=4, max_length=48, dtype="fp32", negatives=3,
+                        warmup_steps=0, dropout=0.0)
+
+
+def log_records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("method", ["ot", "mse-sent", "mse-token"])
+def test_validation_loss_falls_for_each_token_method(data, tmp_path, method):
+    distill = DistillationConfig(method=method, freeze_embeddings=False)
+    result = distill_student(data / "teacher", tmp_path / method, pairs_of(data), CONFIG, distill, progress=False)
+    valid = [r["valid"]["valid_loss"] for r in log_records(tmp_path / method) if "valid" in r]
+    assert len(valid) == 3 and valid[-1] < valid[0], valid
+    manifest = json.loads((tmp_path / method / "training.json").read_text())
+    assert manifest["kind"] == "distillation" and manifest["distillation"]["method"] == method
+    assert manifest["bitext"]["train_pairs"] + manifest["bitext"]["valid_pairs"] == len(pairs_of(data))
+    assert result.best is not None and (result.best / "clir_ot.json").is_file()
+    CrossEncoderModel.from_pretrained(result.best)  # the reranker loads the student
+
+
+def test_student_starts_as_the_teacher_and_the_teacher_stays_frozen(data, tmp_path):
+    teacher_before = CrossEncoderModel.from_pretrained(data / "teacher").state_dict()
+    out = tmp_path / "ot"
+    config = TrainingConfig(**{**CONFIG.to_dict(), "max_steps": 4})
+    distill_student(data / "teacher", out, pairs_of(data), config, DistillationConfig(), progress=False)
+    after = CrossEncoderModel.from_pretrained(data / "teacher").state_dict()
+    assert all(torch.equal(teacher_before[k], after[k]) for k in after)
+    student = CrossEncoderModel.from_pretrained(out).state_dict()
+    embeddings = [k for k in student if "word_embeddings" in k]
+    assert embeddings and all(torch.equal(student[k], after[k]) for k in embeddings)  # frozen by default
+    assert any(not torch.equal(student[k], after[k]) for k in student)
+    valid = [r for r in log_records(out) if "valid" in r]
+    assert valid and valid[0]["valid"]["valid_loss"] > 0
+
+
+def test_query_mode_score_kd_and_rank_term_run_and_log_every_term(data, tmp_path):
+    distill = DistillationConfig(method="score-kd", rank_weight=0.5, rank_batch_size=2)
+    config = TrainingConfig(**{**CONFIG.to_dict(), "max_steps": 4, "log_every": 2})
+    distill_student(data / "teacher", tmp_path / "kd", pairs_of(data), config, distill, rank_data=rank_data(data),
+                    progress=False)
+    terms = [r["terms"] for r in log_records(tmp_path / "kd") if "terms" in r]
+    assert terms and {"distill", "rank", "distill_weighted", "rank_weighted", "total"} <= set(terms[0])
+    assert terms[0]["rank_weighted"] == pytest.approx(0.5 * terms[0]["rank"])
+    distill = DistillationConfig(method="ot", mode="query")
+    distill_student(data / "teacher", tmp_path / "q", pairs_of(data), config, distill, rank_data=rank_data(data),
+                    progress=False)
+
+
+def test_queries_are_required_where_a_method_needs_them(data, tmp_path):
+    with pytest.raises(ConfigError, match="queries"):
+        distill_student(data / "teacher", tmp_path / "x", pairs_of(data), CONFIG,
+                        DistillationConfig(method="score-kd"), progress=False)
+
+
+def test_shuffled_control_trains_on_misaligned_pairs(data, tmp_path):
+    out = tmp_path / "shuffled"
+    config = TrainingConfig(**{**CONFIG.to_dict(), "max_steps": 4})
+    distill_student(data / "teacher", out, pairs_of(data), config, DistillationConfig(shuffle_bitext=True),
+                    progress=False)
+    manifest = json.loads((out / "training.json").read_text())
+    assert manifest["bitext"]["shuffled_control"] is True
+    from clir_ot.distill import split_bitext
+    from clir_ot.distill.trainer import bitext_fingerprint
+
+    train, _ = split_bitext(pairs_of(data), 0.1, config.seed)
+    assert manifest["bitext"]["train_fingerprint"] != bitext_fingerprint(train)
+
+
+def test_early_stopping_stops_when_validation_stops_improving(data, tmp_path):
+    config = TrainingConfig(**{**CONFIG.to_dict(), "max_steps": 40, "save_every": 1, "lr": 0.5})  # diverges
+    result = distill_student(data / "teacher", tmp_path / "es", pairs_of(data), config,
+                             DistillationConfig(patience=2, freeze_embeddings=False), progress=False)
+    manifest = json.loads((tmp_path / "es" / "training.json").read_text())
+    assert manifest["stopped_early"] is not None and result.steps < 40
+    assert result.steps - manifest["metrics"]["best"]["step"] == 2
+
+
+def test_dense_student_distils_the_bi_encoder(data, tmp_path):
+    distill = DistillationConfig(method="ot", model_type="bi-encoder", freeze_embeddings=False)
+    result = distill_student(data / "dense", tmp_path / "dense", pairs_of(data), CONFIG, distill, progress=False)
+    valid = [r["valid"]["valid_loss"] for r in log_records(tmp_path / "dense") if "valid" in r]
+    assert valid[-1] < valid[0]
+    student = BiEncoderModel.from_pretrained(result.best)
+    assert student.encode(["xeht xtac"]).shape == (1, student.dim)
+
+
+def test_settings_are_checked_and_unknown_keys_rejected():
+    with pytest.raises(ConfigError, match="unknown setting"):
+        split_settings({"method": "ot", "epsilonn": 0.1}, "x.json")
+    training, distill = split_settings({"method": "mse-sent", "lr": 1e-4, "layers": [4, -1]}, "x.json")
+    assert training.lr == 1e-4 and distill.layers == (4, -1)
+    for bad in ({"method": "none"}, {"method": "kl"}, {"model_type": "bi-encoder", "mode": "query"},
+                {"model_type": "bi-encoder", "rank_weight": 1.0}, {"distill_weight": 0.0},
+                {"layers": []}, {"epsilon": 0}):
+        with pytest.raises(ConfigError):
+            DistillationConfig(**bad)
+    assert DistillationConfig(shuffle_bitext=True).name == "ot-shuffled"
+
+
+def test_distill_cli(data, tmp_path, caplog):
+    out = tmp_path / "cli"
+    code = main(["distill", "--teacher", str(data / "teacher"), "--out", str(out), "--bitext", str(data / "bitext.tsv"),
+                 "--method", "mse-sent", "--max-steps", "2", "--batch-size", "8", "--max-length", "48",
+                 "--save-every", "2", "--dtype", "fp32"])
+    assert code == 0 and (out / "training.json").is_file() and (out / "best").is_dir()
+    assert main(["distill", "--teacher", str(data / "teacher"), "--out", str(tmp_path / "bad"),
+                 "--bitext", str(data / "bitext.tsv"), "--tatoeba", str(data)]) != 0
+    assert "exactly one bitext source" in caplog.text
