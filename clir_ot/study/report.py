@@ -1,0 +1,650 @@
+"""The scaling study's report: per-query results in, tables, tests, plots and one answer sentence out.
+
+Research question: does scaling the multilingual backbone change the gain that a method (OT
+distillation, ``ot``) brings over a baseline (the zero-shot teacher, ``none``) on low-resource
+languages of XQuAD, measured by P@5?
+
+Input is a flat list of :class:`QueryScore` records, one per (backbone, method, document language,
+setting, metric, query). Settings: ``cross`` (English query, documents of one language, one
+relevant document per query) and ``pool`` (documents of all languages). The metric ``bias`` is the
+per-query language bias of :func:`clir_ot.study.stats.max_rank_distance` (lower is better).
+
+* :func:`write_results_csv` / :func:`read_results_csv` -- the flat results file (means first).
+* :func:`build_report` -- computes every table, the per-language tests and the answer.
+* :func:`write_report` -- writes ``report.md``, ``results.csv`` and the two PNG plots.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError
+from clir_ot.formats import atomic_open
+from clir_ot.study.stats import GainDifference, gain_difference, holm, paired_randomization_test
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CSV_COLUMNS",
+    "DEFAULT_RESOURCE_ORDER",
+    "GainRow",
+    "QueryScore",
+    "Report",
+    "build_report",
+    "read_results_csv",
+    "write_report",
+    "write_results_csv",
+]
+
+CSV_COLUMNS = ("backbone", "method", "language", "setting", "metric", "qid", "value")
+SUMMARY_QID = "all"
+BIAS_METRIC = "bias"
+CROSS, POOL = "cross", "pool"
+
+#: XQuAD languages from most to least pre-training data, as given by the study design. It follows
+#: Wikipedia sizes (mBERT's corpus) more than CC-100 (XLM-R's, hence e5's), where e.g. ``ru``,
+#: ``vi`` and ``th`` are far larger; pass the order that fits the backbones compared.
+DEFAULT_RESOURCE_ORDER = ("en", "de", "ru", "es", "zh", "vi", "tr", "ar", "el", "th", "hi")
+
+_METRIC_ORDER = ("P@5", "Success@5", "RR@10")
+_METHOD_NAMES = {"ot": "OT distillation"}
+PLOT_METRIC = "metric_by_language.png"
+PLOT_GAIN = "gain_by_language.png"
+
+
+# --------------------------------------------------------------------------------------------------
+# Records and the results file
+
+
+@dataclass(frozen=True)
+class QueryScore:
+    """One per-query value of the study.
+
+    ``language`` is the document language (``en`` for English); ``setting`` is ``cross`` or
+    ``pool``; ``metric`` an ir_measures display name (``P@5``, ``Success@5``, ``RR@10``) or
+    ``bias`` (lower is better).
+    """
+
+    backbone: str
+    method: str
+    language: str
+    setting: str
+    metric: str
+    qid: str
+    value: float
+
+
+Key = tuple[str, str, str, str, str]  # (backbone, method, language, setting, metric)
+
+
+def _key(score: QueryScore) -> Key:
+    return (score.backbone, score.method, score.language, score.setting, score.metric)
+
+
+def _group(scores: Iterable[QueryScore]) -> dict[Key, dict[str, float]]:
+    """(backbone, method, language, setting, metric) -> {qid: value}, refusing duplicates and 'all'."""
+    grouped: dict[Key, dict[str, float]] = {}
+    for score in scores:
+        if score.qid == SUMMARY_QID:
+            raise ConsistencyError(
+                f"qid {SUMMARY_QID!r} is reserved for the means in results.csv; found it as a query of {_key(score)}"
+            )
+        values = grouped.setdefault(_key(score), {})
+        if score.qid in values:
+            raise ConsistencyError(f"two values for query {score.qid!r} of {_key(score)}")
+        values[score.qid] = float(score.value)
+    return grouped
+
+
+def _format_float(value: float) -> str:
+    return repr(float(value))  # shortest text that reads back to the same float
+
+
+def write_results_csv(path: str | Path, scores: Iterable[QueryScore]) -> Path:
+    """Write ``scores`` as CSV (columns :data:`CSV_COLUMNS`), atomically.
+
+    First one row per (backbone, method, language, setting, metric) with qid ``all`` and the mean
+    over its queries, in order of first appearance; then the per-query rows in input order.
+    Values are written at full precision.
+
+    Raises:
+        ConsistencyError: a query id is ``all``, or a query has two values for the same key.
+    """
+    scores = list(scores)
+    grouped = _group(scores)
+    path = Path(path)
+    with atomic_open(path) as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for key, values in grouped.items():
+            writer.writerow([*key, SUMMARY_QID, _format_float(np.mean(list(values.values())))])
+        for s in scores:
+            writer.writerow([s.backbone, s.method, s.language, s.setting, s.metric, s.qid, _format_float(s.value)])
+    logger.info("wrote %d per-query values (%d means) to %s", len(scores), len(grouped), path)
+    return path
+
+
+def read_results_csv(path: str | Path) -> list[QueryScore]:
+    """Read a file of :func:`write_results_csv`; returns the per-query records (in file order).
+
+    The ``all`` rows are checked against the mean of their per-query rows (relative tolerance
+    1e-9) and not returned.
+
+    Raises:
+        InputFormatError: wrong header, wrong number of fields, or a value that is not a number.
+        ConsistencyError: an ``all`` row disagrees with its queries, or names a key without queries.
+    """
+    path = Path(path)
+    records: list[QueryScore] = []
+    summaries: dict[Key, tuple[int, float]] = {}
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or tuple(header) != CSV_COLUMNS:
+            raise InputFormatError(path, 1, f"expected the header {','.join(CSV_COLUMNS)}; got {header!r}")
+        for row in reader:
+            line = reader.line_num
+            if not row:
+                continue
+            if len(row) != len(CSV_COLUMNS):
+                raise InputFormatError(path, line, f"expected {len(CSV_COLUMNS)} fields; got {len(row)}")
+            try:
+                value = float(row[6])
+            except ValueError:
+                raise InputFormatError(path, line, f"value {row[6]!r} is not a number") from None
+            backbone, method, language, setting, metric, qid = row[:6]
+            if qid == SUMMARY_QID:
+                summaries[(backbone, method, language, setting, metric)] = (line, value)
+            else:
+                records.append(QueryScore(backbone, method, language, setting, metric, qid, value))
+    grouped = _group(records)
+    for key, (line, mean) in summaries.items():
+        if key not in grouped:
+            raise ConsistencyError(f"{path}:{line}: mean row for {key} has no per-query rows")
+        actual = float(np.mean(list(grouped[key].values())))
+        if not math.isclose(actual, mean, rel_tol=1e-9, abs_tol=1e-12):
+            raise ConsistencyError(f"{path}:{line}: mean row for {key} says {mean!r}, its queries give {actual!r}")
+    return records
+
+
+# --------------------------------------------------------------------------------------------------
+# The report
+
+
+@dataclass(frozen=True)
+class GainRow:
+    """Gain of the method over the baseline for one backbone and one language (setting ``cross``).
+
+    ``gain`` = mean over queries of (method - baseline); ``p_randomization`` of
+    :func:`~clir_ot.study.stats.paired_randomization_test`; ``p_holm`` Holm-adjusted across the
+    languages of the backbone.
+    """
+
+    language: str
+    gain: float
+    p_randomization: float
+    p_holm: float
+    n_queries: int
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything :func:`build_report` computed, and the markdown text of ``report.md``.
+
+    ``means`` maps (backbone, method, language, setting, metric) to the mean over queries;
+    ``gains[backbone]`` holds one :class:`GainRow` per language of the ``cross`` setting;
+    ``answer`` is the study's statistic and ``sentence`` its one-sentence reading.
+    """
+
+    title: str
+    markdown: str
+    sentence: str
+    answer: GainDifference
+    means: dict[Key, float]
+    gains: dict[str, tuple[GainRow, ...]]
+    group_gains: dict[str, float]
+    backbones: tuple[str, ...]
+    methods: tuple[str, ...]
+    languages: tuple[str, ...]
+    low_resource: tuple[str, ...]
+    resource_order: tuple[str, ...]
+    metric: str
+    method: str
+    baseline: str
+
+
+def _order_languages(present: Iterable[str], resource_order: Sequence[str]) -> tuple[str, ...]:
+    present = set(present)
+    known = [lang for lang in resource_order if lang in present]
+    return tuple(known + sorted(present - set(known)))
+
+
+def _order_metrics(present: Iterable[str]) -> tuple[str, ...]:
+    present = set(present)
+    known = [m for m in _METRIC_ORDER if m in present]
+    return tuple(known + sorted(present - set(known)))
+
+
+def _signed(value: float, digits: int = 4) -> str:
+    return f"{value:+.{digits}f}"
+
+
+def _plain(value: float, digits: int = 4) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    def row(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+    return [row(header), "|:--" + "|--:" * (len(header) - 1) + "|", *(row(r) for r in rows)]
+
+
+def _method_name(method: str) -> str:
+    return _METHOD_NAMES.get(method, f"method `{method}`")
+
+
+def _metric_table(
+    means: Mapping[Key, float],
+    setting: str,
+    metric: str,
+    columns: Sequence[tuple[str, str]],
+    languages: Sequence[str],
+) -> list[str]:
+    header = ["language", *(f"{b} · {m}" for b, m in columns)]
+    rows = []
+    for language in languages:
+        cells = [means.get((b, m, language, setting, metric), math.nan) for b, m in columns]
+        if all(math.isnan(c) for c in cells):
+            continue
+        rows.append([language, *(_plain(c) for c in cells)])
+    return _table(header, rows)
+
+
+def _fmt_cost(value: object) -> str:
+    if isinstance(value, bool) or value is None:
+        return "—" if value is None else str(value)
+    if isinstance(value, (int, float)):
+        return f"{value:,.1f}" if abs(value) >= 1 else f"{value:.4g}"
+    return str(value)
+
+
+def build_report(
+    scores: Iterable[QueryScore],
+    *,
+    low_resource: Sequence[str],
+    backbones: Sequence[str],
+    baseline: str = "none",
+    method: str = "ot",
+    metric: str = "P@5",
+    seed: int = 0,
+    n_resamples: int = 10000,
+    confidence: float = 0.95,
+    costs: Mapping[str, Mapping[str, object]] | None = None,
+    resource_order: Sequence[str] = DEFAULT_RESOURCE_ORDER,
+    title: str = "Scaling study: does a larger backbone change the OT-distillation gain on low-resource languages?",
+) -> Report:
+    r"""Compute the study's tables, tests and answer from per-query results.
+
+    All effectiveness numbers use the ``cross`` setting unless stated. For each backbone and
+    language the gain is :math:`\frac{1}{|Q|}\sum_q (x_{\text{method},q} - x_{\text{baseline},q})`
+    with a paired randomization test (:func:`~clir_ot.study.stats.paired_randomization_test`) and
+    Holm's correction over that backbone's languages. The answer is
+    :func:`~clir_ot.study.stats.gain_difference` for the smallest and the largest backbone (first
+    and last of ``backbones``) on ``low_resource``; it is called *distinguishable from zero* iff
+    its bootstrap interval excludes 0.
+
+    Args:
+        scores: per-query records (both settings, any metrics).
+        low_resource: the low-resource language group, e.g. ``("th", "hi", "el")``.
+        backbones: backbone names ordered from smaller to larger (at least two).
+        baseline, method: the compared methods (``none`` = zero-shot teacher, ``ot``).
+        metric: the metric of the answer and the gain tables.
+        seed, n_resamples, confidence: of the randomization tests and of the bootstrap.
+        costs: optional step name -> ``{"wall_s": ..., "examples_per_s": ...}`` (any columns).
+        resource_order: languages from most to least pre-training data (table rows, plot x axis).
+        title: heading of ``report.md``.
+
+    Raises:
+        ConfigError: fewer than two backbones, or a backbone, method, metric or low-resource
+            language that the ``cross`` results do not have.
+        ConsistencyError: method and baseline do not cover the same queries of a language.
+    """
+    grouped = _group(scores)
+    if not grouped:
+        raise ConfigError("no scores: the report needs per-query results")
+    chosen = tuple(dict.fromkeys(backbones))
+    if len(chosen) < 2:
+        raise ConfigError(f"backbones must name at least two backbones, smaller to larger; got {tuple(backbones)!r}")
+    group = tuple(dict.fromkeys(low_resource))
+    if not group:
+        raise ConfigError("low_resource is empty: name the low-resource languages, e.g. ('th', 'hi', 'el')")
+
+    cross = {k: v for k, v in grouped.items() if k[3] == CROSS}
+    present_backbones = {k[0] for k in cross}
+    for backbone in chosen:
+        if backbone not in present_backbones:
+            raise ConfigError(
+                f"backbone {backbone!r} has no '{CROSS}' results; available: {', '.join(sorted(present_backbones)) or 'none'}"
+            )
+    for needed in (baseline, method):
+        for backbone in chosen:
+            if not any(k[0] == backbone and k[1] == needed and k[4] == metric for k in cross):
+                raise ConfigError(f"no '{CROSS}' {metric} results for method {needed!r} of backbone {backbone!r}")
+    cross_languages = {k[2] for k in cross if k[4] == metric}
+    for language in group:
+        if language not in cross_languages:
+            raise ConfigError(
+                f"low-resource language {language!r} has no '{CROSS}' {metric} results; "
+                f"available: {', '.join(sorted(cross_languages))}"
+            )
+
+    means = {k: float(np.mean(list(v.values()))) for k, v in grouped.items()}
+    all_backbones = chosen + tuple(sorted({k[0] for k in grouped} - set(chosen)))
+    seen_methods = list(dict.fromkeys(k[1] for k in grouped))
+    methods = tuple([baseline] + [m for m in seen_methods if m != baseline])
+    languages = _order_languages(cross_languages, resource_order)
+
+    # Per-language gains with paired tests, Holm across languages per backbone.
+    gains: dict[str, tuple[GainRow, ...]] = {}
+    group_gains: dict[str, float] = {}
+    for backbone in chosen:
+        raw: dict[str, tuple[float, float, int]] = {}
+        for language in languages:
+            treated = cross.get((backbone, method, language, CROSS, metric))
+            control = cross.get((backbone, baseline, language, CROSS, metric))
+            if treated is None or control is None:
+                continue
+            if set(treated) != set(control):
+                raise ConsistencyError(
+                    f"{metric} of {backbone!r}/{language!r}: methods {method!r} and {baseline!r} cover different "
+                    f"queries ({len(set(treated) ^ set(control))} differ); a paired test needs the same queries"
+                )
+            qids = sorted(treated)
+            a = np.array([treated[q] for q in qids], dtype=float)
+            b = np.array([control[q] for q in qids], dtype=float)
+            p = paired_randomization_test(a, b, n_resamples=n_resamples, seed=seed)
+            raw[language] = (float((a - b).mean()), p, len(qids))
+        adjusted = holm({language: p for language, (_, p, _) in raw.items()})
+        gains[backbone] = tuple(
+            GainRow(language, gain, p, adjusted[language], n) for language, (gain, p, n) in raw.items()
+        )
+        by_language = {row.language: row.gain for row in gains[backbone]}
+        missing = [language for language in group if language not in by_language]
+        if missing:
+            raise ConsistencyError(f"backbone {backbone!r} lacks {method!r}/{baseline!r} {metric} results for {missing}")
+        group_gains[backbone] = float(np.mean([by_language[language] for language in group]))
+
+    answer_scores = {
+        (backbone, m, language): cross[(backbone, m, language, CROSS, metric)]
+        for backbone in (chosen[0], chosen[-1])
+        for m in (baseline, method)
+        for language in group
+    }
+    answer = gain_difference(
+        answer_scores,
+        backbones=(chosen[0], chosen[-1]),
+        languages=group,
+        method=method,
+        baseline=baseline,
+        n_resamples=n_resamples,
+        seed=seed,
+        confidence=confidence,
+    )
+    sentence = _answer_sentence(answer, group_gains, chosen, metric)
+
+    markdown = _markdown(
+        title=title,
+        sentence=sentence,
+        answer=answer,
+        grouped=grouped,
+        means=means,
+        gains=gains,
+        group_gains=group_gains,
+        backbones=all_backbones,
+        methods=methods,
+        languages=languages,
+        group=group,
+        resource_order=tuple(resource_order),
+        metric=metric,
+        method=method,
+        baseline=baseline,
+        costs=costs,
+        n_resamples=n_resamples,
+        seed=seed,
+    )
+    return Report(
+        title=title,
+        markdown=markdown,
+        sentence=sentence,
+        answer=answer,
+        means=means,
+        gains=gains,
+        group_gains=group_gains,
+        backbones=all_backbones,
+        methods=methods,
+        languages=languages,
+        low_resource=group,
+        resource_order=tuple(resource_order),
+        metric=metric,
+        method=method,
+        baseline=baseline,
+    )
+
+
+def _answer_sentence(answer: GainDifference, group_gains: Mapping[str, float], backbones: Sequence[str], metric: str) -> str:
+    small, large = answer.backbones
+    parts = [f"{_signed(group_gains[b])} for {b}" for b in backbones]
+    per_backbone = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    verdict = "which is distinguishable from zero" if answer.distinguishable_from_zero else (
+        "which is not distinguishable from zero"
+    )
+    return (
+        f"On the low-resource group ({', '.join(answer.languages)}), {_method_name(answer.method)} changes {metric} "
+        f"relative to `{answer.baseline}` by {per_backbone}; the difference ({large} − {small}) is "
+        f"{_signed(answer.difference)} ({round(answer.confidence * 100):d}% bootstrap CI {_signed(answer.low)} to "
+        f"{_signed(answer.high)} over {answer.n_queries} queries), {verdict}."
+    )
+
+
+def _markdown(
+    *,
+    title: str,
+    sentence: str,
+    answer: GainDifference,
+    grouped: Mapping[Key, Mapping[str, float]],
+    means: Mapping[Key, float],
+    gains: Mapping[str, Sequence[GainRow]],
+    group_gains: Mapping[str, float],
+    backbones: Sequence[str],
+    methods: Sequence[str],
+    languages: Sequence[str],
+    group: Sequence[str],
+    resource_order: Sequence[str],
+    metric: str,
+    method: str,
+    baseline: str,
+    costs: Mapping[str, Mapping[str, object]] | None,
+    n_resamples: int,
+    seed: int,
+) -> str:
+    out: list[str] = [f"# {title}", "", "## Answer", "", sentence, ""]
+    out += [
+        f"Gain of a backbone = mean over the low-resource languages of the mean over queries of "
+        f"({method} − {baseline}) {metric}, setting `{CROSS}`. The interval is a percentile bootstrap "
+        f"({answer.n_resamples} resamples, seed {seed}) that resamples query ids once for all languages and both "
+        f"backbones, since the same question is asked in every language.",
+        "",
+    ]
+
+    def columns_for(setting: str, metric_name: str) -> list[tuple[str, str]]:
+        return [
+            (b, m)
+            for b in backbones
+            for m in methods
+            if any(k[0] == b and k[1] == m and k[3] == setting and k[4] == metric_name for k in grouped)
+        ]
+
+    # Cross setting: effectiveness tables.
+    cross_metrics = _order_metrics(k[4] for k in grouped if k[3] == CROSS and k[4] != BIAS_METRIC)
+    out += [f"## Cross-lingual retrieval (setting `{CROSS}`: English queries, documents of one language)", ""]
+    out += [f"Low-resource group: {', '.join(group)}. Rows ordered by `resource_order`: {', '.join(resource_order)}.", ""]
+    for metric_name in cross_metrics:
+        out += [f"### {metric_name}", ""]
+        out += _metric_table(means, CROSS, metric_name, columns_for(CROSS, metric_name), languages)
+        out.append("")
+
+    # Gap to English.
+    if any(k[2] == "en" and k[3] == CROSS and k[4] == metric for k in grouped):
+        columns = columns_for(CROSS, metric)
+        out += [f"### Gap to English ({metric} of the language − {metric} of `en`)", ""]
+        rows = []
+        for language in languages:
+            if language == "en":
+                continue
+            cells = []
+            for b, m in columns:
+                here = means.get((b, m, language, CROSS, metric))
+                english = means.get((b, m, "en", CROSS, metric))
+                cells.append("—" if here is None or english is None else _signed(here - english))
+            rows.append([language, *cells])
+        out += _table(["language", *(f"{b} · {m}" for b, m in columns)], rows)
+        out.append("")
+
+    # Gains with tests.
+    out += [f"### Gain of `{method}` over `{baseline}` ({metric}, setting `{CROSS}`)", ""]
+    out += [
+        f"Paired randomization test (sign flips, {n_resamples} resamples or exact enumeration, two-sided); "
+        "Holm-adjusted across the languages of each backbone.",
+        "",
+    ]
+    for backbone, rows in gains.items():
+        out += [f"**{backbone}**", ""]
+        body = [[r.language, _signed(r.gain), f"{r.p_randomization:.4f}", f"{r.p_holm:.4f}", str(r.n_queries)] for r in rows]
+        body.append([f"low-resource mean ({', '.join(group)})", _signed(group_gains[backbone]), "", "", ""])
+        out += _table(["language", "gain", "p (randomization)", "p (Holm)", "queries"], body)
+        out.append("")
+
+    # Pool setting.
+    pool_metrics = _order_metrics(k[4] for k in grouped if k[3] == POOL and k[4] != BIAS_METRIC)
+    pool_languages = _order_languages({k[2] for k in grouped if k[3] == POOL}, resource_order)
+    if pool_metrics:
+        out += [f"## Multilingual pool (setting `{POOL}`: documents of all languages)", ""]
+        for metric_name in pool_metrics:
+            out += [f"### {metric_name}", ""]
+            out += _metric_table(means, POOL, metric_name, columns_for(POOL, metric_name), pool_languages)
+            out.append("")
+    bias_settings = sorted({k[3] for k in grouped if k[4] == BIAS_METRIC})
+    for setting in bias_settings:
+        bias_languages = _order_languages({k[2] for k in grouped if k[3] == setting and k[4] == BIAS_METRIC}, resource_order)
+        out += [
+            f"### Language bias (setting `{setting}`; mean over queries of the maximum rank distance between a "
+            "query's parallel relevant documents; lower is better)",
+            "",
+        ]
+        out += _metric_table(means, setting, BIAS_METRIC, columns_for(setting, BIAS_METRIC), bias_languages)
+        out.append("")
+
+    # Costs.
+    if costs:
+        names = list(dict.fromkeys(name for row in costs.values() for name in row))
+        out += ["## Cost", ""]
+        out += _table(["step", *names], [[step, *(_fmt_cost(row.get(n)) for n in names)] for step, row in costs.items()])
+        out.append("")
+
+    out += [
+        "## Plots",
+        "",
+        f"![{metric} by language, method and backbone]({PLOT_METRIC})",
+        "",
+        f"![Gain of {method} over {baseline} by language]({PLOT_GAIN})",
+        "",
+    ]
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing
+
+
+def _save(figure, path: Path) -> None:
+    with atomic_open(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=120, bbox_inches="tight")
+
+
+def _plot(report: Report, folder: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    shown = [k for k in report.means if k[3] == CROSS and k[4] == report.metric]
+    cross_methods = [m for m in report.methods if any(k[1] == m for k in shown)]
+    panels = [b for b in report.backbones if any(k[0] == b for k in shown)]
+    languages = list(report.languages)
+    x = np.arange(len(languages))
+    width = 0.8 / max(1, len(cross_methods))
+    size = (max(6.0, 0.6 * len(languages) * len(panels) + 2), 4)
+    figure, axes = plt.subplots(1, len(panels), figsize=size, sharey=True, squeeze=False)
+    for axis, backbone in zip(axes[0], panels):
+        for i, m in enumerate(cross_methods):
+            heights = [report.means.get((backbone, m, lang, CROSS, report.metric), math.nan) for lang in languages]
+            axis.bar(x + (i - (len(cross_methods) - 1) / 2) * width, heights, width, label=m)
+        axis.set_title(backbone)
+        axis.set_xticks(x, languages)
+        axis.set_xlabel("document language")
+        for tick, lang in zip(axis.get_xticklabels(), languages):
+            if lang in report.low_resource:
+                tick.set_fontweight("bold")
+    axes[0][0].set_ylabel(f"{report.metric} ({CROSS})")
+    axes[0][-1].legend(title="method", fontsize="small")
+    figure.suptitle(f"{report.metric} by language (bold: low-resource group)")
+    _save(figure, folder / PLOT_METRIC)
+    plt.close(figure)
+    written.append(folder / PLOT_METRIC)
+
+    order = [lang for lang in report.resource_order if lang in languages] + [
+        lang for lang in languages if lang not in report.resource_order
+    ]
+    figure, axis = plt.subplots(figsize=(max(6.0, 0.6 * len(order) + 2), 4))
+    positions = np.arange(len(order))
+    for backbone, rows in report.gains.items():
+        by_language = {r.language: r.gain for r in rows}
+        axis.plot(positions, [by_language.get(lang, math.nan) for lang in order], marker="o", label=backbone)
+    axis.axhline(0.0, color="grey", linewidth=0.8)
+    for i, lang in enumerate(order):
+        if lang in report.low_resource:
+            axis.axvspan(i - 0.5, i + 0.5, color="0.9", zorder=0)
+    axis.set_xticks(positions, order)
+    axis.set_xlabel("document language (more → less pre-training data; shaded: low-resource group)")
+    axis.set_ylabel(f"{report.metric}: {report.method} − {report.baseline}")
+    axis.legend(title="backbone", fontsize="small")
+    _save(figure, folder / PLOT_GAIN)
+    plt.close(figure)
+    written.append(folder / PLOT_GAIN)
+    return written
+
+
+def write_report(folder: str | Path, report: Report, scores: Iterable[QueryScore]) -> list[Path]:
+    """Write ``report.md``, ``results.csv`` and the PNG plots into ``folder``; returns their paths.
+
+    Plots: ``metric_by_language.png`` (the report's metric per language, one panel per backbone,
+    one bar per method) and ``gain_by_language.png`` (gain of the method over the baseline per
+    language in ``resource_order``, one line per backbone). Every file is written atomically.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [write_results_csv(folder / "results.csv", scores)]
+    written += _plot(report, folder)
+    with atomic_open(folder / "report.md") as handle:
+        handle.write(report.markdown)
+    written.append(folder / "report.md")
+    logger.info("report written to %s: %s", folder, report.sentence)
+    return written
