@@ -31,6 +31,7 @@ VERBS = {
     "train": "train",
     "xquad-teacher": "xquad_teacher",
     "distill": "distill",
+    "study": "study",
     "pyserini": "pyserini",
 }
 

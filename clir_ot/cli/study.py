@@ -1,0 +1,37 @@
+"""``clir-ot study``: run (or resume, or plan) a study from a YAML config."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "study", help="run a study (backbones x methods x languages x folds) with cached, resumable steps",
+        description="Plan every step of the study as an artifact keyed by its inputs under runs/<name>/artifacts, "
+        "build the missing ones (a killed study resumes where it stopped), evaluate and write results.csv, "
+        "report.md and plots. Bad configs are rejected before any work starts.",
+    )
+    parser.add_argument("--config", required=True, help="study YAML, e.g. tools/studies/xquad-scaling-offline.yaml")
+    parser.add_argument("--output", default=None, help="study folder (default runs/<name>)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan: cached steps and the work left")
+    parser.add_argument("--jobs", type=int, default=1, help="steps built in parallel processes (default 1)")
+    parser.add_argument("--report-only", action="store_true", help="evaluate what is finished; build nothing")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from clir_ot.errors import ConfigError
+    from clir_ot.study.config import load_study_config
+    from clir_ot.study.runner import plan_study, run_study
+
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
+    config = load_study_config(args.config)
+    if args.report_only:
+        from clir_ot.study.evaluate import write_study_report
+
+        write_study_report(plan_study(config, args.output))
+        return 0
+    run_study(config, args.output, jobs=args.jobs, dry_run=args.dry_run)
+    return 0

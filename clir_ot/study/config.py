@@ -1,0 +1,329 @@
+"""A study as data: backbones x methods x languages x folds x seeds, read from YAML and checked
+before any work starts.
+
+Example (``tools/studies/xquad-scaling-offline.yaml`` is the full one)::
+
+    name: xquad-scaling-offline
+    baseline: runs/xquad            # collection + first-stage runs of `clir-ot baseline`
+    first_stage: e5-small           # the run reranked: run.xquad.<first_stage>.cross.en-<L>.txt
+    depth: 10
+    languages: [th, hi, el]
+    reference_language: en          # reranked with the teacher only, for each language's gap to English
+    low_resource: [th, hi, el]
+    bitext: {tatoeba: ../shared/data/tatoeba}     # or {files: {th: th.tsv, ...}}
+    seeds: [42]
+    backbones:                      # smaller to larger
+      - {name: e5-small-6l, layers: 6, teachers: runs/xquad-6l}
+      - {name: e5-small, teachers: runs/xquad}
+    methods: [none, ot, {name: mse-token, languages: [el]}]
+    teacher: tools/configs/teacher-xquad-cpu.json    # or a mapping of TrainingConfig settings
+    distill: {batch_size: 16, lr: 2e-5, epochs: 1}    # training + distillation settings
+    rerank: {batch_size: 32, max_length: 256, dtype: auto}
+
+Every mapping rejects unknown keys with the list of known ones.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from clir_ot.distill.trainer import METHODS, DistillationConfig, split_settings
+from clir_ot.errors import ConfigError, InputFormatError
+from clir_ot.training.trainer import TrainingConfig
+
+__all__ = ["BackboneSpec", "MethodSpec", "StudyConfig", "load_study_config"]
+
+BASELINE_METHOD = "none"
+SHUFFLED_SUFFIX = "-shuffled"
+
+
+def _check_keys(data: Mapping[str, Any], known: Sequence[str], where: str) -> None:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, found {type(data).__name__}")
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
+
+
+def _str_list(value: Any, where: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}: expected a list of names, got {value!r}")
+    return list(dict.fromkeys(value))
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One backbone: a base model (hub name, folder, or ``null`` for the offline default), optionally
+    cut to its first ``layers`` layers; ``teachers``: a folder of ``clir-ot xquad-teacher`` outputs
+    whose per-fold teachers (and zero-shot reranked runs) the study reuses instead of training."""
+
+    name: str
+    base: str | None = None
+    layers: int | None = None
+    teachers: str | None = None
+
+    KEYS = ("name", "base", "layers", "teachers")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One method: ``none`` (the zero-shot teacher), a distillation objective, or ``<objective>-shuffled``
+    (the shuffled-bitext control); ``languages`` restricts it to some of the study's languages;
+    ``settings`` overrides distillation settings for this method only."""
+
+    name: str
+    languages: tuple[str, ...] | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    KEYS = ("name", "languages", "settings")
+
+    @property
+    def objective(self) -> str | None:
+        return None if self.name == BASELINE_METHOD else self.name.removesuffix(SHUFFLED_SUFFIX)
+
+    @property
+    def shuffled(self) -> bool:
+        return self.name.endswith(SHUFFLED_SUFFIX)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    path: Path
+    baseline: Path
+    first_stage: str
+    depth: int
+    languages: tuple[str, ...]
+    reference_language: str | None
+    low_resource: tuple[str, ...]
+    bitext: dict[str, Path]  # language -> bitext file or Tatoeba folder (for tatoeba: the folder)
+    bitext_kind: str         # "tatoeba" or "files"
+    seeds: tuple[int, ...]
+    backbones: tuple[BackboneSpec, ...]
+    methods: tuple[MethodSpec, ...]
+    teacher: TrainingConfig
+    distill: dict[str, Any]
+    rerank: dict[str, Any]
+    reuse: tuple[Path, ...]
+    pool: bool
+    n_resamples: int
+    resource_order: tuple[str, ...] | None
+
+    KEYS = ("name", "description", "baseline", "first_stage", "depth", "languages", "reference_language",
+            "low_resource", "bitext", "seeds", "backbones", "methods", "teacher", "distill", "rerank", "reuse",
+            "pool", "n_resamples", "resource_order")
+
+    def methods_for(self, language: str) -> list[MethodSpec]:
+        """The methods run on ``language`` (only ``none`` on the reference language)."""
+        if language == self.reference_language and language not in self.languages:
+            return [m for m in self.methods if m.name == BASELINE_METHOD]
+        return [m for m in self.methods if m.languages is None or language in m.languages]
+
+    @property
+    def evaluated_languages(self) -> tuple[str, ...]:
+        extra = (self.reference_language,) if self.reference_language and self.reference_language not in self.languages else ()
+        return extra + self.languages
+
+    def distill_settings(self, method: MethodSpec, seed: int) -> tuple[TrainingConfig, DistillationConfig]:
+        data = {**self.distill, **dict(method.settings), "method": method.objective,
+                "shuffle_bitext": method.shuffled, "seed": seed}
+        return split_settings(data, f"{self.path}: distill settings of {method.name}")
+
+
+DEFAULT_BASES = ("default", "multilingual-e5-small")
+
+
+def check_base(base: str, config_path: Path, where: str) -> str | None:
+    """``None`` for the offline default; an existing folder; or a hub name (offline: only if cached)."""
+    import os
+
+    if base in DEFAULT_BASES:
+        return None
+    folder = _resolve(config_path, base)
+    if folder.is_dir():
+        return str(folder)
+    if base.startswith((".", "/", "~")) or os.sep + os.sep in base or base.count("/") > 1:
+        raise ConfigError(f"{where}: base {base} is not a folder (and not a hub name 'owner/model')")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(base, "config.json"), str):
+            raise ConfigError(f"{where}: unknown backbone {base!r}: no such folder, and HF_HUB_OFFLINE=1 with no "
+                              "cached copy of that hub model (download it on a networked machine first)")
+    return base
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (Path.cwd() / path)
+
+
+def load_study_config(path: str | Path) -> StudyConfig:
+    """Read and check a study YAML; every problem is a :class:`ConfigError` raised before any work."""
+    import yaml
+
+    from clir_ot.datasets.xquad import DEFAULT_LANGUAGES
+    from clir_ot.distill.bitext import TATOEBA_CODES, tatoeba_files
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputFormatError(path, None, "no such study config") from None
+    except yaml.YAMLError as err:
+        line = getattr(getattr(err, "problem_mark", None), "line", None)
+        raise InputFormatError(path, None if line is None else line + 1, f"invalid YAML ({err})") from None
+    where = str(path)
+    _check_keys(data or {}, StudyConfig.KEYS, where)
+    for required in ("name", "baseline", "languages", "backbones", "methods"):
+        if required not in data:
+            raise ConfigError(f"{where}: missing {required!r}")
+    name = str(data["name"])
+    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise ConfigError(f"{where}: name {name!r} must be letters, digits, '-', '_' or '.' (it names runs/<name>)")
+
+    languages = _str_list(data["languages"], f"{where}: languages")
+    if not languages:
+        raise ConfigError(f"{where}: languages is empty: the grid has no cells")
+    known = set(DEFAULT_LANGUAGES)
+    for lang in languages:
+        if lang not in known:
+            raise ConfigError(f"{where}: unknown language {lang!r}; XQuAD has {', '.join(DEFAULT_LANGUAGES)}")
+    reference = data.get("reference_language", "en")
+    if reference is not None and reference not in known:
+        raise ConfigError(f"{where}: unknown reference_language {reference!r}")
+    low = _str_list(data.get("low_resource", languages), f"{where}: low_resource")
+    stray = [l for l in low if l not in languages]
+    if stray or not low:
+        raise ConfigError(f"{where}: low_resource must be a non-empty subset of languages; {stray} are not studied")
+
+    backbones = []
+    raw_backbones = data["backbones"]
+    if not isinstance(raw_backbones, list) or not raw_backbones:
+        raise ConfigError(f"{where}: backbones must be a non-empty list (smaller to larger)")
+    for i, item in enumerate(raw_backbones):
+        if isinstance(item, str):
+            item = {"name": item}
+        _check_keys(item, BackboneSpec.KEYS, f"{where}: backbones[{i}]")
+        if "name" not in item:
+            raise ConfigError(f"{where}: backbones[{i}] has no name")
+        layers = item.get("layers")
+        if layers is not None and (not isinstance(layers, int) or isinstance(layers, bool) or layers < 1):
+            raise ConfigError(f"{where}: backbones[{i}].layers must be a positive integer, got {layers!r}")
+        teachers = item.get("teachers")
+        if teachers is not None and not _resolve(path, teachers).is_dir():
+            raise ConfigError(f"{where}: backbone {item['name']!r}: teachers folder {teachers} does not exist "
+                              "(train them with `clir-ot xquad-teacher`, or remove the entry to train them here)")
+        base = item.get("base")
+        if base is not None:
+            base = check_base(str(base), path, f"{where}: backbone {item['name']!r}")
+        backbones.append(BackboneSpec(str(item["name"]), None if base is None else str(base), layers,
+                                      None if teachers is None else str(_resolve(path, teachers))))
+    names = [b.name for b in backbones]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: backbone names repeat: {names}")
+
+    methods = []
+    raw_methods = data["methods"]
+    if not isinstance(raw_methods, list) or not raw_methods:
+        raise ConfigError(f"{where}: methods must be a non-empty list, e.g. [none, ot]")
+    for i, item in enumerate(raw_methods):
+        if isinstance(item, str):
+            item = {"name": item}
+        _check_keys(item, MethodSpec.KEYS, f"{where}: methods[{i}]")
+        method_name = str(item.get("name", ""))
+        objective = method_name.removesuffix(SHUFFLED_SUFFIX)
+        if method_name != BASELINE_METHOD and objective not in METHODS:
+            valid = [BASELINE_METHOD, *METHODS] + [m + SHUFFLED_SUFFIX for m in METHODS]
+            raise ConfigError(f"{where}: unknown method {method_name!r}; valid: {', '.join(valid)}")
+        subset = item.get("languages")
+        if subset is not None:
+            subset = tuple(_str_list(subset, f"{where}: methods[{i}].languages"))
+            stray = [l for l in subset if l not in languages]
+            if stray:
+                raise ConfigError(f"{where}: method {method_name!r} names languages {stray} that the study does not have")
+        settings = item.get("settings") or {}
+        if not isinstance(settings, Mapping):
+            raise ConfigError(f"{where}: methods[{i}].settings must be a mapping")
+        methods.append(MethodSpec(method_name, subset, dict(settings)))
+    if len({m.name for m in methods}) != len(methods):
+        raise ConfigError(f"{where}: methods repeat")
+    if BASELINE_METHOD not in {m.name for m in methods}:
+        raise ConfigError(f"{where}: methods must include {BASELINE_METHOD!r}, the zero-shot teacher every gain is measured against")
+
+    distilled = [m for m in methods if m.name != BASELINE_METHOD]
+    bitext_data = data.get("bitext") or {}
+    _check_keys(bitext_data, ("tatoeba", "files"), f"{where}: bitext")
+    bitext: dict[str, Path] = {}
+    kind = "tatoeba" if "tatoeba" in bitext_data else "files"
+    need = sorted({l for m in distilled for l in (m.languages or languages)})
+    if need:
+        if "tatoeba" in bitext_data:
+            folder = _resolve(path, bitext_data["tatoeba"])
+            for lang in need:
+                if lang not in TATOEBA_CODES:
+                    raise ConfigError(f"{where}: language {lang!r} has no Tatoeba bitext (Tatoeba codes: "
+                                      f"{', '.join(sorted(TATOEBA_CODES))})")
+                try:
+                    tatoeba_files(folder, lang)
+                except (ConfigError, InputFormatError) as err:
+                    raise ConfigError(f"{where}: no bitext for {lang!r}: {err}") from None
+                bitext[lang] = folder
+        elif "files" in bitext_data:
+            files = bitext_data["files"]
+            if not isinstance(files, Mapping):
+                raise ConfigError(f"{where}: bitext.files must map languages to files")
+            for lang in need:
+                if lang not in files:
+                    raise ConfigError(f"{where}: language {lang!r} has no bitext file in bitext.files")
+                file = _resolve(path, files[lang])
+                if not file.is_file():
+                    raise ConfigError(f"{where}: bitext file for {lang!r} does not exist: {file}")
+                bitext[lang] = file
+        else:
+            raise ConfigError(f"{where}: methods {', '.join(m.name for m in distilled)} need bitext: "
+                              "give bitext: {tatoeba: DIR} or bitext: {files: {lang: file}}")
+
+    teacher_value = data.get("teacher", {})
+    if isinstance(teacher_value, str):
+        teacher = TrainingConfig.from_json(_resolve(path, teacher_value))
+    else:
+        teacher = TrainingConfig.from_dict(teacher_value or {}, f"{where}: teacher")
+    distill = dict(data.get("distill") or {})
+    seeds = data.get("seeds", [42])
+    if isinstance(seeds, int):
+        seeds = [seeds]
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ConfigError(f"{where}: seeds must be a non-empty list of integers")
+    config = StudyConfig(
+        name=name, path=path, baseline=_resolve(path, str(data["baseline"])),
+        first_stage=str(data.get("first_stage", "e5-small")), depth=int(data.get("depth", 10)),
+        languages=tuple(languages), reference_language=reference, low_resource=tuple(low), bitext=bitext,
+        bitext_kind=kind, seeds=tuple(seeds), backbones=tuple(backbones), methods=tuple(methods), teacher=teacher,
+        distill=distill, rerank=dict(data.get("rerank") or {}),
+        reuse=tuple(_resolve(path, p) for p in _str_list(data.get("reuse", []), f"{where}: reuse")),
+        pool=bool(data.get("pool", True)), n_resamples=int(data.get("n_resamples", 10000)),
+        resource_order=tuple(data["resource_order"]) if data.get("resource_order") else None,
+    )
+    _check_keys(config.rerank, ("batch_size", "max_length", "dtype"), f"{where}: rerank")
+    if config.depth < 1:
+        raise ConfigError(f"{where}: depth must be at least 1")
+    for method in distilled:  # every method's settings are valid before any work starts
+        config.distill_settings(method, seeds[0])
+    return config
+
+
+def describe(config: StudyConfig) -> dict[str, Any]:
+    """The config as plain data (for manifests)."""
+    return json.loads(json.dumps({
+        "name": config.name, "path": str(config.path), "baseline": str(config.baseline),
+        "first_stage": config.first_stage, "depth": config.depth, "languages": list(config.languages),
+        "reference_language": config.reference_language, "low_resource": list(config.low_resource),
+        "seeds": list(config.seeds), "backbones": [b.__dict__ for b in config.backbones],
+        "methods": [{"name": m.name, "languages": m.languages, "settings": dict(m.settings)} for m in config.methods],
+        "teacher": config.teacher.to_dict(), "distill": config.distill, "rerank": config.rerank,
+    }, default=str))

@@ -1,0 +1,184 @@
+"""The study runner: keyed artifacts, reuse, kill-and-resume, bad configs, and a tiny end-to-end study
+(two tiny backbones x none/ot x one language, cross-fitted over two folds) with its report."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from clir_ot.errors import ConfigError
+from clir_ot.formats import Document, Hit, write_corpus, write_qrels, write_run, write_topics
+from clir_ot.models import CrossEncoderModel, tiny_random_model
+from clir_ot.study.artifacts import artifact_key
+from clir_ot.study.config import load_study_config
+from clir_ot.study.report import read_results_csv
+from clir_ot.study.runner import plan_study, run_study
+
+WORDS = "the a cat dog house tree river city book water red green big small runs sees eats old new".split()
+FOREIGN = {w: f"x{w[::-1]}" for w in WORDS}
+
+
+def translate(text: str) -> str:
+    return " ".join(FOREIGN[w] for w in text.split())
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """A miniature XQuAD baseline folder (en + el, 2 article folds), bitext and a tiny base model."""
+    root = tmp_path_factory.mktemp("study")
+    rng = random.Random(1)
+    base = root / "baseline"
+    collection = base / "collection"
+    n = 16
+    paragraphs = [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(n)]
+    topics = {f"q{i:02d}": " ".join(paragraphs[i].split()[2:6]) for i in range(n)}
+    write_topics(collection / "topics.xquad.en.tsv", topics)
+    for lang, text in (("en", lambda t: t), ("el", translate)):
+        write_corpus(collection / "corpus" / lang / "docs.jsonl",
+                     [Document(f"{lang}-{i:03d}", text(p)) for i, p in enumerate(paragraphs)])
+        write_qrels(collection / f"qrels.xquad.cross.{lang}.txt", {f"q{i:02d}": {f"{lang}-{i:03d}": 1} for i in range(n)})
+        run = {q: [Hit(q, f"{lang}-{j:03d}", float(-((j - i) % n)), 0) for j in range(n)]
+               for i, q in enumerate(topics)}
+        write_run(base / f"run.xquad.e5-small.cross.en-{lang}.txt", run)
+        if lang == "en":
+            write_run(base / "run.xquad.bm25+e5-small.rrf.cross.en-en.txt", run)
+    folds = [{"fold": k, "qids": [f"q{i:02d}" for i in range(k * 8, k * 8 + 8)],
+              "paragraphs": list(range(k * 8, k * 8 + 8)),
+              "docids": {lang: [f"{lang}-{i:03d}" for i in range(k * 8, k * 8 + 8)] for lang in ("en", "el")}}
+             for k in range(2)]
+    (collection / "folds.json").write_text(json.dumps({"k": 2, "rule": "test", "folds": folds}))
+    sentences = sorted({" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 6))) for _ in range(80)})
+    (root / "el.tsv").write_text("".join(f"{s}\t{translate(s)}\n" for s in sentences))
+    model, tokenizer = tiny_random_model("bert", paragraphs + [translate(p) for p in paragraphs] + sentences, seed=2)
+    CrossEncoderModel(model, tokenizer).save_pretrained(root / "tiny")
+    return root
+
+
+def write_config(world: Path, name: str = "tiny", **changes) -> Path:
+    config = {
+        "name": name, "baseline": str(world / "baseline"), "first_stage": "e5-small", "depth": 5,
+        "languages": ["el"], "reference_language": "en", "low_resource": ["el"],
+        "bitext": {"files": {"el": str(world / "el.tsv")}}, "seeds": [1],
+        "backbones": [{"name": "tiny-1l", "base": str(world / "tiny"), "layers": 1},
+                      {"name": "tiny", "base": str(world / "tiny")}],
+        "methods": ["none", "ot"],
+        "teacher": {"max_steps": 2, "batch_size": 2, "negatives": 3, "max_length": 48, "save_every": 2,
+                    "dtype": "fp32", "lr": 1e-3, "valid_negatives": 3},
+        "distill": {"max_steps": 2, "batch_size": 8, "max_length": 48, "save_every": 2, "dtype": "fp32", "lr": 1e-3},
+        "rerank": {"batch_size": 16, "max_length": 48, "dtype": "fp32"},
+        "n_resamples": 500,
+    }
+    config.update(changes)
+    path = world / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def finished(root: Path) -> dict[str, float]:
+    return {str(p.parent.relative_to(root)): p.stat().st_mtime_ns for p in root.glob("artifacts/*/*/artifact.json")}
+
+
+def test_tiny_study_end_to_end_then_everything_is_reused(world, tmp_path, capsys):
+    config = load_study_config(write_config(world))
+    root = tmp_path / "tiny"
+    plan = run_study(config, root)
+    assert not plan.pending()
+    kinds = sorted(s.kind for s in plan.steps.values())
+    assert kinds.count("teacher") == 4 and kinds.count("student") == 4 and kinds.count("backbone") == 1
+    assert kinds.count("rerank") == 2 * (1 + 2)  # en (none) + el (none, ot) per backbone
+    report = (root / "report.md").read_text()
+    assert "distinguishable from zero" in report and "95%" in report
+    assert (root / "metric_by_language.png").stat().st_size > 0
+    scores = read_results_csv(root / "results.csv")
+    assert {(s.backbone, s.method) for s in scores if s.language == "el"} == {
+        ("tiny-1l", "none"), ("tiny-1l", "ot"), ("tiny", "none"), ("tiny", "ot")}
+    assert {s.qid for s in scores if s.language == "el" and s.metric == "P@5"} == {f"q{i:02d}" for i in range(16)}
+    assert any(s.setting == "pool" and s.metric == "bias" for s in scores)
+    manifest = json.loads(next(root.glob("artifacts/rerank/*/artifact.json")).read_text())
+    assert {"key", "settings", "inputs", "code", "packages", "wall_s"} <= set(manifest)
+    before = finished(root)
+    run_study(config, root)
+    assert finished(root) == before  # nothing rebuilt
+    run_study(config, root, dry_run=True)
+    out = capsys.readouterr().out
+    assert "0 to build" in out and "cached" in out
+
+
+def test_keys_change_with_inputs_and_only_downstream(world):
+    key = artifact_key("rerank", {"depth": 10, "a": 1}, {"x": "1"})
+    assert key == artifact_key("rerank", {"a": 1, "depth": 10}, {"x": "1"})  # order does not matter
+    assert key != artifact_key("rerank", {"depth": 11, "a": 1}, {"x": "1"})
+    assert key != artifact_key("rerank", {"depth": 10, "a": 1}, {"x": "2"})
+    plan = plan_study(load_study_config(write_config(world)), world / "out")
+    changed = plan_study(load_study_config(write_config(world, distill={**yaml.safe_load(
+        (world / "tiny.yaml").read_text())["distill"], "lr": 5e-4})), world / "out")
+    for sid, step in plan.steps.items():
+        same = step.key == changed.steps[sid].key
+        assert same == (step.kind in ("backbone", "teacher") or "/none/" in sid), sid
+    # an input file changing changes its dependants' keys
+    bitext = world / "el.tsv"
+    original = bitext.read_text()
+    try:
+        bitext.write_text(original + "the cat\txeht xtac\n")
+        edited = plan_study(load_study_config(write_config(world)), world / "out")
+        assert all((edited.steps[s].key == plan.steps[s].key) == (plan.steps[s].kind != "student" and "/ot/" not in s)
+                   for s in plan.steps)
+    finally:
+        bitext.write_text(original)
+        write_config(world)
+
+
+def test_killed_study_resumes_and_redoes_only_the_unfinished_step(world, tmp_path):
+    config_path = write_config(world, name="killed")
+    root = tmp_path / "killed"
+    command = [sys.executable, "-m", "clir_ot", "study", "--config", str(config_path), "--output", str(root)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(finished(root)) < 3 and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = finished(root)
+    assert 3 <= len(before) < 15, "the kill should land mid-study"
+    plan = run_study(load_study_config(config_path), root)
+    assert not plan.pending()
+    after = finished(root)
+    assert all(after[name] == stamp for name, stamp in before.items())  # finished steps untouched
+    assert len(after) == 15  # 1 backbone + 4 teachers + 4 students + 6 reranked runs
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"colour": "red"}, "unknown key"),
+    ({"languages": []}, "languages is empty"),
+    ({"languages": ["xx"]}, "unknown language"),
+    ({"methods": ["none", "kl"]}, "unknown method"),
+    ({"methods": ["ot"]}, "must include 'none'"),
+    ({"languages": ["el", "th"], "low_resource": ["el"]}, "no bitext file"),
+    ({"backbones": [{"name": "big", "base": "nobody/no-such-model"}]}, "unknown backbone"),
+    ({"backbones": [{"name": "a", "base": "./missing-folder"}]}, "not a folder"),
+    ({"distill": {"epsilonn": 1}}, "unknown setting"),
+    ({"backbones": [{"name": "a", "teachers": "/no/such/dir"}]}, "teachers folder"),
+])
+def test_bad_configs_fail_before_any_work(world, tmp_path, change, message, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match=message):
+        load_study_config(write_config(world, name="bad", **change))
+    assert not (Path("runs") / "bad").exists()
