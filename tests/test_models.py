@@ -346,6 +346,21 @@ def test_cli_models_derive_and_info(tiny_encoder, tmp_path, capsys):
     assert info["vocab_size"] < len(tokenizer) and info["clir_ot"]["kind"] == "bi-encoder"
 
 
+def test_cli_models_derive_layers_only_keeps_the_vocabulary_and_the_first_layers(tiny_encoder, tmp_path, capsys):
+    model, tokenizer = tiny_encoder
+    BiEncoderModel(model, tokenizer).save_pretrained(tmp_path / "base")
+    out = tmp_path / "shallow"
+    assert main(["models", "derive", "--base", str(tmp_path / "base"), "--output", str(out)]) == 2  # nothing asked
+    assert main(["models", "derive", "--base", str(tmp_path / "base"), "--output", str(out), "--layers", "1"]) == 0
+    capsys.readouterr()
+    assert main(["models", "info", str(out)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["layers"] == 1 and info["vocab_size"] == len(tokenizer)
+    full = BiEncoderModel.from_pretrained(tmp_path / "base").encoder.embeddings.word_embeddings.weight
+    cut = BiEncoderModel.from_pretrained(out).encoder.embeddings.word_embeddings.weight
+    assert torch.equal(full, cut)
+
+
 def test_cli_models_info_offline_hub_name_is_one_error_line(caplog, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert main(["models", "info", NOT_A_MODEL]) == 2

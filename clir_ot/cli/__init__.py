@@ -31,6 +31,7 @@ VERBS = {
     "train": "train",
     "xquad-teacher": "xquad_teacher",
     "distill": "distill",
+    "xquad-dense-students": "xquad_dense_students",
     "study": "study",
     "pyserini": "pyserini",
 }

@@ -35,14 +35,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument("--force", action="store_true", help="rebuild even if already prepared")
 
     derive = actions.add_parser(
-        "derive", help="trim a model's vocabulary (and layers) to a corpus",
+        "derive", help="trim a model's vocabulary to a corpus and/or its layers",
         description="Write a small real model: the vocabulary pieces that the corpus needs and "
-        "optionally only the first N layers.",
+        "optionally only the first N layers; without --corpus, the whole vocabulary and the first N layers "
+        "(the smaller backbone of a scaling study).",
     )
     derive.add_argument("--base", required=True, metavar="DIR",
                         help="model folder to trim (or multilingual-e5-small for the prepared default)")
-    derive.add_argument("--corpus", required=True, type=Path, metavar="TEXTFILE",
-                        help="UTF-8 text file (.gz too), one text per line")
+    derive.add_argument("--corpus", default=None, type=Path, metavar="TEXTFILE",
+                        help="UTF-8 text file (.gz too), one text per line (omit to keep the vocabulary)")
     derive.add_argument("--output", required=True, type=Path, metavar="DIR", help="model folder to write")
     derive.add_argument("--layers", type=int, default=None, metavar="N", help="keep only the first N layers")
     derive.add_argument("--force", action="store_true", help="replace an existing model folder at --output")
@@ -88,11 +89,16 @@ def describe(name_or_path: str) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from clir_ot.models.default import prepare_default_model
-    from clir_ot.models.derive import read_text_lines, trim_model
+    from clir_ot.errors import ConfigError
+    from clir_ot.models.derive import keep_layers, read_text_lines, trim_model
 
     if args.action == "prepare":
         folder = prepare_default_model(force=args.force, output=args.output)
         logger.info("default model: %s", folder)
+    elif args.action == "derive" and args.corpus is None:
+        if args.layers is None:
+            raise ConfigError("models derive needs --corpus (trim the vocabulary) or --layers N (or both)")
+        keep_layers(args.base, args.output, args.layers, overwrite=args.force)
     elif args.action == "derive":
         report = trim_model(args.base, args.output, read_text_lines(args.corpus),
                             layers=args.layers, overwrite=args.force)

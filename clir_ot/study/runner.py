@@ -160,7 +160,7 @@ def plan_study(config: StudyConfig, root: str | Path | None = None) -> StudyPlan
         base_inputs: dict[str, Any] = {"base": backbone.base or "multilingual-e5-small (offline default)"}
         if backbone.base and Path(backbone.base).is_dir():
             base_inputs["weights"] = hash_model_folder(backbone.base)
-        if backbone.layers is not None:
+        if backbone.layers is not None and not backbone.teachers:  # reused teachers need no backbone
             settings = {"layers": backbone.layers}
             key = artifact_key("backbone", settings, base_inputs)
             base_step = add(Step(f"backbone/{backbone.name}", "backbone",
