@@ -171,3 +171,22 @@ def test_distill_cli(data, tmp_path, caplog):
     assert main(["distill", "--teacher", str(data / "teacher"), "--out", str(tmp_path / "bad"),
                  "--bitext", str(data / "bitext.tsv"), "--tatoeba", str(data)]) != 0
     assert "exactly one bitext source" in caplog.text
+
+
+@pytest.mark.slow
+def test_ot_plan_is_a_sensible_soft_alignment_on_real_en_el_pairs(default_model, tmp_path):
+    """On the real multilingual-e5-small, numbers and names send their mass to their Greek counterparts."""
+    from clir_ot.distill.alignment import align_pair, plot_plan
+
+    model = BiEncoderModel.from_pretrained(default_model)
+    a = align_pair(model, model, "In 1851 Herman Melville published Moby-Dick in London.",
+                   "Το 1851 ο Χέρμαν Μέλβιλ δημοσίευσε το Μόμπι Ντικ στο Λονδίνο.")
+    assert a.plan.sum() == pytest.approx(1.0, abs=1e-4)
+    assert a.plan.shape == (len(a.english_tokens), len(a.foreign_tokens))
+    assert a.best_match("▁18") == "▁18" and a.best_match("51") == "51"
+    assert a.best_match("▁London") == "▁Λονδίνο" and a.best_match("▁published").startswith("δημοσ")
+    b = align_pair(model, model, "Nikola Tesla was born in 1856.", "Ο Νίκολα Τέσλα γεννήθηκε το 1856.")
+    assert b.best_match("56") == "56" and b.best_match("▁Nikola").startswith("▁Νίκο")
+    assert b.best_match("▁born") == "▁γεννήθηκε"
+    png = plot_plan(a, tmp_path / "plan.png")
+    assert png.stat().st_size > 1000
