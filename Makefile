@@ -8,7 +8,7 @@ CLI    := $(VENV)/bin/clir-ot
 XQUAD_SOURCE ?= $(if $(wildcard ../shared/data/xquad/xquad.en.json),../shared/data/xquad,download)
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast demo clean-outputs
+.PHONY: install test test-fast demo teacher distill study clean-outputs
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,26 @@ test-fast: install
 
 demo: install
 	$(CLI) baseline --source $(XQUAD_SOURCE) --output runs/xquad --index-root indexes
+
+# the English teacher, cross-fitted over the article folds (after `make demo`; about 45 minutes here)
+teacher: install
+	$(CLI) xquad-teacher --output runs/xquad --config tools/configs/teacher-xquad-cpu.json --depth 10
+
+# OPTICAL and baselines on multilingual-e5-small (after `make teacher`), then the dense students
+distill: install
+	HF_HUB_OFFLINE=1 $(CLI) study --config tools/studies/xquad-distill-offline.yaml
+	HF_HUB_OFFLINE=1 $(CLI) xquad-dense-students --output runs/xquad --tatoeba ../shared/data/tatoeba \
+	    --config tools/configs/distill-xquad-cpu.json
+
+# the scaling study (after `make teacher`): the 6-layer backbone, its teachers, then the study
+study: install
+	test -d runs/models/e5-small-6l || $(CLI) models derive --base multilingual-e5-small --layers 6 --output runs/models/e5-small-6l
+	mkdir -p runs/xquad-6l && ln -sfn ../xquad/collection runs/xquad-6l/collection
+	for f in runs/xquad/run.xquad.e5-small.cross.en-*.txt runs/xquad/run.xquad.bm25+e5-small.rrf.cross.en-en.txt; do \
+	    ln -sfn ../xquad/$$(basename $$f) runs/xquad-6l/$$(basename $$f); done
+	$(CLI) xquad-teacher --output runs/xquad-6l --base runs/models/e5-small-6l \
+	    --config tools/configs/teacher-xquad-cpu.json --depth 10 --languages en th hi el
+	HF_HUB_OFFLINE=1 $(CLI) study --config tools/studies/xquad-scaling-offline.yaml
 
 clean-outputs:
 	rm -rf runs/xquad indexes/lucene.* indexes/faiss.*
