@@ -182,3 +182,15 @@ def test_bad_configs_fail_before_any_work(world, tmp_path, change, message, monk
     with pytest.raises(ConfigError, match=message):
         load_study_config(write_config(world, name="bad", **change))
     assert not (Path("runs") / "bad").exists()
+
+
+def test_parallel_jobs_build_the_same_study(world, tmp_path):
+    config = load_study_config(write_config(world, name="parallel"))
+    plan = run_study(config, tmp_path / "parallel", jobs=2)
+    assert not plan.pending()
+    sequential = run_study(config, tmp_path / "sequential")
+    for sid, step in plan.steps.items():
+        assert step.key == sequential.steps[sid].key
+    a = {(s.backbone, s.method, s.language, s.metric, s.qid): s.value for s in read_results_csv(tmp_path / "parallel" / "results.csv")}
+    b = {(s.backbone, s.method, s.language, s.metric, s.qid): s.value for s in read_results_csv(tmp_path / "sequential" / "results.csv")}
+    assert a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-9 for k in a)
