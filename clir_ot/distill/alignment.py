@@ -86,5 +86,6 @@ def plot_plan(alignment: PairAlignment, path: str | Path, title: str = "") -> Pa
     os.close(handle)
     figure.savefig(tmp, dpi=130)
     plt.close(figure)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return path
