@@ -190,3 +190,35 @@ def test_ot_plan_is_a_sensible_soft_alignment_on_real_en_el_pairs(default_model,
     assert b.best_match("▁born") == "▁γεννήθηκε"
     png = plot_plan(a, tmp_path / "plan.png")
     assert png.stat().st_size > 1000
+
+
+def test_distillation_resumes_exactly_after_a_crash(data, tmp_path):
+    """A run that dies after its step-2 checkpoint and resumes ends with the uninterrupted run's weights."""
+    from clir_ot.distill.trainer import DistillationTrainer
+
+    config = TrainingConfig(**{**CONFIG.to_dict(), "max_steps": 4, "save_every": 2})
+    distill = DistillationConfig(method="ot", freeze_embeddings=False)
+    pairs = pairs_of(data)
+
+    def trainer(out, callbacks=()):
+        torch.manual_seed(0)
+        teacher = CrossEncoderModel.from_pretrained(data / "teacher")
+        student = CrossEncoderModel.from_pretrained(data / "teacher")
+        return DistillationTrainer(student, teacher, pairs[:100], config, distill, out, valid_pairs=pairs[100:],
+                                   callbacks=callbacks, progress=False)
+
+    trainer(tmp_path / "whole").train()
+
+    class Crash(RuntimeError):
+        pass
+
+    def crash(state):
+        if state.step == 3:
+            raise Crash
+
+    with pytest.raises(Crash):
+        trainer(tmp_path / "crashed", [crash]).train()
+    trainer(tmp_path / "crashed").train(resume=True)
+    a = CrossEncoderModel.from_pretrained(tmp_path / "whole").state_dict()
+    b = CrossEncoderModel.from_pretrained(tmp_path / "crashed").state_dict()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) == 0.0

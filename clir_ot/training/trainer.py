@@ -489,7 +489,7 @@ class Trainer:
             raise ConfigError(f"{checkpoint} was written by {saved.get('world_size')} processes; resume with the same "
                               f"number (now {self.dist.world_size}) for an exact continuation")
         loaded = type(self._inner()).from_pretrained(checkpoint / "model")
-        self.model.load_state_dict(loaded.state_dict())
+        self._inner().load_state_dict(loaded.state_dict())
         optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location=self.device, weights_only=True))
         scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
         rng = torch.load(checkpoint / "rng.pt", weights_only=True)
