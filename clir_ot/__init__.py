@@ -11,8 +11,10 @@ Stages, one module or package each:
 * :mod:`clir_ot.evaluation` -- trec_eval measures through pytrec_eval
 * :mod:`clir_ot.training` -- training rerankers: groups with hard negatives, losses, the shared trainer
 * :mod:`clir_ot.ot` -- batched entropic optimal transport (Sinkhorn)
-* :mod:`clir_ot.distill` -- distillation to other languages: bitext, content-token masks, OT and baseline losses
-* :mod:`clir_ot.pipelines` -- end-to-end jobs on XQuAD (baselines, the cross-fitted teacher)
+* :mod:`clir_ot.distill` -- distillation to other languages: bitext, content-token masks, OT and baseline
+  losses, the distillation trainer, OT plan inspection
+* :mod:`clir_ot.pipelines` -- end-to-end jobs on XQuAD (baselines, the cross-fitted teacher, dense students)
+* :mod:`clir_ot.study` -- studies as data: keyed resumable artifacts, statistics, the report
 * :mod:`clir_ot.cli` -- the ``clir-ot`` command, a thin layer over the above
 """
 from clir_ot.errors import ClirOtError, ConfigError, ConsistencyError, InputFormatError, JavaError
