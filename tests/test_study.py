@@ -194,3 +194,16 @@ def test_parallel_jobs_build_the_same_study(world, tmp_path):
     a = {(s.backbone, s.method, s.language, s.metric, s.qid): s.value for s in read_results_csv(tmp_path / "parallel" / "results.csv")}
     b = {(s.backbone, s.method, s.language, s.metric, s.qid): s.value for s in read_results_csv(tmp_path / "sequential" / "results.csv")}
     assert a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-9 for k in a)
+
+
+def test_one_backbone_study_reports_every_method_beside_none(world, tmp_path):
+    config = load_study_config(write_config(
+        world, name="methods", backbones=[{"name": "tiny", "base": str(world / "tiny")}],
+        methods=["none", "ot", "mse-sent", {"name": "ot-shuffled", "languages": ["el"]}]))
+    plan = run_study(config, tmp_path / "methods")
+    assert not plan.pending()
+    report = (tmp_path / "methods" / "report.md").read_text()
+    assert "Methods side by side" in report and "mse-sent" in report and "ot-shuffled" in report
+    assert "Multilingual pool" in report and "## Cost" in report
+    methods = {s.method for s in read_results_csv(tmp_path / "methods" / "results.csv")}
+    assert methods == {"none", "ot", "mse-sent", "ot-shuffled"}
