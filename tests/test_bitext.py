@@ -323,3 +323,17 @@ def test_shuffled_control_impossible_cases():
         shuffled_control(pairs_of(1), seed=0)
     with pytest.raises(ConsistencyError, match="share one English or foreign text"):
         shuffled_control([BitextPair(f"e{i}", "same", "mem", i) for i in range(4)], seed=0)
+
+
+def test_xquad_paragraph_pairs_come_from_training_folds_only(xquad_collection):
+    from clir_ot.datasets.xquad import read_folds
+    from clir_ot.distill import xquad_paragraph_pairs
+
+    folds = read_folds(xquad_collection / "folds.json")
+    test = {int(p) for p in folds[0]["paragraphs"]}
+    pairs = xquad_paragraph_pairs(xquad_collection, "el", exclude_fold=0)
+    assert pairs and not {p.line for p in pairs} & test
+    assert {p.line for p in pairs} == {int(p) for f in folds[1:] for p in f["paragraphs"]}
+    assert all(p.english != p.foreign and p.foreign for p in pairs)
+    with pytest.raises(ConfigError, match="no fold 7"):
+        xquad_paragraph_pairs(xquad_collection, "el", exclude_fold=7)

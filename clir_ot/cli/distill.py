@@ -40,6 +40,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     bitext.add_argument("--tatoeba", default=None, help="folder in Tatoeba's two-file layout, with --language")
     bitext.add_argument("--language", default=None, help="ISO code of the foreign language (with --tatoeba)")
     bitext.add_argument("--valid-bitext", default=None, help="held-out bitext (default: --valid-fraction of it)")
+    bitext.add_argument("--add-xquad-paragraphs", default=None, metavar="COLLECTION",
+                        help="add the parallel XQuAD paragraphs of the training folds (needs --exclude-fold)")
     method = parser.add_argument_group("distillation")
     method.add_argument("--method", choices=("ot", "mse-sent", "mse-token", "score-kd"), default=None,
                         help="default ot")
@@ -139,6 +141,13 @@ def run(args: argparse.Namespace) -> int:
 
     config, distill = build_settings(args)
     pairs, files = read_pairs(args)
+    if args.add_xquad_paragraphs:
+        from clir_ot.distill import xquad_paragraph_pairs
+
+        if args.exclude_fold is None or not args.language:
+            raise ConfigError("--add-xquad-paragraphs needs --exclude-fold (the teacher's test fold) and --language")
+        pairs = pairs + xquad_paragraph_pairs(args.add_xquad_paragraphs, args.language, args.exclude_fold)
+        files = files + [args.add_xquad_paragraphs]
     valid = read_bitext(args.valid_bitext) if args.valid_bitext else None
     result = distill_student(args.teacher, args.out, pairs, config, distill, valid_pairs=valid,
                              rank_data=rank_spec(args), bitext_files=files, resume=args.resume, device=args.device)

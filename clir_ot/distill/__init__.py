@@ -18,6 +18,7 @@ from clir_ot.distill.bitext import (
     tatoeba_files,
     tatoeba_pairs,
     write_bitext,
+    xquad_paragraph_pairs,
 )
 from clir_ot.distill.losses import (
     DISTILL_LOSSES,
@@ -48,4 +49,5 @@ __all__ = [
     "tatoeba_files",
     "tatoeba_pairs",
     "write_bitext",
+    "xquad_paragraph_pairs",
 ]

@@ -50,6 +50,7 @@ __all__ = [
     "tatoeba_files",
     "tatoeba_pairs",
     "write_bitext",
+    "xquad_paragraph_pairs",
 ]
 
 #: ISO 639-1 -> the ISO 639-3 code of Tatoeba's file names. The first ten are the non-English XQuAD
@@ -242,6 +243,35 @@ def tatoeba_pairs(folder: PathLike, lang: str) -> list[BitextPair]:
     ('If you have something to say, say it.', 'Αν έχεις να πεις κάτι, πες το.')
     """
     return read_parallel_files(*tatoeba_files(folder, lang))
+
+
+def xquad_paragraph_pairs(collection: PathLike, lang: str, exclude_fold: int) -> list[BitextPair]:
+    """Parallel XQuAD paragraphs (English, ``lang``) of the *training* folds only.
+
+    XQuAD's paragraphs are translations of each other (docids ``en-005`` and ``el-005`` are the same
+    paragraph), so the articles that the fold-``exclude_fold`` teacher trained on give extra,
+    in-domain bitext. The paragraphs of the test fold ``exclude_fold`` are never returned (checked
+    against ``folds.json``), so a student of that fold sees nothing of its test articles.
+    """
+    from clir_ot.datasets.xquad import read_folds
+    from clir_ot.formats import load_corpus
+
+    collection = Path(collection)
+    folds = read_folds(collection / "folds.json")
+    numbers = [int(f["fold"]) for f in folds]
+    if exclude_fold not in numbers:
+        raise ConfigError(f"no fold {exclude_fold} in {collection / 'folds.json'}; it has folds {numbers}")
+    test = {int(p) for f in folds if int(f["fold"]) == exclude_fold for p in f["paragraphs"]}
+    train = sorted({int(p) for f in folds if int(f["fold"]) != exclude_fold for p in f["paragraphs"]} - test)
+    english, foreign = load_corpus(collection / "corpus" / "en"), load_corpus(collection / "corpus" / lang)
+    source = str(collection / "corpus" / lang)
+    pairs = []
+    for number in train:
+        e, f = english.get(f"en-{number:03d}"), foreign.get(f"{lang}-{number:03d}")
+        if e is None or f is None:
+            raise ConsistencyError(f"{collection}: paragraph {number} lacks its en or {lang} version")
+        pairs.append(BitextPair(e, f, source, number))
+    return pairs
 
 
 # --------------------------------------------------------------------------------------------------
