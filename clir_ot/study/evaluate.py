@@ -43,6 +43,12 @@ def collect_scores(plan) -> tuple[list[QueryScore], dict[str, dict[str, Any]]]:
     runs: dict[tuple[str, str, str], list[Path]] = defaultdict(list)
     costs: dict[str, dict[str, Any]] = {}
     for step in plan.order():
+        if step.artifact is None and step.kind == "teacher":  # reused: its cost is in its training.json
+            manifest = _training_manifest(step.model)
+            if manifest:
+                costs[step.id] = {"wall_s": manifest["time"].get("wall_s"),
+                                  "examples/s": manifest["time"].get("examples_per_s"),
+                                  "note": "reused from clir-ot xquad-teacher"}
         if step.artifact is not None and step.done and step.kind in ("teacher", "student", "rerank", "backbone"):
             record = step.artifact.record()
             row = {"wall_s": record.get("wall_s")}
@@ -69,6 +75,15 @@ def collect_scores(plan) -> tuple[list[QueryScore], dict[str, dict[str, Any]]]:
     if config.pool:
         scores += _pool_scores(plan, runs)
     return scores, costs
+
+
+def _training_manifest(model: Path) -> dict[str, Any] | None:
+    import json
+
+    for folder in (model, model.parent):
+        if (folder / "training.json").is_file():
+            return json.loads((folder / "training.json").read_text(encoding="utf-8"))
+    return None
 
 
 def _pool_scores(plan, runs: Mapping[tuple[str, str, str], list[Path]]) -> list[QueryScore]:
