@@ -40,7 +40,7 @@ __all__ = ["Step", "StudyPlan", "plan_study", "run_study"]
 
 #: Rough costs on the 2-core CPU this toolkit is developed on, for --dry-run estimates before any
 #: artifact of a kind has measured its own (seconds per training step, pairs per second at 12 layers).
-DEFAULT_RATES = {"teacher_s_per_step": 7.0, "student_s_per_step": 1.5, "rerank_pairs_per_s": 40.0}
+DEFAULT_RATES = {"teacher_s_per_step": 7.0, "student_s_per_step": 0.35, "rerank_pairs_per_s": 40.0}
 
 
 @dataclass
