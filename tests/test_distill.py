@@ -222,3 +222,14 @@ def test_distillation_resumes_exactly_after_a_crash(data, tmp_path):
     a = CrossEncoderModel.from_pretrained(tmp_path / "whole").state_dict()
     b = CrossEncoderModel.from_pretrained(tmp_path / "crashed").state_dict()
     assert max(float((a[k] - b[k]).abs().max()) for k in a) == 0.0
+
+
+def test_resume_restarts_a_run_killed_before_its_first_checkpoint(data, tmp_path):
+    out = tmp_path / "early"
+    out.mkdir()
+    (out / "log.jsonl").write_text('{"step": 1, "loss": 9.0}\n{"step": 2, "lo')  # torn by the kill
+    config = TrainingConfig(**{**CONFIG.to_dict(), "max_steps": 2, "save_every": 2})
+    result = distill_student(data / "teacher", out, pairs_of(data), config, DistillationConfig(), resume=True,
+                             progress=False)
+    assert result.steps == 2 and (out / "training.json").is_file()
+    assert all(r.get("loss") != 9.0 for r in log_records(out))

@@ -73,7 +73,7 @@ def run_xquad_dense_students(
             run_path = output / f"run.xquad.e5-small-student-{method}.cross.en-{lang}.txt"
             started = time.time()
             if not (folder / "training.json").is_file():
-                resume = (folder / "checkpoints").is_dir()
+                resume = folder.exists()  # also restarts a run killed before its first checkpoint
                 distill_student(None, folder, tatoeba_pairs(tatoeba, lang), training, distill,
                                 bitext_files=list(tatoeba_files(tatoeba, lang)), resume=resume)
             trained = time.time() - started

@@ -82,7 +82,7 @@ def run_xquad_teacher(
         spec = DataSpec(topics=collection / "topics.xquad.en.tsv", qrels=collection / "qrels.xquad.cross.en.txt",
                         corpus=collection / "corpus" / "en", run=negatives_run,
                         folds=collection / "folds.json", exclude_fold=k, valid_fraction=valid_fraction)
-        resume = (folder / "checkpoints").is_dir() and any((folder / "checkpoints").iterdir())
+        resume = folder.exists()  # resume=True also restarts a run killed before its first checkpoint
         logger.info("training teacher for fold %d into %s%s", k, folder, " (resuming)" if resume else "")
         train_cross_encoder(base, folder, spec, config, resume=resume)
 

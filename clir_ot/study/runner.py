@@ -275,7 +275,7 @@ def _train_teacher(step: Step, plan: StudyPlan) -> dict[str, Any]:
     spec = DataSpec(topics=collection / "topics.xquad.en.tsv", qrels=collection / "qrels.xquad.cross.en.txt",
                     corpus=collection / "corpus" / "en", run=_negatives_run(config), folds=collection / "folds.json",
                     exclude_fold=step.meta["fold"], valid_fraction=0.1)
-    resume = (step.model / "checkpoints").is_dir()
+    resume = step.model.exists()  # resume=True also restarts a run killed before its first checkpoint
     result = train_cross_encoder(None if base is None else str(base), step.model, spec, config.teacher, resume=resume)
     return _training_record(result)
 
@@ -305,7 +305,7 @@ def _distil(step: Step, plan: StudyPlan) -> dict[str, Any]:
                         corpus=collection / "corpus" / "en", run=_negatives_run(config),
                         folds=collection / "folds.json", exclude_fold=step.meta["fold"])
     teacher = plan.steps[step.meta["teacher"]].model
-    resume = (step.model / "checkpoints").is_dir()
+    resume = step.model.exists()  # resume=True also restarts a run killed before its first checkpoint
     result = distill_student(str(teacher), step.model, pairs, training, distill, rank_data=rank, bitext_files=files,
                              resume=resume)
     return _training_record(result)
