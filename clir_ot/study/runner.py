@@ -365,6 +365,8 @@ def _execute(step: Step, plan: StudyPlan) -> None:
     if int(os.environ.get("RANK", "0")) != 0:
         return
     record.setdefault("wall_s", round(time.time() - started, 1))
+    if step.model is not None and (step.model / "checkpoints").is_dir():
+        shutil.rmtree(step.model / "checkpoints")  # finished: checkpoints only served resuming (GBs each)
     ArtifactStore.finish(step.artifact, {"step": step.id, "settings": step.settings, "inputs": step.inputs,
                                          "deps": {d: plan.steps[d].key for d in step.deps},
                                          "study": plan.config.name, "seed": step.meta.get("seed"), **record})
