@@ -101,6 +101,8 @@ def _pool_scores(plan, runs: Mapping[tuple[str, str, str], list[Path]]) -> list[
     out: list[QueryScore] = []
     for backbone in config.backbones:
         for method in config.methods:
+            if not any((backbone.name, method.name, lang) in runs for lang in languages):
+                continue  # nothing of this method is finished yet
             lists = []
             for lang in languages:
                 chosen = runs.get((backbone.name, method.name, lang)) or runs.get((backbone.name, BASELINE_METHOD, lang))
