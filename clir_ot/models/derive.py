@@ -125,6 +125,30 @@ def _trim_embeddings(model: "PreTrainedModel", keep: list[int], pad_id: int | No
         embeddings.padding_idx = pad_id  # RoBERTa-family position ids start after it
 
 
+def _cut_layers(model: "PreTrainedModel", layers: int) -> None:
+    """Keep only the first ``layers`` transformer layers of ``model`` (in place)."""
+    config = model.config
+    before = int(config.num_hidden_layers)
+    if not 1 <= layers <= before:
+        raise ConfigError(f"layers must be between 1 and {before}, got {layers}")
+    encoder = getattr(model, "encoder", None)
+    if encoder is None or not hasattr(encoder, "layer"):
+        raise ConfigError(f"cannot cut layers of a {config.model_type} model (no encoder.layer list)")
+    encoder.layer = encoder.layer[:layers]
+    config.num_hidden_layers = layers
+
+
+def _save_copy(loaded, model, tokenizer, output: Path, overwrite: bool) -> None:
+    """Write ``model`` and ``tokenizer`` to ``output`` atomically, with the source's settings and head."""
+    with atomic_output_dir(output, overwrite=overwrite) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if loaded.folder is not None:
+            for name in (SETTINGS_FILE, HEAD_FILE):
+                if (loaded.folder / name).is_file():
+                    shutil.copy2(loaded.folder / name, tmp / name)
+
+
 def trim_model(
     base: PathLike | None,
     output: PathLike,
@@ -175,22 +199,9 @@ def trim_model(
 
     layers_before = int(config.num_hidden_layers)
     if layers is not None:
-        if not 1 <= layers <= layers_before:
-            raise ConfigError(f"layers must be between 1 and {layers_before}, got {layers}")
-        encoder = getattr(model, "encoder", None)
-        if encoder is None or not hasattr(encoder, "layer"):
-            raise ConfigError(f"cannot cut layers of a {config.model_type} model (no encoder.layer list)")
-        encoder.layer = encoder.layer[:layers]
-        config.num_hidden_layers = layers
-
+        _cut_layers(model, layers)
     output = Path(output)
-    with atomic_output_dir(output, overwrite=overwrite) as tmp:
-        model.save_pretrained(tmp)
-        trimmed_tokenizer.save_pretrained(tmp)
-        if loaded.folder is not None:
-            for name in (SETTINGS_FILE, HEAD_FILE):
-                if (loaded.folder / name).is_file():
-                    shutil.copy2(loaded.folder / name, tmp / name)
+    _save_copy(loaded, model, trimmed_tokenizer, output, overwrite)
     report = TrimReport(output, vocab_before, len(keep), layers_before, int(config.num_hidden_layers))
     logger.info("trimmed %s -> %s: vocabulary %d -> %d pieces, %d -> %d layers", loaded.source.location,
                 output, report.vocab_before, report.vocab_after, report.layers_before, report.layers_after)
@@ -204,23 +215,10 @@ def keep_layers(base: PathLike | None, output: PathLike, layers: int, *, overwri
     kept unchanged, so the copy is the same model cut at depth ``layers``.
     """
     loaded = load_encoder(base)
-    model, config = loaded.model, loaded.model.config
-    before = int(config.num_hidden_layers)
-    if not 1 <= layers <= before:
-        raise ConfigError(f"layers must be between 1 and {before}, got {layers}")
-    encoder = getattr(model, "encoder", None)
-    if encoder is None or not hasattr(encoder, "layer"):
-        raise ConfigError(f"cannot cut layers of a {config.model_type} model (no encoder.layer list)")
-    encoder.layer = encoder.layer[:layers]
-    config.num_hidden_layers = layers
+    before = int(loaded.model.config.num_hidden_layers)
+    _cut_layers(loaded.model, layers)
     output = Path(output)
-    with atomic_output_dir(output, overwrite=overwrite) as tmp:
-        model.save_pretrained(tmp)
-        loaded.tokenizer.save_pretrained(tmp)
-        if loaded.folder is not None:
-            for name in (SETTINGS_FILE, HEAD_FILE):
-                if (loaded.folder / name).is_file():
-                    shutil.copy2(loaded.folder / name, tmp / name)
+    _save_copy(loaded, loaded.model, loaded.tokenizer, output, overwrite)
     logger.info("cut %s to %d of %d layers -> %s", loaded.source.location, layers, before, output)
     return output
 
