@@ -38,7 +38,7 @@ from clir_ot.distill.bitext import BitextPair
 from clir_ot.distill.losses import CombinedLoss, build_distill_loss
 from clir_ot.distill.masks import content_token_mask
 from clir_ot.errors import ConfigError, ConsistencyError
-from clir_ot.models.loading import compute_precision, settings_from_dict
+from clir_ot.models.loading import check_setting_types, compute_precision, settings_from_dict
 from clir_ot.training.data import TrainingGroup
 from clir_ot.training.losses import build_loss
 from clir_ot.training.trainer import Trainer, TrainingConfig
@@ -96,6 +96,7 @@ class DistillationConfig:
     patience: int | None = None
 
     def __post_init__(self) -> None:
+        check_setting_types(type(self), {f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
         if self.method not in METHODS:
             hint = " ('none' is the teacher itself: nothing to train)" if self.method == "none" else ""
             raise ConfigError(f"unknown distillation method {self.method!r}; valid: {', '.join(METHODS)}{hint}")

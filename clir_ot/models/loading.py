@@ -25,10 +25,12 @@ import logging
 import os
 import shutil
 import tempfile
+import types
+import typing
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -381,12 +383,64 @@ def write_settings(folder: PathLike, settings: dict[str, Any]) -> Path:
 
 
 def settings_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
-    """Build the settings dataclass ``cls`` from ``data``, rejecting unknown keys with a readable message."""
+    """Build the settings dataclass ``cls`` from ``data``, rejecting unknown keys and values of the wrong
+    type with a readable message that starts with ``where`` (the file or section)."""
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return cls(**data)
+    try:
+        check_setting_types(cls, data)
+        return cls(**data)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def check_setting_types(cls: type, values: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` for a value that does not fit its field's annotation in the dataclass
+    ``cls``. Checked: ``int``, ``float`` (an int is fine), ``str``, ``bool`` and unions of them with
+    ``None``; other annotations are left to the class's own checks."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except NameError:  # an annotation names a type imported only for type checkers
+        return
+    for name, value in values.items():
+        if _matches_hint(value, hints.get(name, Any)) is False:
+            hint = (" (YAML reads a number such as 1e-4 without a decimal point as text: write 1.0e-4)"
+                    if isinstance(value, str) and _parses_as_float(value) else "")
+            raise ConfigError(f"setting {name} must be {_describe_hint(hints[name])}, "
+                              f"got {value!r} ({type(value).__name__}){hint}")
+
+
+_SIMPLE_TYPES = {bool: "true/false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+
+
+def _matches_hint(value: Any, hint: Any) -> bool | None:
+    """Whether ``value`` fits the annotation ``hint``; ``None`` when the annotation is not a simple one."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        answers = [_matches_hint(value, arg) for arg in typing.get_args(hint)]
+        return True if True in answers else (None if None in answers else False)
+    if hint not in _SIMPLE_TYPES:
+        return None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _parses_as_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _describe_hint(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe_hint(arg) for arg in typing.get_args(hint))
+    return _SIMPLE_TYPES.get(hint, str(hint))
 
 
 @contextlib.contextmanager

@@ -49,7 +49,7 @@ from torch import nn
 
 from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError
 from clir_ot.formats import PathLike, atomic_open
-from clir_ot.models.loading import compute_precision, resolve_precision, settings_from_dict
+from clir_ot.models.loading import check_setting_types, compute_precision, resolve_precision, settings_from_dict
 from clir_ot.training import checkpoints as ckpt
 from clir_ot.training.data import TrainingGroup, groups_fingerprint
 from clir_ot.training.distributed import DistInfo, current
@@ -129,17 +129,7 @@ class TrainingConfig:
     dtype: str = "auto"
 
     def __post_init__(self) -> None:
-        kinds = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            parts = [p.strip() for p in str(f.type).split("|")]
-            if value is None and "None" in parts:
-                continue
-            allowed = tuple(t for p in parts if p != "None" for t in kinds[p])
-            if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-                wanted = " or ".join({"int": "an integer", "float": "a number", "str": "a string", "bool": "true/false",
-                                      "None": "null"}[p] for p in parts)
-                raise ConfigError(f"setting {f.name} must be {wanted}, got {value!r} ({type(value).__name__})")
+        check_setting_types(type(self), {f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
         def positive(name: str, allow_none: bool = False) -> None:
             value = getattr(self, name)
