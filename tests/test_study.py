@@ -170,6 +170,10 @@ def test_killed_study_resumes_and_redoes_only_the_unfinished_step(world, tmp_pat
     ({"languages": []}, "languages is empty"),
     ({"languages": ["xx"]}, "unknown language"),
     ({"methods": ["none", "kl"]}, "unknown method"),
+    ({"methods": ["none", "ot-unbalanced"]}, "needs `method:`"),
+    ({"methods": ["none", {"name": "ot-x", "method": "kl"}]}, "unknown method 'kl' of 'ot-x'"),
+    ({"methods": ["none", {"name": "none2", "method": "none"}]}, "has no variants"),
+    ({"methods": ["none", {"name": "ot-x", "method": "ot", "settings": {"marginal_penalty": "a"}}]}, "marginal_penalty"),
     ({"methods": ["ot"]}, "must include 'none'"),
     ({"languages": ["el", "th"], "low_resource": ["el"]}, "no bitext file"),
     ({"backbones": [{"name": "big", "base": "nobody/no-such-model"}]}, "unknown backbone"),
@@ -182,6 +186,25 @@ def test_bad_configs_fail_before_any_work(world, tmp_path, change, message, monk
     with pytest.raises(ConfigError, match=message):
         load_study_config(write_config(world, name="bad", **change))
     assert not (Path("runs") / "bad").exists()
+
+
+def test_named_variant_is_its_objective_with_its_settings(world, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = load_study_config(write_config(world, name="variants", methods=[
+        "none", "ot", {"name": "ot-unbalanced", "method": "ot", "settings": {"marginal_penalty": 1.0}},
+        {"name": "control", "method": "ot-shuffled"}]))
+    by_name = {m.name: m for m in config.methods}
+    assert by_name["ot-unbalanced"].objective == "ot" and not by_name["ot-unbalanced"].shuffled
+    assert by_name["control"].objective == "ot" and by_name["control"].shuffled
+    _, plain = config.distill_settings(by_name["ot"], 42)
+    _, variant = config.distill_settings(by_name["ot-unbalanced"], 42)
+    _, control = config.distill_settings(by_name["control"], 42)
+    assert plain.marginal_penalty is None and variant.marginal_penalty == 1.0 and control.shuffle_bitext
+    plan = plan_study(config, tmp_path / "variants")
+    students = {sid: step.key for sid, step in plan.steps.items() if step.kind == "student"}
+    plain_keys = {k for sid, k in students.items() if "/ot/" in sid}
+    variant_keys = {k for sid, k in students.items() if "/ot-unbalanced/" in sid}
+    assert plain_keys and variant_keys and not plain_keys & variant_keys  # different settings, different artifacts
 
 
 def test_parallel_jobs_build_the_same_study(world, tmp_path):
@@ -207,3 +230,11 @@ def test_one_backbone_study_reports_every_method_beside_none(world, tmp_path):
     assert "Multilingual pool" in report and "## Cost" in report
     methods = {s.method for s in read_results_csv(tmp_path / "methods" / "results.csv")}
     assert methods == {"none", "ot", "mse-sent", "ot-shuffled"}
+
+
+def test_yaml_number_read_as_text_is_named(world, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = write_config(world, name="texty")
+    path.write_text(path.read_text().replace("lr: 0.001", "lr: 1e-3", 1))
+    with pytest.raises(ConfigError, match=r"setting lr must be a number, got '1e-3' \(str\) \(YAML reads"):
+        load_study_config(path)

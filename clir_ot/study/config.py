@@ -73,21 +73,29 @@ class BackboneSpec:
 class MethodSpec:
     """One method: ``none`` (the zero-shot teacher), a distillation objective, or ``<objective>-shuffled``
     (the shuffled-bitext control); ``languages`` restricts it to some of the study's languages;
-    ``settings`` overrides distillation settings for this method only."""
+    ``settings`` overrides distillation settings for this method only.
+
+    ``name`` labels the method in runs and tables; ``method`` names the objective when the label is not
+    one (a variant such as ``{name: ot-unbalanced, method: ot, settings: {marginal_penalty: 1.0}}``)."""
 
     name: str
     languages: tuple[str, ...] | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
+    method: str | None = None
 
-    KEYS = ("name", "languages", "settings")
+    KEYS = ("name", "method", "languages", "settings")
+
+    @property
+    def _base(self) -> str:
+        return self.method or self.name
 
     @property
     def objective(self) -> str | None:
-        return None if self.name == BASELINE_METHOD else self.name.removesuffix(SHUFFLED_SUFFIX)
+        return None if self.name == BASELINE_METHOD else self._base.removesuffix(SHUFFLED_SUFFIX)
 
     @property
     def shuffled(self) -> bool:
-        return self.name.endswith(SHUFFLED_SUFFIX)
+        return self._base.endswith(SHUFFLED_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -236,10 +244,21 @@ def load_study_config(path: str | Path) -> StudyConfig:
             item = {"name": item}
         _check_keys(item, MethodSpec.KEYS, f"{where}: methods[{i}]")
         method_name = str(item.get("name", ""))
-        objective = method_name.removesuffix(SHUFFLED_SUFFIX)
-        if method_name != BASELINE_METHOD and objective not in METHODS:
+        if not method_name:
+            raise ConfigError(f"{where}: methods[{i}] has no name")
+        explicit = item.get("method")
+        if explicit is not None and (method_name == BASELINE_METHOD or explicit == BASELINE_METHOD):
+            raise ConfigError(f"{where}: methods[{i}]: {BASELINE_METHOD!r} is the teacher itself and has no "
+                              f"variants; give a variant another name and a distillation method")
+        base = str(explicit) if explicit is not None else method_name
+        objective = base.removesuffix(SHUFFLED_SUFFIX)
+        if base != BASELINE_METHOD and objective not in METHODS:
             valid = [BASELINE_METHOD, *METHODS] + [m + SHUFFLED_SUFFIX for m in METHODS]
-            raise ConfigError(f"{where}: unknown method {method_name!r}; valid: {', '.join(valid)}")
+            what = f"method {base!r} of {method_name!r}" if explicit is not None else f"method {method_name!r}"
+            raise ConfigError(f"{where}: unknown {what}; valid: {', '.join(valid)}"
+                              + ("" if explicit is not None else
+                                 " (a variant with its own name needs `method:`, e.g. {name: ot-unbalanced, "
+                                 "method: ot, settings: {marginal_penalty: 1.0}})"))
         subset = item.get("languages")
         if subset is not None:
             subset = tuple(_str_list(subset, f"{where}: methods[{i}].languages"))
@@ -249,7 +268,7 @@ def load_study_config(path: str | Path) -> StudyConfig:
         settings = item.get("settings") or {}
         if not isinstance(settings, Mapping):
             raise ConfigError(f"{where}: methods[{i}].settings must be a mapping")
-        methods.append(MethodSpec(method_name, subset, dict(settings)))
+        methods.append(MethodSpec(method_name, subset, dict(settings), None if explicit is None else base))
     if len({m.name for m in methods}) != len(methods):
         raise ConfigError(f"{where}: methods repeat")
     if BASELINE_METHOD not in {m.name for m in methods}:
@@ -324,6 +343,7 @@ def describe(config: StudyConfig) -> dict[str, Any]:
         "first_stage": config.first_stage, "depth": config.depth, "languages": list(config.languages),
         "reference_language": config.reference_language, "low_resource": list(config.low_resource),
         "seeds": list(config.seeds), "backbones": [b.__dict__ for b in config.backbones],
-        "methods": [{"name": m.name, "languages": m.languages, "settings": dict(m.settings)} for m in config.methods],
+        "methods": [{"name": m.name, "method": m.method, "languages": m.languages, "settings": dict(m.settings)}
+                    for m in config.methods],
         "teacher": config.teacher.to_dict(), "distill": config.distill, "rerank": config.rerank,
     }, default=str))
