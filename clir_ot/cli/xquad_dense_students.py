@@ -22,6 +22,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="ot, mse-sent, mse-token, score-kd, each optionally with -shuffled")
     parser.add_argument("--config", default=None, help="JSON of training + distillation settings")
     parser.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default="auto")
+    parser.add_argument("--encoder", default=None,
+                        help="the bi-encoder of the baseline's dense run: query encoder and the students' start "
+                        "(default: the offline multilingual-e5-small)")
     parser.set_defaults(func=run)
     return parser
 
@@ -37,5 +40,5 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, json.JSONDecodeError) as err:
             raise ConfigError(f"--config {args.config}: {err}") from None
     run_xquad_dense_students(args.output, args.index_root, args.tatoeba, settings, languages=args.languages,
-                             methods=args.methods, dtype=args.dtype)
+                             methods=args.methods, dtype=args.dtype, encoder=args.encoder)
     return 0
