@@ -349,3 +349,21 @@ def test_report_config_errors():
     unpaired = [r for r in records if not (r.backbone == "large" and r.method == "ot" and r.language == "th" and r.qid == "q05")]
     with pytest.raises(ConsistencyError, match="different"):
         build_report(unpaired, low_resource=LOW, backbones=("small", "large"), n_resamples=N_RESAMPLES)
+
+
+def test_pool_merge_breaks_cross_language_ties_by_own_rank_not_by_docid(tmp_path):
+    from clir_ot.formats import Hit, write_run
+    from clir_ot.study.evaluate import merge_language_runs
+
+    # bf16-like scores: th-a and el-a tie at 1.0; el-a is first in its run, th-a second in its run.
+    # trec_eval (docid descending) would put th-a first; the merge must not let the prefix decide.
+    write_run(tmp_path / "th.txt", {"q1": [Hit("q1", "th-0", 2.0, 1), Hit("q1", "th-a", 1.0, 2), Hit("q1", "th-z", 0.1, 3)]},
+              keep_order=True)
+    write_run(tmp_path / "el.txt", {"q1": [Hit("q1", "el-a", 1.0, 1), Hit("q1", "el-b", 0.5, 2)]}, keep_order=True)
+    merged = merge_language_runs([tmp_path / "th.txt", tmp_path / "el.txt"], depth=2)
+    assert merged == {"q1": ["th-0", "el-a", "th-a", "el-b"]}  # depth 2 per language: th-z is cut
+    # full ties (same score, same own rank) are broken the same way whichever run comes first
+    write_run(tmp_path / "hi.txt", {"q1": [Hit("q1", "hi-0", 2.0, 1)]}, keep_order=True)
+    one = merge_language_runs([tmp_path / "th.txt", tmp_path / "hi.txt"], depth=1)
+    other = merge_language_runs([tmp_path / "hi.txt", tmp_path / "th.txt"], depth=1)
+    assert one == other and sorted(one["q1"]) == ["hi-0", "th-0"]

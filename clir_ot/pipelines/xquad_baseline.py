@@ -100,7 +100,7 @@ def run_xquad_bm25(
             topics = query_topics if setting == "cross" else read_topics(collection / f"topics.xquad.{lang}.tsv")
             path = output / f"run.xquad.bm25.{setting}.{q_lang}-{lang}.txt"
             search_to_run(searcher, topics, path, k=hits, threads=threads, tag=f"bm25.{q_lang}-{lang}")
-            result = evaluate(qrels, load_run(path), measures)
+            result = evaluate(qrels, load_run(path), measures, name=path.name)
             runs[lang][setting] = path
             table[lang][setting] = {m.display: result.means[m.display] for m in measures}
         searcher.close()
@@ -175,7 +175,7 @@ def run_xquad_dense(
         runs[lang] = {"dense": dense_path, "rrf": fused_path}
         table[lang] = {}
         for setting, path in runs[lang].items():
-            result = evaluate(qrels, load_run(path), measures)
+            result = evaluate(qrels, load_run(path), measures, name=path.name)
             table[lang][setting] = {m.display: result.means[m.display] for m in measures}
         logger.info("%s: dense P@1 %.4f RR@10 %.4f | rrf P@1 %.4f RR@10 %.4f", lang,
                     table[lang]["dense"]["P@1"], table[lang]["dense"]["RR@10"],

@@ -83,7 +83,7 @@ def run_xquad_dense_students(
     for lang in languages:
         qrels = read_qrels(collection / f"qrels.xquad.cross.{lang}.txt")
         first = output / f"run.xquad.e5-small.cross.en-{lang}.txt"
-        per_query[(lang, "none")] = evaluate(qrels, load_run(first), measures).per_query
+        per_query[(lang, "none")] = evaluate(qrels, load_run(first), measures, name=first.name).per_query
         for method in methods:
             training, distill = plans[method]
             folder = output / f"dense-student.e5-small.{method}.{lang}"
@@ -103,7 +103,7 @@ def run_xquad_dense_students(
                                     batch_size=batch_size, max_length=max_length, dtype=precision,
                                     tag=f"e5-small-student-{method}.en-{lang}")
             cost[f"{lang}/{method}"] = {"distill_s": round(trained, 1), "encode_search_s": round(time.time() - started, 1)}
-            per_query[(lang, method)] = evaluate(qrels, load_run(run_path), measures).per_query
+            per_query[(lang, method)] = evaluate(qrels, load_run(run_path), measures, name=run_path.name).per_query
 
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for method in methods:

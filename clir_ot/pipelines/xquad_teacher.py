@@ -119,7 +119,7 @@ def run_xquad_teacher(
         qrels = read_qrels(collection / f"qrels.xquad.cross.{lang}.txt")
         table[lang] = {}
         for setting, path in (("first stage", first), ("teacher", merged)):
-            result = evaluate(qrels, load_run(path), measures)
+            result = evaluate(qrels, load_run(path), measures, name=path.name)
             table[lang][setting] = {m.display: result.means[m.display] for m in measures}
     write_tables(output, "teacher", f"English teacher (cross-fitted, {len(folds)} folds) reranking the top {depth} "
                  f"of {first_stage} dense, cross en->D", table, MEASURES, SETTINGS, sum(seconds.values()))

@@ -63,7 +63,7 @@ def collect_scores(plan) -> tuple[list[QueryScore], dict[str, dict[str, Any]]]:
             continue
         backbone, method, lang = step.meta["backbone"].name, step.meta["method"].name, step.meta["language"]
         qrels = read_qrels(collection / f"qrels.xquad.cross.{lang}.txt")
-        result = evaluate(qrels, load_run(step.run), measures)
+        result = evaluate(qrels, load_run(step.run), measures, name=step.id)
         for metric in MEASURES:
             per_seed[(backbone, method, lang, metric)].append({q: v[metric] for q, v in result.per_query.items()})
         runs[(backbone, method, lang)].append(step.run)
@@ -86,9 +86,31 @@ def _training_manifest(model: Path) -> dict[str, Any] | None:
     return None
 
 
+def merge_language_runs(paths: Sequence[Path], depth: int) -> dict[str, list[str]]:
+    """Merge per-language runs of the same queries into one ranking per query (the ``pool`` setting).
+
+    Each run contributes its top ``depth``; documents are ordered by score, and score ties -- common
+    across languages when a reranker scores in bf16 (about three significant digits) -- are broken by
+    each document's rank in its own run, then by a hash of ``(qid, docid)``: never by the docid itself,
+    whose language prefix would otherwise rank one language first (trec_eval breaks ties by docid).
+    """
+    import hashlib
+
+    from clir_ot.formats import iter_run_by_query
+
+    entries: dict[str, list[tuple[float, int, str, str]]] = defaultdict(list)
+    for path in paths:
+        for qid, hits in iter_run_by_query(path):
+            ordered = sorted(hits, key=lambda h: (-h.score, h.rank))[:depth]
+            for own_rank, hit in enumerate(ordered, 1):
+                neutral = hashlib.sha1(f"{qid}\t{hit.docid}".encode()).hexdigest()
+                entries[qid].append((-hit.score, own_rank, neutral, hit.docid))
+    return {qid: [docid for *_, docid in sorted(items)] for qid, items in entries.items()}
+
+
 def _pool_scores(plan, runs: Mapping[tuple[str, str, str], list[Path]]) -> list[QueryScore]:
     from clir_ot.evaluation import evaluate, parse_measure
-    from clir_ot.formats import Hit, iter_run_by_query, read_qrels
+    from clir_ot.formats import read_qrels
 
     config = plan.config
     collection = config.baseline / "collection"
@@ -110,16 +132,13 @@ def _pool_scores(plan, runs: Mapping[tuple[str, str, str], list[Path]]) -> list[
                     break
                 lists.append(chosen[0])  # the first seed's run
             else:
-                merged: dict[str, list[Hit]] = defaultdict(list)
-                for path in lists:
-                    for qid, hits in iter_run_by_query(path):
-                        merged[qid].extend(hits[: config.depth])
-                run = {q: {h.docid: h.score for h in hits} for q, hits in merged.items()}
-                result = evaluate(pool_qrels, run, measures)
+                ranked = merge_language_runs(lists, depth=config.depth)
+                # distinct scores from the merged order, so trec_eval's docid tie-break cannot reorder it
+                run = {q: {d: float(len(docids) - i) for i, d in enumerate(docids)} for q, docids in ranked.items()}
+                result = evaluate(pool_qrels, run, measures, name=f"pool {backbone.name}/{method.name}")
                 for qid, values in result.per_query.items():
                     for metric in MEASURES:
                         out.append(QueryScore(backbone.name, method.name, "all", "pool", metric, qid, values[metric]))
-                ranked = {q: [h.docid for h in sorted(hits, key=lambda h: (-h.score, h.docid))] for q, hits in merged.items()}
                 relevant = {q: {d for d, g in docs.items() if g > 0} for q, docs in pool_qrels.items() if q in ranked}
                 bias = max_rank_distance(ranked, relevant, depth=config.depth * len(languages))
                 out += [QueryScore(backbone.name, method.name, "all", "pool", "bias", q, float(v)) for q, v in bias.items()]
