@@ -186,3 +186,22 @@ def test_rerank_run_restricted_to_some_queries(run_files):
                         qids={"q1", "q4"})
     assert report["queries"] == 2
     assert set(load_run(root / "out.txt")) == {"q1", "q4"}
+
+
+def test_equal_reranker_scores_keep_the_first_stage_order_not_the_docid_order():
+    from clir_ot.rerank.base import assemble_ranking
+
+    first_stage = [Hit("q", d, 10.0 - i, i + 1) for i, d in enumerate(["d9", "d1", "d5", "d2"])]
+    reranked = assemble_ranking(first_stage, np.array([1.0, 1.0, 2.0]))  # d9 and d1 tie; d2 is below the depth
+    assert [h.docid for h in reranked] == ["d5", "d9", "d1", "d2"]
+    assert all(a.score > b.score for a, b in zip(reranked, reranked[1:]))  # nothing left for trec_eval to break
+
+
+def test_bf16_scoring_keeps_float32_resolution_in_the_head(cross_encoder):
+    import torch
+
+    pairs = [(f"query {i}", f"passage {i} {'word ' * i}") for i in range(16)]
+    scores = cross_encoder.predict(pairs, dtype="bf16", batch_size=8)
+    as_bf16 = torch.from_numpy(scores).bfloat16().float().numpy()
+    assert (as_bf16 != scores).any()  # logits are not rounded to bf16's ~3 digits
+    assert len(set(scores.tolist())) == len(pairs)

@@ -66,6 +66,7 @@ def run_xquad_teacher(
     first-stage runs of :func:`~clir_ot.pipelines.xquad_baseline.run_xquad_bm25` / ``run_xquad_dense``.
     """
     from clir_ot.rerank import CrossEncoderReranker, rerank_run
+    from clir_ot.rerank.base import SCORING_VERSION, record_scoring_version, recorded_scoring_version
     from clir_ot.training import DataSpec, train_cross_encoder
 
     output = Path(output)
@@ -97,7 +98,9 @@ def run_xquad_teacher(
         first = output / f"run.xquad.{first_stage}.cross.en-{lang}.txt"
         merged = output / f"run.xquad.{first_stage}+teacher.cross.en-{lang}.txt"
         corpus = load_corpus(collection / "corpus" / lang)
-        if not merged.is_file():
+        if merged.is_file() and recorded_scoring_version(merged) != SCORING_VERSION:
+            logger.info("%s: scored by an older reranker version; reranking again", merged)
+        if not merged.is_file() or recorded_scoring_version(merged) != SCORING_VERSION:
             started, pairs, scoring = time.time(), 0, 0.0
             parts = []
             for k, fold in enumerate(folds):
@@ -111,6 +114,7 @@ def run_xquad_teacher(
                 for part in parts:
                     for qid, hits in iter_run_by_query(part):
                         writer.write(qid, hits)
+            record_scoring_version(merged)
             for part in parts:
                 part.unlink()
             seconds[lang] = round(time.time() - started, 1)

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from clir_ot.errors import InputFormatError
-from clir_ot.formats import Hit, strictly_decreasing
+from clir_ot.formats import Hit, PathLike, strictly_decreasing
 
 __all__ = ["Reranker", "as_hit", "assemble_ranking", "hits_from_pyserini"]
 
@@ -89,15 +90,34 @@ class Reranker(ABC):
         return assemble_ranking(ranked, scores)
 
 
+#: How reranked scores are made. Pipelines record it beside reranked runs and in artifact keys, so a
+#: change rebuilds them. 2: the cross-encoder head in float32 under bf16 autocast, ties kept in
+#: first-stage order; 1 (before): bf16 logits, ties ordered by docid.
+SCORING_VERSION = 2
+
+
+def recorded_scoring_version(run: PathLike) -> int:
+    """The :data:`SCORING_VERSION` recorded beside a reranked run (``<run>.scoring``; 1 when absent)."""
+    sidecar = Path(str(run) + ".scoring")
+    return int(sidecar.read_text().strip()) if sidecar.is_file() else 1
+
+
+def record_scoring_version(run: PathLike) -> None:
+    """Write ``<run>.scoring`` with the current :data:`SCORING_VERSION`."""
+    Path(str(run) + ".scoring").write_text(f"{SCORING_VERSION}\n")
+
+
 def assemble_ranking(ranked: Sequence[Hit], head_scores: np.ndarray) -> list[Hit]:
     """The reranked list: the first ``len(head_scores)`` hits sorted by their new scores, then the rest.
 
     The result is ranked 1..n with strictly decreasing scores: the head carries the reranker's
     scores, and the tail keeps the first-stage order with scores shifted below the head's lowest
-    (``head_min - 1 - i``), as Pyserini/pygaggle users expect of ``--depth``.
+    (``head_min - 1 - i``), as Pyserini/pygaggle users expect of ``--depth``. Documents the reranker
+    scores equally keep their first-stage order (never the docid's, which trec_eval would use).
     """
     cut = len(head_scores)
-    head = strictly_decreasing(h.with_score(s) for h, s in zip(ranked[:cut], head_scores))
+    order = sorted(range(cut), key=lambda i: (-float(head_scores[i]), i))
+    head = strictly_decreasing([ranked[i].with_score(head_scores[i]) for i in order], keep_order=True)
     tail = ranked[cut:]
     if not tail:
         return head

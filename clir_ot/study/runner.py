@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from clir_ot.errors import ConfigError, ConsistencyError
 from clir_ot.formats import atomic_open
+from clir_ot.rerank.base import SCORING_VERSION, recorded_scoring_version
 from clir_ot.study.artifacts import Artifact, ArtifactStore, artifact_key, cached_sha256, hash_model_folder
 from clir_ot.study.config import BASELINE_METHOD, BackboneSpec, MethodSpec, StudyConfig, describe
 
@@ -118,7 +119,7 @@ def _sha(path: Path) -> str:
 
 
 def _rerank_settings(config: StudyConfig) -> dict[str, Any]:
-    return {"depth": config.depth, "batch_size": int(config.rerank.get("batch_size", 32)),
+    return {"depth": config.depth, "scoring": SCORING_VERSION, "batch_size": int(config.rerank.get("batch_size", 32)),
             "max_length": int(config.rerank.get("max_length", 256)), "dtype": str(config.rerank.get("dtype", "auto"))}
 
 
@@ -321,13 +322,12 @@ def _rerank(step: Step, plan: StudyPlan) -> dict[str, Any]:
     lang = step.meta["language"]
     folder = step.artifact.folder
     folder.mkdir(parents=True, exist_ok=True)
-    if method.name == BASELINE_METHOD and backbone.teachers:
-        imported = Path(backbone.teachers) / f"run.xquad.{config.first_stage}+teacher.cross.en-{lang}.txt"
-        if imported.is_file() and _rerank_settings(config)["depth"] == step.settings["depth"]:
-            shutil.copyfile(imported, folder / ".run.txt.tmp")
-            os.replace(folder / ".run.txt.tmp", step.run)
-            logger.info("%s: reused %s (clir-ot xquad-teacher with the same teachers)", step.id, imported)
-            return {"imported_from": str(imported), "imported_sha256": cached_sha256(imported), "wall_s": 0.0}
+    imported = _importable_teacher_run(config, step)
+    if imported is not None:
+        shutil.copyfile(imported, folder / ".run.txt.tmp")
+        os.replace(folder / ".run.txt.tmp", step.run)
+        logger.info("%s: reused %s (clir-ot xquad-teacher with the same teachers)", step.id, imported)
+        return {"imported_from": str(imported), "imported_sha256": cached_sha256(imported), "wall_s": 0.0}
     collection = _collection(config)
     topics = read_topics(collection / "topics.xquad.en.tsv")
     corpus = load_corpus(collection / "corpus" / lang)
@@ -486,13 +486,26 @@ def _rates(plan: StudyPlan) -> dict[str, float]:
     return rates
 
 
-def _seconds(step: Step, rates: Mapping[str, float]) -> float:
+def _importable_teacher_run(config: StudyConfig, step: Step) -> Path | None:
+    """The `clir-ot xquad-teacher` run a ``none`` rerank step can reuse: same teachers, same depth and
+    the current :data:`~clir_ot.rerank.base.SCORING_VERSION`; ``None`` otherwise."""
+    backbone, method, lang = step.meta["backbone"], step.meta["method"], step.meta["language"]
+    if method.name != BASELINE_METHOD or not backbone.teachers:
+        return None
+    run = Path(backbone.teachers) / f"run.xquad.{config.first_stage}+teacher.cross.en-{lang}.txt"
+    if (run.is_file() and _rerank_settings(config)["depth"] == step.settings["depth"]
+            and recorded_scoring_version(run) == SCORING_VERSION):
+        return run
+    return None
+
+
+def _seconds(config: StudyConfig, step: Step, rates: Mapping[str, float]) -> float:
     if step.kind == "teacher":
         return step.work.get("train_steps", 0) * rates["teacher_s_per_step"]
     if step.kind == "student":
         return step.work.get("train_steps", 0) * rates["student_s_per_step"]
     if step.kind == "rerank":
-        if step.meta["method"].name == BASELINE_METHOD and step.meta["backbone"].teachers:
+        if _importable_teacher_run(config, step) is not None:
             return 0.0
         return step.work.get("pairs", 0) / rates["rerank_pairs_per_s"]
     return 10.0
@@ -500,7 +513,7 @@ def _seconds(step: Step, rates: Mapping[str, float]) -> float:
 
 def estimate_text(plan: StudyPlan) -> str:
     rates = _rates(plan)
-    seconds = sum(_seconds(s, rates) for s in plan.pending())
+    seconds = sum(_seconds(plan.config, s, rates) for s in plan.pending())
     return f"about {seconds / 60:.0f} min of work left at {rates['rerank_pairs_per_s']:.0f} pairs/s reranking, " \
            f"{rates['student_s_per_step']:.1f} s per distillation step"
 
@@ -521,7 +534,7 @@ def format_plan(plan: StudyPlan) -> str:
         else:
             status = "to build"
         work = " ".join(f"{int(v)} {k.replace('_', ' ')}" for k, v in step.work.items()) if not step.done else ""
-        est = f"{_seconds(step, rates) / 60:.1f} min" if not step.done else ""
+        est = f"{_seconds(plan.config, step, rates) / 60:.1f} min" if not step.done else ""
         lines.append(f"{step.id:58s} {status:26s} {work:>14s} {est:>8s}")
     pending = plan.pending()
     lines += ["", f"{len(plan.steps)} steps, {len(plan.steps) - len(pending)} finished, {len(pending)} to build; "
