@@ -73,3 +73,16 @@ def default_model() -> Path:
     from clir_ot.models import prepare_default_model
 
     return prepare_default_model()
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test with one torch thread: training numbers are compared across processes, all
+    single-threaded, and on a shared 2-core machine tiny models run much faster that way. Modules
+    opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -8,7 +8,6 @@ import random
 from pathlib import Path
 
 import pytest
-import torch
 
 from clir_ot.cli import main
 from clir_ot.errors import ConfigError
@@ -27,12 +26,7 @@ def translate(text: str) -> str:
     return " ".join(FOREIGN[w] for w in text.split())
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

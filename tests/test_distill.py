@@ -23,12 +23,7 @@ EN = "the a cat dog house tree river city book water red green big small runs se
 FOREIGN = {w: f"x{w[::-1]}" for w in EN}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from clir_ot.errors import ConfigError
@@ -31,12 +30,7 @@ def translate(text: str) -> str:
     return " ".join(FOREIGN[w] for w in text.split())
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -47,14 +47,7 @@ WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu 
          "upsilon phi chi psi omega").split()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Training numbers are compared across processes, all single-threaded (a shared 2-core machine also
-    runs much faster that way)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

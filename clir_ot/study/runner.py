@@ -487,16 +487,13 @@ def _rates(plan: StudyPlan) -> dict[str, float]:
 
 
 def _importable_teacher_run(config: StudyConfig, step: Step) -> Path | None:
-    """The `clir-ot xquad-teacher` run a ``none`` rerank step can reuse: same teachers, same depth and
-    the current :data:`~clir_ot.rerank.base.SCORING_VERSION`; ``None`` otherwise."""
+    """The `clir-ot xquad-teacher` run a ``none`` rerank step can reuse: from the backbone's teachers
+    folder and scored with the current :data:`~clir_ot.rerank.base.SCORING_VERSION`; ``None`` otherwise."""
     backbone, method, lang = step.meta["backbone"], step.meta["method"], step.meta["language"]
     if method.name != BASELINE_METHOD or not backbone.teachers:
         return None
     run = Path(backbone.teachers) / f"run.xquad.{config.first_stage}+teacher.cross.en-{lang}.txt"
-    if (run.is_file() and _rerank_settings(config)["depth"] == step.settings["depth"]
-            and recorded_scoring_version(run) == SCORING_VERSION):
-        return run
-    return None
+    return run if run.is_file() and recorded_scoring_version(run) == SCORING_VERSION else None
 
 
 def _seconds(config: StudyConfig, step: Step, rates: Mapping[str, float]) -> float:
