@@ -228,3 +228,17 @@ def test_resume_restarts_a_run_killed_before_its_first_checkpoint(data, tmp_path
                              progress=False)
     assert result.steps == 2 and (out / "training.json").is_file()
     assert all(r.get("loss") != 9.0 for r in log_records(out))
+
+
+def test_distillation_scores_use_the_float32_head_under_bf16(data):
+    """Score distillation and the rank term regress the cross-encoder's logits, which differ by less
+    than bf16's resolution for one query's candidates: they must come from the float32 head."""
+    from clir_ot.distill.trainer import encode_states
+
+    model = CrossEncoderModel.from_pretrained(data / "teacher")
+    batch = model.tokenize([f"query {i}" for i in range(16)], [f"passage {i} {'word ' * i}" for i in range(16)])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        states, scores = encode_states(model, (-1,), batch["input_ids"], batch["attention_mask"])
+    assert scores.dtype == torch.float32
+    assert (scores.detach().bfloat16().float() != scores.detach()).any()  # not rounded to bf16's ~3 digits
+    assert len(set(scores.tolist())) == len(scores)

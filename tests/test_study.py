@@ -201,6 +201,19 @@ def test_named_variant_is_its_objective_with_its_settings(world, tmp_path, monke
     assert plain_keys and variant_keys and not plain_keys & variant_keys  # different settings, different artifacts
 
 
+def test_students_trained_on_logits_carry_the_scoring_version(world, tmp_path, monkeypatch):
+    """score-kd (and any rank/score term) regresses the head's logits, so its students are rebuilt when
+    scoring changes; alignment-only students (ot, mse-*) keep their keys."""
+    from clir_ot.rerank.base import SCORING_VERSION
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = load_study_config(write_config(world, name="scoring", methods=["none", "ot", "score-kd"]))
+    plan = plan_study(config, tmp_path / "scoring")
+    students = {sid: step for sid, step in plan.steps.items() if step.kind == "student"}
+    assert all(step.settings.get("scoring") == SCORING_VERSION for sid, step in students.items() if "/score-kd/" in sid)
+    assert all("scoring" not in step.settings for sid, step in students.items() if "/ot/" in sid)
+
+
 def test_parallel_jobs_build_the_same_study(world, tmp_path):
     config = load_study_config(write_config(world, name="parallel"))
     plan = run_study(config, tmp_path / "parallel", jobs=2)

@@ -209,8 +209,8 @@ def encode_states(model: nn.Module, layers: Sequence[int], input_ids, attention_
             raise ConfigError(f"layer {layer} does not exist: the model has {len(hidden) - 1} layers "
                               f"(hidden states 0..{len(hidden) - 1}, or -1 for the last)")
     states = [hidden[layer] for layer in layers]
-    if hasattr(model, "head"):
-        scores = model.head(out.last_hidden_state[:, 0]).squeeze(-1)
+    if hasattr(model, "score_states"):
+        scores = model.score_states(out.last_hidden_state)
     else:
         scores = pool(out.last_hidden_state, attention_mask, model.config.pooling)
         if model.config.normalize:

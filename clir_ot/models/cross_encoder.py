@@ -319,13 +319,19 @@ class CrossEncoderModel(nn.Module):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        hidden = self.encoder(**inputs).last_hidden_state
-        # the head runs in float32 even under bf16/fp16 autocast: a bf16 logit has ~3 significant
-        # digits, and a reranker's scores for one query's candidates often differ by less than that
-        # (measured: the XQuAD teacher's top-10 logits span ~0.005 on Thai; bf16 tied all 10 for
-        # 120 of 120 questions); the encoder keeps the low-precision speed.
-        with torch.autocast(hidden.device.type, enabled=False):
-            return self.head(hidden[:, 0].float()).squeeze(-1)
+        return self.score_states(self.encoder(**inputs).last_hidden_state)
+
+    def score_states(self, last_hidden_state: torch.Tensor) -> torch.Tensor:
+        """(batch, seq, dim) last-layer states -> (batch,) float32 logits from the [CLS] state.
+
+        The head runs in float32 even under bf16/fp16 autocast: a bf16 logit has ~3 significant
+        digits, and a reranker's scores for one query's candidates often differ by less than that
+        (measured: the XQuAD teacher's top-10 logits span ~0.005 on Thai; bf16 tied all 10 for
+        120 of 120 questions); the encoder keeps the low-precision speed. Every scoring path
+        (reranking, teacher training, score distillation) goes through here.
+        """
+        with torch.autocast(last_hidden_state.device.type, enabled=False):
+            return self.head(last_hidden_state[:, 0].float()).squeeze(-1)
 
     def _max_length(self, max_length: int | None) -> int:
         return min(max_length or self.config.max_length, max_sequence_length(self.encoder, self.tokenizer))

@@ -205,6 +205,10 @@ def plan_study(config: StudyConfig, root: str | Path | None = None) -> StudyPlan
                         for k, teacher in enumerate(teacher_steps):
                             settings = {"training": training.to_dict(), "distill": distill.to_dict(), "fold": k,
                                         "language": lang}
+                            if distill.method == "score-kd" or distill.score_weight > 0 or distill.rank_weight > 0:
+                                # these students train on the cross-encoder's logits: scored with the
+                                # float32 head since scoring version 2 (older ones regressed bf16 logits)
+                                settings["scoring"] = SCORING_VERSION
                             inputs = {"teacher": teacher.key, "bitext": _bitext_inputs(config, lang)}
                             if distill.uses_queries or distill.rank_weight > 0:
                                 inputs.update(common, qrels=_sha(collection / "qrels.xquad.cross.en.txt"),
