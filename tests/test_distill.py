@@ -195,9 +195,13 @@ def test_distillation_resumes_exactly_after_a_crash(data, tmp_path):
     distill = DistillationConfig(method="ot", freeze_embeddings=False)
     pairs = pairs_of(data)
 
-    def trainer(out, callbacks=()):
+    def trainer(out, callbacks=(), distill=distill, teacher_seed=None):
         torch.manual_seed(0)
         teacher = CrossEncoderModel.from_pretrained(data / "teacher")
+        if teacher_seed is not None:  # another teacher: same architecture, other weights
+            torch.manual_seed(teacher_seed)
+            for param in teacher.head.parameters():
+                torch.nn.init.normal_(param)
         student = CrossEncoderModel.from_pretrained(data / "teacher")
         return DistillationTrainer(student, teacher, pairs[:100], config, distill, out, valid_pairs=pairs[100:],
                                    callbacks=callbacks, progress=False)
@@ -213,6 +217,12 @@ def test_distillation_resumes_exactly_after_a_crash(data, tmp_path):
 
     with pytest.raises(Crash):
         trainer(tmp_path / "crashed", [crash]).train()
+    # resuming with another method setting or another teacher is refused, naming what changed
+    with pytest.raises(ConfigError, match=r"epsilon: 0\.1 -> 0\.05"):
+        trainer(tmp_path / "crashed", distill=DistillationConfig(method="ot", freeze_embeddings=False,
+                                                                epsilon=0.05)).train(resume=True)
+    with pytest.raises(ConfigError, match="teacher"):
+        trainer(tmp_path / "crashed", teacher_seed=1).train(resume=True)
     trainer(tmp_path / "crashed").train(resume=True)
     a = CrossEncoderModel.from_pretrained(tmp_path / "whole").state_dict()
     b = CrossEncoderModel.from_pretrained(tmp_path / "crashed").state_dict()

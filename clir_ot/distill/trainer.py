@@ -177,6 +177,16 @@ def bitext_fingerprint(pairs: Sequence[BitextPair]) -> str:
     return digest.hexdigest()
 
 
+def parameters_digest(model: nn.Module) -> str:
+    """SHA-256 of a model's parameters and buffers (names, shapes, dtypes and values)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
 class StudentForDistillation(nn.Module):
     """The student behind one forward call: token states of the chosen layers, and scores.
 
@@ -273,6 +283,7 @@ class DistillationTrainer(Trainer):
         self.teacher = teacher.to(self.device).eval()
         for param in self.teacher.parameters():
             param.requires_grad_(False)
+        self._teacher_digest = parameters_digest(self.teacher)
         options: dict[str, Any] = {}
         if distill.method == "ot":
             options = dict(epsilon=distill.epsilon, epsilon_mode=distill.epsilon_mode,
@@ -316,6 +327,10 @@ class DistillationTrainer(Trainer):
 
     def _inner(self) -> nn.Module:
         return self.model.student
+
+    def resume_settings(self) -> dict[str, Any]:
+        """A resumed distillation keeps its method, loss settings and teacher (by its weights' SHA-256)."""
+        return {**self.distill.to_dict(), "teacher": self._teacher_digest}
 
     # encoding --------------------------------------------------------------------------------------
 

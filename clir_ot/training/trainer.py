@@ -463,11 +463,24 @@ class Trainer:
                               "(--resume) or choose another output folder")
         return None
 
+    def resume_settings(self) -> dict[str, Any]:
+        """Settings beyond :class:`TrainingConfig` that a resumed run must share with its checkpoint
+        (JSON values); subclasses add theirs (the distillation trainer: its method and teacher)."""
+        return {}
+
     def _restore(self, checkpoint: Path, optimizer, scheduler, state: TrainerState) -> None:
         saved = ckpt.read_state(checkpoint)
         if saved.get("data_fingerprint") != self.fingerprint:
             raise ConsistencyError(f"{checkpoint} was trained on other data (fingerprint differs); resume with the "
                                    "same training files and settings, or start a new output folder")
+        if "settings" in saved:  # checkpoints written before this record was kept have none
+            before_settings, now_settings = saved["settings"], self.resume_settings()
+            changed = sorted(k for k in set(before_settings) | set(now_settings)
+                             if before_settings.get(k) != now_settings.get(k))
+            if changed:
+                diffs = ", ".join(f"{k}: {before_settings.get(k)!r} -> {now_settings.get(k)!r}" for k in changed)
+                raise ConfigError(f"cannot resume {checkpoint} with other {self.kind} settings ({diffs}); "
+                                  "resume with the same settings, or start a new output folder")
         before = saved.get("config", {})
         now = self.config.to_dict()
         changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k) and k not in RESUMABLE_CHANGES)
@@ -500,6 +513,7 @@ class Trainer:
             "interval_steps": state.interval_steps, "world_size": self.dist.world_size,
             "stopped_early": state.stopped_early,
             "total_steps": self.total_steps, "data_fingerprint": self.fingerprint, "config": self.config.to_dict(),
+            "settings": self.resume_settings(),
         }
 
         def write(folder: Path) -> None:
