@@ -81,6 +81,21 @@ def test_students_are_distilled_searched_compared_and_reused(world, tmp_path):
     assert again["cost"]["el/mse-sent"]["distill_s"] == result["cost"]["el/mse-sent"]["distill_s"]
     assert again["table"]["el"]["mse-sent"]["RR@10"]["mean"] == result["table"]["el"]["mse-sent"]["RR@10"]["mean"]
 
+    # a finished student is not reused for other settings: the error names what changed
+    with pytest.raises(ConfigError, match=r"dense-student\.e5-small\.mse-sent\.el holds a student trained with other "
+                                          r"settings \(lr: 0\.001 -> 0\.002\)"):
+        run_xquad_dense_students(output, indexes, world / "tatoeba", {**SETTINGS, "lr": 2e-3}, languages=["el"],
+                                 methods=["mse-sent"], hits=5, batch_size=8, max_length=32, dtype="fp32",
+                                 n_resamples=200, encoder=world / "encoder")
+    # a run whose student stamp is missing (searched by an unknown student) is searched again
+    run = output / "run.xquad.e5-small-student-mse-sent.cross.en-el.txt"
+    Path(str(run) + ".student").unlink()
+    before = run.stat().st_mtime_ns
+    run_xquad_dense_students(output, indexes, world / "tatoeba", SETTINGS, languages=["el"], methods=["mse-sent"],
+                             hits=5, batch_size=8, max_length=32, dtype="fp32", n_resamples=200,
+                             encoder=world / "encoder")
+    assert run.stat().st_mtime_ns != before and Path(str(run) + ".student").is_file()
+
 
 @pytest.mark.parametrize("change, message", [
     ({"languages": ["th"]}, "no Tatoeba bitext for 'th'"),

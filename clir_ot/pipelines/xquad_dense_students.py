@@ -9,7 +9,10 @@ searches it. The student never sees XQuAD, so no cross-fitting is needed; it rep
 for D's passages only (English passages keep the original encoder). ``none`` is the dense first
 stage of ``clir-ot baseline``.
 
-Every step is reused when its output exists (training resumes from its checkpoints).
+Every step is reused when its output exists (training resumes from its checkpoints): a finished
+student only when its ``training.json`` records the settings and encoder asked for now (otherwise
+:class:`~clir_ot.errors.ConfigError` names the differences), a student's run only when its
+``<run>.student`` stamp names that student's manifest (otherwise the paragraphs are searched again).
 """
 from __future__ import annotations
 
@@ -21,13 +24,33 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from clir_ot.formats import atomic_open
+from clir_ot.errors import ConfigError
+from clir_ot.formats import atomic_open, sha256_of
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_xquad_dense_students"]
+__all__ = ["run_xquad_dense_students", "check_student_settings"]
 
 MEASURES = ("Success@1", "P@5", "Success@5", "RR@10")
+
+
+def check_student_settings(folder: Path, training, distill, encoder_location: str) -> None:
+    """Refuse to reuse the finished student in ``folder`` when it was trained with other settings or
+    from another encoder than asked for now (its ``training.json`` says what it was trained with)."""
+    from clir_ot.training.trainer import RESUMABLE_CHANGES
+
+    manifest = json.loads((folder / "training.json").read_text())
+    was = {**{k: v for k, v in manifest.get("config", {}).items() if k not in RESUMABLE_CHANGES},
+           **{f"distill.{k}": v for k, v in manifest.get("distillation", {}).items()},
+           "encoder": str(Path((manifest.get("teacher") or {}).get("location", "?")).resolve())}
+    now = {**{k: v for k, v in training.to_dict().items() if k not in RESUMABLE_CHANGES},
+           **{f"distill.{k}": v for k, v in distill.to_dict().items()},
+           "encoder": str(Path(encoder_location).resolve())}
+    changed = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
+    if changed:
+        diffs = ", ".join(f"{k}: {was.get(k)!r} -> {now.get(k)!r}" for k in changed)
+        raise ConfigError(f"{folder} holds a student trained with other settings ({diffs}); remove that folder to "
+                          "train it again with these settings, or write to another --output")
 
 
 def run_xquad_dense_students(
@@ -53,7 +76,6 @@ def run_xquad_dense_students(
     from clir_ot.distill import tatoeba_files, tatoeba_pairs
     from clir_ot.distill.pipeline import distill_student
     from clir_ot.distill.trainer import split_settings
-    from clir_ot.errors import ConfigError
     from clir_ot.evaluation import evaluate, parse_measure
     from clir_ot.formats import load_run, read_qrels, read_topics
     from clir_ot.models import BiEncoderModel
@@ -88,13 +110,18 @@ def run_xquad_dense_students(
             training, distill = plans[method]
             folder = output / f"dense-student.e5-small.{method}.{lang}"
             run_path = output / f"run.xquad.e5-small-student-{method}.cross.en-{lang}.txt"
-            if not (folder / "training.json").is_file():
+            if (folder / "training.json").is_file():
+                check_student_settings(folder, training, distill, query_model.name_or_path)
+            else:
                 resume = folder.exists()  # also restarts a run killed before its first checkpoint
                 distill_student(encoder, folder, tatoeba_pairs(tatoeba, lang), training, distill,
                                 bitext_files=list(tatoeba_files(tatoeba, lang)), resume=resume)
-            trained = json.loads((folder / "training.json").read_text())["time"]["wall_s"]
+            manifest = folder / "training.json"
+            trained = json.loads(manifest.read_text())["time"]["wall_s"]
             started = time.time()
-            if not run_path.is_file():
+            student_stamp = Path(str(run_path) + ".student")
+            if not run_path.is_file() or not student_stamp.is_file() or student_stamp.read_text().strip() != sha256_of(manifest):
+                # a run searched with another student (or one of unknown origin) is searched again
                 student = BiEncoderModel.from_pretrained(folder / "best" if (folder / "best").is_dir() else folder)
                 index_dir = index_root / f"faiss.xquad.{lang}.e5-small-student-{method}"
                 encode_corpus(collection / "corpus" / lang, index_dir, student, batch_size=batch_size,
@@ -102,6 +129,8 @@ def run_xquad_dense_students(
                 dense_search_to_run(DenseSearcher(index_dir, query_model), topics, run_path, k=hits,
                                     batch_size=batch_size, max_length=max_length, dtype=precision,
                                     tag=f"e5-small-student-{method}.en-{lang}")
+                with atomic_open(student_stamp) as handle:
+                    handle.write(sha256_of(manifest) + "\n")
             cost[f"{lang}/{method}"] = {"distill_s": round(trained, 1), "encode_search_s": round(time.time() - started, 1)}
             per_query[(lang, method)] = evaluate(qrels, load_run(run_path), measures, name=run_path.name).per_query
 
