@@ -338,10 +338,15 @@ class RunWriter:
     queries and the file length are appended to ``.<name>.partial.done``. A job killed at any moment
     and started again with the same arguments skips the queries in :attr:`done` (the partial file
     is cut back to the last checkpoint), and the target appears, renamed, once all are written.
+    ``signature`` (any text: the model, its settings, the input run) is recorded in the journal; an
+    unfinished run with another signature, or none, is discarded rather than continued, so one
+    file never mixes two models' scores.
     """
 
-    def __init__(self, path: PathLike, tag: str = "clir_ot", keep_order: bool = False, resumable: bool = False):
+    def __init__(self, path: PathLike, tag: str = "clir_ot", keep_order: bool = False, resumable: bool = False,
+                 signature: str | None = None):
         self.path = Path(path)
+        self.signature = None if signature is None else hashlib.sha256(signature.encode("utf-8")).hexdigest()
         if not tag or any(c.isspace() for c in tag):
             raise ValueError(f"run tag must be one non-empty word, got {tag!r}")
         self.tag = tag
@@ -364,14 +369,27 @@ class RunWriter:
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         offset = 0
+        header = f"#signature\t{self.signature}" if self.signature else None
+        entries: list[str] = []
         if self._partial.exists() and self._journal.exists():
-            for line in self._journal.read_text(encoding="utf-8").splitlines():
-                cols = line.split("\t")
-                if len(cols) == 2 and cols[1].isdigit():  # a torn last line is ignored
-                    self.done.add(cols[0])
-                    offset = int(cols[1])
+            entries = self._journal.read_text(encoding="utf-8").splitlines()
+            if header is not None and (not entries or entries[0] != header):
+                logger.warning("%s: discarding the unfinished run (%s) made with other settings; starting over",
+                               self.path, self._partial.name)
+                entries = []
+                self._journal.unlink()
         else:
             self._journal.unlink(missing_ok=True)
+        for line in entries:
+            cols = line.split("\t")
+            if not line.startswith("#") and len(cols) == 2 and cols[1].isdigit():  # a torn last line is ignored
+                self.done.add(cols[0])
+                offset = int(cols[1])
+        if header is not None and not self._journal.exists():
+            with open(self._journal, "w", encoding="utf-8") as journal:
+                journal.write(header + "\n")
+                journal.flush()
+                os.fsync(journal.fileno())
         self._qids = set(self.done)
         handle = open(self._partial, "a+b")
         handle.truncate(offset)

@@ -821,6 +821,8 @@ def cosine_cost(
     centre : bool
         Subtract from each side the mean state of its real tokens over the whole batch before the
         cosine (removes the common direction that makes all cosines of a model's states high).
+        The batch mean is a better estimate of that direction than one sentence's, but it makes a
+        pair's cost depend on the pairs batched with it (slightly, for batches of 16 or more).
 
     Returns
     -------

@@ -247,6 +247,30 @@ def test_atomic_open_leaves_nothing_on_error(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_resumable_writer_continues_only_a_run_with_its_signature(tmp_path, caplog):
+    target = tmp_path / "run.txt"
+
+    def killed(signature):
+        writer = RunWriter(target, tag="t", resumable=True, signature=signature)
+        writer.__enter__()
+        writer.write("q1", [Hit("q1", "a", 2.0)])
+        writer.checkpoint()
+        writer._handle.close()  # dies without __exit__
+
+    killed("model A")
+    with RunWriter(target, tag="t", resumable=True, signature="model B") as other:
+        assert other.done == set()  # model A's scores are not continued by model B
+        other.write("q1", [Hit("q1", "b", 1.0)])
+    assert "discarding the unfinished run" in caplog.text
+    assert load_run(target) == {"q1": {"b": 1.0}}
+    target.unlink()
+    killed("model A")
+    with RunWriter(target, tag="t", resumable=True, signature="model A") as same:
+        assert same.done == {"q1"}
+        same.write("q2", [Hit("q2", "c", 1.0)])
+    assert load_run(target) == {"q1": {"a": 2.0}, "q2": {"c": 1.0}}
+
+
 def test_resumable_writer_survives_a_kill(tmp_path):
     target = tmp_path / "run.txt"
     first = RunWriter(target, tag="t", resumable=True)

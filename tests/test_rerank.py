@@ -145,6 +145,9 @@ class CrashingReranker(TextLengthReranker):
     def __init__(self, calls_before_crash):
         self.calls = calls_before_crash
 
+    def signature(self):
+        return TextLengthReranker().signature()  # the same scores, until it dies
+
     def score_pairs(self, queries, passages):
         if self.calls == 0:
             raise RuntimeError("killed")
@@ -162,6 +165,31 @@ def test_rerank_run_resumes_after_a_crash(run_files):
                         chunk_pairs=6)
     assert report["queries"] == 4  # the first chunk (2 queries) was kept from the crashed job
     assert (root / "out.txt").read_text() == (root / "whole.txt").read_text()
+
+
+def test_rerank_run_starts_over_when_resumed_with_other_settings(run_files):
+    root, topics, corpus = run_files
+    fresh = rerank_run(TextLengthReranker(), root / "run.txt", topics, corpus, root / "depth2.txt", depth=2,
+                       chunk_pairs=6)
+    with pytest.raises(RuntimeError, match="killed"):
+        rerank_run(CrashingReranker(1), root / "run.txt", topics, corpus, root / "out.txt", depth=3, chunk_pairs=6)
+    report = rerank_run(TextLengthReranker(), root / "run.txt", topics, corpus, root / "out.txt", depth=2,
+                        chunk_pairs=6)
+    assert (report["queries"], report["pairs"]) == (fresh["queries"], fresh["pairs"])  # nothing kept from the depth-3 job
+    assert (root / "out.txt").read_text() == (root / "depth2.txt").read_text()
+
+
+def test_model_rerankers_sign_with_their_weights(cross_encoder):
+    import torch
+
+    from clir_ot.rerank.base import SCORING_VERSION
+
+    reranker = CrossEncoderReranker(cross_encoder, max_length=32, dtype="fp32")
+    signature = reranker.signature()
+    assert signature["scoring"] == SCORING_VERSION and signature["max_length"] == 32
+    with torch.no_grad():
+        next(cross_encoder.head.parameters()).add_(1.0)
+    assert CrossEncoderReranker(cross_encoder, max_length=32, dtype="fp32").signature()["weights"] != signature["weights"]
 
 
 def test_run_docid_missing_from_corpus(run_files):

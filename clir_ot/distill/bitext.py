@@ -71,7 +71,8 @@ class BitextPair:
     """One English sentence/passage and its translation.
 
     ``source`` is the file the pair was read from (for the two-file layout, the foreign-language
-    file) and ``line`` its 1-based line there, so any pair can be traced back.
+    file) and ``line`` its 1-based line there, so any pair can be traced back; for XQuAD's parallel
+    paragraphs ``source`` is the language's corpus folder and ``line`` the paragraph number.
     """
 
     english: str

@@ -38,7 +38,7 @@ from clir_ot.distill.bitext import BitextPair
 from clir_ot.distill.losses import CombinedLoss, build_distill_loss
 from clir_ot.distill.masks import content_token_mask
 from clir_ot.errors import ConfigError, ConsistencyError
-from clir_ot.models.loading import check_setting_types, compute_precision, settings_from_dict
+from clir_ot.models.loading import check_setting_types, compute_precision, parameters_digest, settings_from_dict
 from clir_ot.training.data import TrainingGroup
 from clir_ot.training.losses import build_loss
 from clir_ot.training.trainer import Trainer, TrainingConfig
@@ -174,16 +174,6 @@ def bitext_fingerprint(pairs: Sequence[BitextPair]) -> str:
     digest = hashlib.sha256()
     for pair in pairs:
         digest.update(pair.english.encode("utf-8") + b"\t" + pair.foreign.encode("utf-8") + b"\n")
-    return digest.hexdigest()
-
-
-def parameters_digest(model: nn.Module) -> str:
-    """SHA-256 of a model's parameters and buffers (names, shapes, dtypes and values)."""
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}\n".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
 
 
@@ -458,7 +448,7 @@ class DistillationTrainer(Trainer):
         self.model.eval()
         try:
             losses, counts = [], []
-            size = max(self.config.batch_size, 16)
+            size = self.config.valid_batch_size
             for start in range(0, len(self.valid_pairs), size):
                 positions = np.arange(start, min(start + size, len(self.valid_pairs)))
                 pairs = [self.valid_pairs[i] for i in positions]

@@ -650,3 +650,18 @@ def run_batched(
     finally:
         module.train(was_training)
     return out
+
+
+def parameters_digest(model: "torch.nn.Module") -> str:
+    """SHA-256 of a model's parameters and buffers (names, shapes, dtypes and values): what a resumed
+    job checks it still has the same teacher or reranker by (a path can be retrained in place)."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from clir_ot.errors import InputFormatError
-from clir_ot.formats import Hit, PathLike, strictly_decreasing
+from clir_ot.formats import Hit, PathLike, atomic_open, strictly_decreasing
 
 __all__ = ["Reranker", "as_hit", "assemble_ranking", "hits_from_pyserini"]
 
@@ -73,6 +73,11 @@ class Reranker(ABC):
             scores[rows] = np.asarray(self.score(query, [passages[i] for i in rows]), dtype=np.float64)
         return scores
 
+    def signature(self) -> dict[str, Any]:
+        """What this reranker's scores depend on (JSON values): a resumed :func:`~clir_ot.rerank.rerank_run`
+        continues an unfinished run only with an equal signature. Subclasses add their model and settings."""
+        return {"reranker": type(self).__name__, "scoring": SCORING_VERSION}
+
     def rerank(self, query: str, hits: Sequence[Any], depth: int | None = None) -> list[Hit]:
         """Rerank the top ``depth`` hits (all when ``None``) by :meth:`score`; see :func:`assemble_ranking`.
 
@@ -104,7 +109,8 @@ def recorded_scoring_version(run: PathLike) -> int:
 
 def record_scoring_version(run: PathLike) -> None:
     """Write ``<run>.scoring`` with the current :data:`SCORING_VERSION`."""
-    Path(str(run) + ".scoring").write_text(f"{SCORING_VERSION}\n")
+    with atomic_open(Path(str(run) + ".scoring")) as handle:
+        handle.write(f"{SCORING_VERSION}\n")
 
 
 def assemble_ranking(ranked: Sequence[Hit], head_scores: np.ndarray) -> list[Hit]:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from clir_ot.models.bi_encoder import BiEncoderModel
 from clir_ot.models.cross_encoder import CrossEncoderModel
-from clir_ot.models.loading import resolve_precision
+from clir_ot.models.loading import parameters_digest, resolve_precision
 from clir_ot.rerank.base import Reranker
 
 logger = logging.getLogger(__name__)
@@ -37,10 +37,13 @@ class TruncationStats:
     query_tokens: list[int] = field(default_factory=list, repr=False)
     passage_tokens: list[int] = field(default_factory=list, repr=False)
 
-    def add(self, query_lengths: np.ndarray, passage_lengths: np.ndarray, specials: int) -> None:
+    def add(self, query_lengths: np.ndarray, passage_lengths: np.ndarray, specials: int,
+            each_query: np.ndarray | None = None) -> None:
+        """Count pairs (``query_lengths[i]``, ``passage_lengths[i]``); ``each_query``: the lengths of the
+        distinct queries among them, for the query-length statistics (default: every pair's)."""
         self.pairs += len(passage_lengths)
         self.truncated += int(np.sum(query_lengths + passage_lengths + specials > self.max_length))
-        self.query_tokens.extend(np.unique(query_lengths).tolist() if len(query_lengths) else [])
+        self.query_tokens.extend((query_lengths if each_query is None else each_query).tolist())
         self.passage_tokens.extend(passage_lengths.tolist())
 
     def reset(self) -> None:
@@ -58,7 +61,23 @@ class TruncationStats:
                 f"passage tokens mean {p.mean():.1f} max {p.max()}")
 
 
-class CrossEncoderReranker(Reranker):
+class _ModelReranker(Reranker):
+    """A reranker whose scores come from one clir_ot model (``model``) at ``max_length`` and ``dtype``."""
+
+    model: CrossEncoderModel | BiEncoderModel
+    max_length: int
+    dtype: object
+    _digest: str | None = None
+
+    def signature(self) -> dict[str, Any]:
+        """The base signature plus the model's location, its weights' SHA-256, max length and precision."""
+        if self._digest is None:
+            self._digest = parameters_digest(self.model)
+        return {**super().signature(), "model": self.model.name_or_path, "weights": self._digest,
+                "max_length": self.max_length, "dtype": str(self.dtype)}
+
+
+class CrossEncoderReranker(_ModelReranker):
     """Rerank with a :class:`~clir_ot.models.CrossEncoderModel` (its one logit is the score).
 
     ``model`` is a loaded model, or a hub name / folder (``None``: the offline default backbone,
@@ -93,9 +112,10 @@ class CrossEncoderReranker(Reranker):
     def record_lengths(self, queries: Sequence[str], passages: Sequence[str]) -> None:
         """Add the pairs' token lengths to :attr:`truncation` (done by :meth:`score_pairs`)."""
         unique = list(dict.fromkeys(queries))
-        query_len = dict(zip(unique, self._lengths(unique)))
+        unique_lengths = self._lengths(unique)
+        query_len = dict(zip(unique, unique_lengths))
         self.truncation.add(np.fromiter((query_len[q] for q in queries), dtype=np.int64, count=len(queries)),
-                            self._lengths(passages), self._specials)
+                            self._lengths(passages), self._specials, each_query=unique_lengths)
 
     def score_pairs(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
         """Scores of ``(queries[i], passages[i])``; lengths are recorded in :attr:`truncation`."""
@@ -107,7 +127,7 @@ class CrossEncoderReranker(Reranker):
         return self.score_pairs([query] * len(texts), texts)
 
 
-class BiEncoderReranker(Reranker):
+class BiEncoderReranker(_ModelReranker):
     """Rerank by a bi-encoder's similarity (inner product of query and passage embeddings)."""
 
     def __init__(self, model: BiEncoderModel | str | None = None, batch_size: int = 32, max_length: int = 256,

@@ -5,10 +5,12 @@ not matter. Queries are gathered until ``chunk_pairs`` (query, passage) pairs ar
 chunk is scored at once, so length-sorted batching works across queries; then each query's top
 ``depth`` is reordered and its tail kept below (:func:`clir_ot.rerank.base.assemble_ranking`).
 Finished chunks are checkpointed: a killed job restarted with the same arguments continues after
-the last finished chunk.
+the last finished chunk; restarted with another model, depth, precision or input run, it starts over
+(the :meth:`~clir_ot.rerank.Reranker.signature` is kept in the checkpoint journal).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -17,7 +19,7 @@ from typing import Collection, Mapping
 
 from tqdm.auto import tqdm
 
-from clir_ot.formats import Hit, RunWriter, iter_run_by_query
+from clir_ot.formats import Hit, RunWriter, iter_run_by_query, sha256_of
 from clir_ot.rerank.base import Reranker, assemble_ranking
 
 logger = logging.getLogger(__name__)
@@ -71,7 +73,10 @@ def rerank_run(
         pending.clear()
         writer.checkpoint()
 
-    with RunWriter(output, tag=tag, keep_order=True, resumable=True) as writer:
+    # an unfinished output is continued only by the same reranker, depth, input run and queries
+    signature = json.dumps({**reranker.signature(), "depth": depth, "run": sha256_of(run),
+                            "qids": None if qids is None else sorted(qids)}, sort_keys=True)
+    with RunWriter(output, tag=tag, keep_order=True, resumable=True, signature=signature) as writer:
         if writer.done:
             logger.info("resuming %s: %d queries already reranked", output, len(writer.done))
         waiting = 0

@@ -403,7 +403,7 @@ class Trainer:
                        else int(round(config.warmup_ratio * self.total_steps)))
         self.greater_is_better = greater_is_better
         self.patience = patience
-        self.step_parts: dict[str, float] = {}
+        self.step_parts: dict[str, float] = {}  # loss terms and timings of the current step; logged as interval means
         self._permutation: tuple[int, np.ndarray] | None = None
 
     def _setup_data(self, train_groups: Sequence[TrainingGroup]) -> None:
@@ -637,6 +637,7 @@ class Trainer:
         started_wall = time.perf_counter()
         wall_before = state.wall_seconds
         interval_seconds, interval_timed = 0.0, 0
+        interval_parts: dict[str, float] = {}  # step_parts summed over the steps since the last log line
         bar = tqdm(total=self.total_steps, initial=state.step, desc="training", unit="step",
                    disable=(not self.dist.is_main) or (None if self.progress is None else not self.progress))
         try:
@@ -668,6 +669,8 @@ class Trainer:
                 state.loss, state.lr = step_loss, lr
                 state.interval_loss += step_loss
                 state.interval_steps += 1
+                for name, value in self.step_parts.items():
+                    interval_parts[name] = interval_parts.get(name, 0.0) + value
                 interval_seconds += seconds
                 interval_timed += 1
                 bar.update(1)
@@ -680,9 +683,11 @@ class Trainer:
                         "lr": lr, "grad_norm": grad_norm, "examples_per_s": examples / interval_seconds,
                         "pairs_per_s": examples * self.group_size / interval_seconds,
                         "elapsed_s": wall_before + time.perf_counter() - started_wall,
-                        **({"terms": self.step_parts} if self.step_parts else {}),
+                        **({"terms": {name: value / interval_timed for name, value in interval_parts.items()}}
+                           if interval_parts else {}),
                     })
                     state.interval_loss, state.interval_steps = 0.0, 0
+                    interval_parts = {}
                     interval_seconds, interval_timed = 0.0, 0
                 state.wall_seconds = wall_before + time.perf_counter() - started_wall
                 for callback in self.callbacks:
