@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,33 @@ def test_distill_cli(data, tmp_path, caplog):
     assert main(["distill", "--teacher", str(data / "teacher"), "--out", str(tmp_path / "bad"),
                  "--bitext", str(data / "bitext.tsv"), "--tatoeba", str(data)]) != 0
     assert "exactly one bitext source" in caplog.text
+
+
+def test_distill_cli_flags_switch_settings_both_ways(data, tmp_path):
+    from clir_ot.cli import build_parser
+    from clir_ot.cli.distill import build_settings
+
+    config = tmp_path / "on.json"
+    config.write_text(json.dumps({"shuffle_bitext": True, "centre": True}))
+    base = ["distill", "--teacher", "t", "--out", "o", "--config", str(config)]
+    _, distill = build_settings(build_parser().parse_args(base))
+    assert distill.shuffle_bitext and distill.centre and distill.freeze_embeddings
+    _, distill = build_settings(build_parser().parse_args(base + ["--no-shuffled", "--no-centre", "--no-freeze-embeddings",
+                                                                  "--epsilon-mode", "absolute"]))
+    assert not distill.shuffle_bitext and not distill.centre and not distill.freeze_embeddings
+    assert distill.epsilon_mode == "absolute"
+
+
+def test_xquad_paragraphs_must_hold_out_the_teachers_fold(data, tmp_path, caplog):
+    teacher = tmp_path / "teacher"
+    shutil.copytree(data / "teacher", teacher)
+    (teacher / "training.json").write_text(json.dumps({"data": {"xquad": {"test_fold": 0}}}))
+    args = ["distill", "--teacher", str(teacher), "--out", str(tmp_path / "s"), "--tatoeba", str(tmp_path),
+            "--language", "el", "--add-xquad-paragraphs", str(tmp_path / "collection")]
+    assert main(args + ["--exclude-fold", "1"]) != 0
+    assert "trained without fold 0" in caplog.text
+    assert main(args + ["--exclude-fold", "0", "--model-type", "bi-encoder"]) != 0
+    assert "for cross-encoder students" in caplog.text
 
 
 @pytest.mark.slow

@@ -16,7 +16,8 @@ SETTING_FLAGS = {
     "method": "method", "model_type": "model_type", "mode": "mode", "layers": "layers", "epsilon": "epsilon",
     "marginal_penalty": "marginal_penalty", "rank_weight": "rank_weight", "score_weight": "score_weight",
     "distill_weight": "distill_weight", "valid_fraction": "valid_fraction", "patience": "patience",
-    "epochs": "epochs", "max_steps": "max_steps", "batch_size": "batch_size", "grad_accum": "grad_accum",
+    "epsilon_mode": "epsilon_mode", "centre": "centre", "shuffled": "shuffle_bitext",
+    "freeze_embeddings": "freeze_embeddings", "epochs": "epochs", "max_steps": "max_steps", "batch_size": "batch_size", "grad_accum": "grad_accum",
     "lr": "lr", "max_length": "max_length", "save_every": "save_every", "seed": "seed", "dtype": "dtype",
     "negatives": "negatives",
 }
@@ -51,12 +52,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="passage: each side alone (default); query: an English training query before both")
     method.add_argument("--layers", type=int, nargs="+", default=None, help="hidden layers aligned (default -1: last)")
     method.add_argument("--epsilon", type=float, default=None, help="entropic regularisation (default 0.1, relative)")
+    method.add_argument("--epsilon-mode", choices=("relative", "absolute"), default=None,
+                        help="relative: epsilon times the mean cost of each pair (default); absolute: as given")
+    method.add_argument("--centre", action=argparse.BooleanOptionalAction, default=None,
+                        help="subtract the batch's mean token state before the cosine cost (default off)")
     method.add_argument("--marginal-penalty", type=float, default=None, help="unbalanced OT (default: balanced)")
     method.add_argument("--distill-weight", type=float, default=None, help="weight of the distillation term (default 1)")
     method.add_argument("--rank-weight", type=float, default=None, help="weight of the English ranking loss (default 0)")
     method.add_argument("--score-weight", type=float, default=None, help="weight of added score distillation (default 0)")
-    method.add_argument("--shuffled", action="store_true", help="train on the shuffled-bitext control")
-    method.add_argument("--no-freeze-embeddings", action="store_true", help="train the word embeddings too")
+    method.add_argument("--shuffled", action=argparse.BooleanOptionalAction, default=None,
+                        help="train on the shuffled-bitext control (default off)")
+    method.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=None,
+                        help="keep the word-embedding matrix frozen (default on; --no-freeze-embeddings trains it)")
     rank = parser.add_argument_group("English relevance data (rank term, queries of query mode and score-kd)")
     rank.add_argument("--topics", default=None)
     rank.add_argument("--qrels", default=None)
@@ -102,10 +109,6 @@ def build_settings(args: argparse.Namespace):
         if not isinstance(data, dict):
             raise ConfigError(f"--config {path}: expected a JSON object of settings")
     data.update({field: getattr(args, flag) for flag, field in SETTING_FLAGS.items() if getattr(args, flag) is not None})
-    if args.shuffled:
-        data["shuffle_bitext"] = True
-    if args.no_freeze_embeddings:
-        data["freeze_embeddings"] = False
     return split_settings(data, args.config or "command-line settings")
 
 
@@ -135,17 +138,38 @@ def rank_spec(args: argparse.Namespace):
                     exclude_fold=args.exclude_fold)
 
 
+def _teacher_test_fold(teacher: str) -> int | None:
+    """The XQuAD fold a teacher trained by `clir-ot train` / `xquad-teacher` held out (None: unknown)."""
+    folder = Path(teacher)
+    manifest = next((m for m in (folder / "training.json", folder.parent / "training.json") if m.is_file()), None)
+    if manifest is None:  # a hub name, or a folder not trained here
+        return None
+    try:
+        return ((json.loads(manifest.read_text(encoding="utf-8")).get("data") or {}).get("xquad") or {}).get("test_fold")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     from clir_ot.distill import read_bitext
     from clir_ot.distill.pipeline import distill_student
 
     config, distill = build_settings(args)
+    if args.add_xquad_paragraphs:
+        if args.exclude_fold is None or not args.language:
+            raise ConfigError("--add-xquad-paragraphs needs --exclude-fold (the teacher's test fold) and --language")
+        if distill.model_type == "bi-encoder":
+            raise ConfigError("--add-xquad-paragraphs is for cross-encoder students: a dense student is evaluated "
+                              "on every fold, so another fold's paragraphs would be its test data")
+        teacher_fold = _teacher_test_fold(args.teacher)
+        if teacher_fold is not None and teacher_fold != args.exclude_fold:
+            raise ConfigError(f"--exclude-fold {args.exclude_fold}, but the teacher {args.teacher} was trained "
+                              f"without fold {teacher_fold} (its training.json): a student must hold out the same "
+                              "fold as its teacher, or the reranked test questions' paragraphs leak into training")
     pairs, files = read_pairs(args)
     if args.add_xquad_paragraphs:
         from clir_ot.distill import xquad_paragraph_pairs
 
-        if args.exclude_fold is None or not args.language:
-            raise ConfigError("--add-xquad-paragraphs needs --exclude-fold (the teacher's test fold) and --language")
         pairs = pairs + xquad_paragraph_pairs(args.add_xquad_paragraphs, args.language, args.exclude_fold)
         files = files + [args.add_xquad_paragraphs]
     valid = read_bitext(args.valid_bitext) if args.valid_bitext else None
