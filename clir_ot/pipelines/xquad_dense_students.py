@@ -37,18 +37,15 @@ MEASURES = ("Success@1", "P@5", "Success@5", "RR@10")
 def check_student_settings(folder: Path, training, distill, encoder_location: str) -> None:
     """Refuse to reuse the finished student in ``folder`` when it was trained with other settings or
     from another encoder than asked for now (its ``training.json`` says what it was trained with)."""
-    from clir_ot.training.trainer import RESUMABLE_CHANGES
+    from clir_ot.training.trainer import RESUMABLE_CHANGES, describe_changes
 
     manifest = json.loads((folder / "training.json").read_text())
-    was = {**{k: v for k, v in manifest.get("config", {}).items() if k not in RESUMABLE_CHANGES},
-           **{f"distill.{k}": v for k, v in manifest.get("distillation", {}).items()},
+    was = {**manifest.get("config", {}), **{f"distill.{k}": v for k, v in manifest.get("distillation", {}).items()},
            "encoder": str(Path((manifest.get("teacher") or {}).get("location", "?")).resolve())}
-    now = {**{k: v for k, v in training.to_dict().items() if k not in RESUMABLE_CHANGES},
-           **{f"distill.{k}": v for k, v in distill.to_dict().items()},
+    now = {**training.to_dict(), **{f"distill.{k}": v for k, v in distill.to_dict().items()},
            "encoder": str(Path(encoder_location).resolve())}
-    changed = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
-    if changed:
-        diffs = ", ".join(f"{k}: {was.get(k)!r} -> {now.get(k)!r}" for k in changed)
+    diffs = describe_changes(was, now, ignore=RESUMABLE_CHANGES)
+    if diffs:
         raise ConfigError(f"{folder} holds a student trained with other settings ({diffs}); remove that folder to "
                           "train it again with these settings, or write to another --output")
 
@@ -119,8 +116,8 @@ def run_xquad_dense_students(
             manifest = folder / "training.json"
             trained = json.loads(manifest.read_text())["time"]["wall_s"]
             started = time.time()
-            student_stamp = Path(str(run_path) + ".student")
-            if not run_path.is_file() or not student_stamp.is_file() or student_stamp.read_text().strip() != sha256_of(manifest):
+            student_stamp, student_digest = Path(str(run_path) + ".student"), sha256_of(manifest)
+            if not run_path.is_file() or not student_stamp.is_file() or student_stamp.read_text().strip() != student_digest:
                 # a run searched with another student (or one of unknown origin) is searched again
                 student = BiEncoderModel.from_pretrained(folder / "best" if (folder / "best").is_dir() else folder)
                 index_dir = index_root / f"faiss.xquad.{lang}.e5-small-student-{method}"
@@ -130,7 +127,7 @@ def run_xquad_dense_students(
                                     batch_size=batch_size, max_length=max_length, dtype=precision,
                                     tag=f"e5-small-student-{method}.en-{lang}")
                 with atomic_open(student_stamp) as handle:
-                    handle.write(sha256_of(manifest) + "\n")
+                    handle.write(student_digest + "\n")
             cost[f"{lang}/{method}"] = {"distill_s": round(trained, 1), "encode_search_s": round(time.time() - started, 1)}
             per_query[(lang, method)] = evaluate(qrels, load_run(run_path), measures, name=run_path.name).per_query
 

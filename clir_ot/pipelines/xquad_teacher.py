@@ -98,9 +98,10 @@ def run_xquad_teacher(
         first = output / f"run.xquad.{first_stage}.cross.en-{lang}.txt"
         merged = output / f"run.xquad.{first_stage}+teacher.cross.en-{lang}.txt"
         corpus = load_corpus(collection / "corpus" / lang)
-        if merged.is_file() and recorded_scoring_version(merged) != SCORING_VERSION:
+        stale = merged.is_file() and recorded_scoring_version(merged) != SCORING_VERSION
+        if stale:
             logger.info("%s: scored by an older reranker version; reranking again", merged)
-        if not merged.is_file() or recorded_scoring_version(merged) != SCORING_VERSION:
+        if stale or not merged.is_file():
             started, pairs, scoring = time.time(), 0, 0.0
             parts = []
             for k, fold in enumerate(folds):

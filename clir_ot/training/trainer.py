@@ -323,6 +323,12 @@ def _fsync_write_torch(obj: Any, path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def describe_changes(before: Mapping[str, Any], now: Mapping[str, Any], ignore: frozenset[str] = frozenset()) -> str:
+    """``"key: old -> new, ..."`` for the keys whose values differ, sorted ('' when none differ)."""
+    changed = sorted(k for k in set(before) | set(now) if k not in ignore and before.get(k) != now.get(k))
+    return ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
+
+
 class Trainer:
     """Train a :class:`~clir_ot.models.CrossEncoderModel` on groups (query, positive, negatives).
 
@@ -474,18 +480,12 @@ class Trainer:
             raise ConsistencyError(f"{checkpoint} was trained on other data (fingerprint differs); resume with the "
                                    "same training files and settings, or start a new output folder")
         if "settings" in saved:  # checkpoints written before this record was kept have none
-            before_settings, now_settings = saved["settings"], self.resume_settings()
-            changed = sorted(k for k in set(before_settings) | set(now_settings)
-                             if before_settings.get(k) != now_settings.get(k))
-            if changed:
-                diffs = ", ".join(f"{k}: {before_settings.get(k)!r} -> {now_settings.get(k)!r}" for k in changed)
+            diffs = describe_changes(saved["settings"], self.resume_settings())
+            if diffs:
                 raise ConfigError(f"cannot resume {checkpoint} with other {self.kind} settings ({diffs}); "
                                   "resume with the same settings, or start a new output folder")
-        before = saved.get("config", {})
-        now = self.config.to_dict()
-        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k) and k not in RESUMABLE_CHANGES)
-        if changed:
-            diffs = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
+        diffs = describe_changes(saved.get("config", {}), self.config.to_dict(), ignore=RESUMABLE_CHANGES)
+        if diffs:
             raise ConfigError(f"cannot resume {checkpoint} with other settings ({diffs}); only "
                               f"{', '.join(sorted(RESUMABLE_CHANGES))} may change")
         if saved.get("world_size") != self.dist.world_size:
