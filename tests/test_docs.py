@@ -409,3 +409,55 @@ def test_readme_layout_lists_every_module():
     stale = sorted(set(listed) - actual)
     assert not missing, f"README.md's layout table does not list: {', '.join(missing)}"
     assert not stale, f"README.md's layout table lists paths that do not exist: {', '.join(stale)}"
+
+
+REPORT = ROOT / "runs" / "xquad-scaling-offline" / "report.md"
+
+
+def section_lines(path: Path, heading: str) -> list[str]:
+    """The lines under the first heading whose text is ``heading``, up to the next heading of its level."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        match = HEADING.match(line)
+        if match and match.group(2) == heading:
+            level = len(match.group(1))
+            body = []
+            for rest in lines[i + 1:]:
+                other = HEADING.match(rest)
+                if other and len(other.group(1)) <= level:
+                    break
+                body.append(rest)
+            return body
+    raise AssertionError(f"{path.relative_to(ROOT)} has no heading {heading!r}")
+
+
+def first_table(lines: list[str]) -> dict[str, list[str]]:
+    """``{row label: [first number of each cell, or the cell]}`` of the first table in ``lines``."""
+    rows: dict[str, list[str]] = {}
+    started = False
+    for line in lines:
+        if not line.startswith("|"):
+            if started:
+                break
+            continue
+        started = True
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if set(cells[1]) <= set(":- "):
+            continue
+        values = [(m.group(0) if (m := re.search(r"\d+\.\d+", c)) else c) for c in cells[1:]]
+        rows[cells[0]] = values
+    return rows
+
+
+def test_readme_headline_is_the_committed_report():
+    """The front door's answer and P@5 table are the committed study report's, to the digit."""
+    headline = section_lines(README, "Headline result")
+    quote = " ".join(line[2:].strip() for line in headline if line.startswith("> ")).replace("−", "-")
+    answer = " ".join(line.strip() for line in section_lines(REPORT, "Answer") if line.strip())
+    assert quote and quote in answer.replace("−", "-"), (
+        f"README.md's quoted answer is not the one in {REPORT.relative_to(ROOT)}:\n{quote}\n{answer}")
+    ours = first_table(headline)
+    ours.pop(next(iter(ours)))  # the header rows name the columns differently
+    theirs = first_table(section_lines(REPORT, "P@5"))
+    theirs.pop(next(iter(theirs)))
+    assert ours and ours == theirs, f"README.md's headline P@5 table differs from {REPORT.relative_to(ROOT)}"
