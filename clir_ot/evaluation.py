@@ -38,10 +38,10 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Literal, Mapping, Sequence
 
-import numpy as np
 import pytrec_eval
 
 from clir_ot.errors import ConfigError, ConsistencyError
+from clir_ot.formats import scores_as_float32, trec_eval_ranking
 
 logger = logging.getLogger(__name__)
 
@@ -220,15 +220,7 @@ DEFAULT_MEASURES: tuple[Measure, ...] = parse_measures(["P@5", "Success@5", "RR@
 # Ranking as trec_eval sees it
 
 
-def _as_float32(scores: Iterable[float]) -> list[float]:
-    return np.asarray(list(scores), dtype=np.float64).astype(np.float32).tolist()
-
-
-def trec_eval_ranking(scores: Mapping[str, float]) -> list[str]:
-    """The docids of one query in trec_eval's order: 32-bit score descending, then docid descending."""
-    docids = list(scores)
-    keyed = sorted(zip(_as_float32(scores.values()), docids), reverse=True)
-    return [docid for _score, docid in keyed]
+# trec_eval_ranking (32-bit score descending, then docid descending) is defined once, in clir_ot.formats.
 
 
 def truncate_run(run: Run, depth: int) -> dict[str, dict[str, float]]:
@@ -246,7 +238,7 @@ def truncate_run(run: Run, depth: int) -> dict[str, dict[str, float]]:
 
 def count_tied_queries(run: Run) -> int:
     """Number of queries with two documents of equal score, compared as trec_eval's 32-bit floats."""
-    return sum(1 for scores in run.values() if len(set(_as_float32(scores.values()))) < len(scores))
+    return sum(1 for scores in run.values() if len(set(scores_as_float32(scores.values()))) < len(scores))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -24,15 +24,11 @@ Scores are written with ``repr`` so they read back exactly.
 """
 from __future__ import annotations
 
-import contextlib
 import gzip
-import hashlib
-import io
 import json
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Collection, Iterable, Iterator, Mapping, Sequence
@@ -40,15 +36,16 @@ from typing import IO, Any, Collection, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from clir_ot.errors import ConsistencyError, InputFormatError
+from clir_ot.io import PathLike, atomic_open, is_jsonl, sha256_of, sha256_text
 
 logger = logging.getLogger(__name__)
-
-PathLike = str | os.PathLike
 
 __all__ = [
     "Document",
     "Hit",
+    "PathLike",
     "RunWriter",
+    "as_float32",
     "atomic_open",
     "iter_corpus",
     "iter_run",
@@ -60,6 +57,7 @@ __all__ = [
     "read_topics",
     "sha256_of",
     "strictly_decreasing",
+    "trec_eval_ranking",
     "write_corpus",
     "write_qrels",
     "write_run",
@@ -103,7 +101,7 @@ class Document:
 
 
 # --------------------------------------------------------------------------------------------------
-# Low-level reading and atomic writing
+# Low-level reading (atomic writing, hashing and the format of a name are :mod:`clir_ot.io`'s)
 
 
 def _open_binary(path: Path) -> IO[bytes]:
@@ -135,56 +133,9 @@ def iter_lines(path: PathLike) -> Iterator[tuple[int, str]]:
             yield number, text.rstrip("\r\n")
 
 
-@contextlib.contextmanager
-def atomic_open(path: PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
-    """Open ``path`` for writing through a temporary file that replaces it only on success.
-
-    On an exception (or a kill) the target is untouched and the temporary file is removed
-    (or, after a kill, left as a hidden ``.<name>.*.tmp`` file that is never mistaken for output).
-    ``.gz`` targets are compressed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    binary = "b" in mode
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            if path.suffix == ".gz":
-                stream: IO = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0)
-            else:
-                stream = raw
-            handle = stream if binary else io.TextIOWrapper(stream, encoding=encoding, newline="\n")
-            yield handle
-            handle.flush()
-            if not binary:
-                handle.detach()  # leave `stream` open: closing the wrapper would close the file
-            if stream is not raw:
-                stream.close()  # writes the gzip trailer; GzipFile leaves `raw` open
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _check_known(value: str, known: Collection[str] | None, what: str, path: Path, number: int, other: str) -> None:
     if known is not None and value not in known:
         raise InputFormatError(path, number, f"{what} {value!r} is not in the {other}")
-
-
-def sha256_of(path: PathLike) -> str:
-    """SHA-256 of a file, or of a folder's files in name order (the identity of a corpus or source)."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -236,11 +187,27 @@ def as_float32(score: float) -> float:
     return float(np.float32(score))
 
 
+def scores_as_float32(scores: Iterable[float]) -> list[float]:
+    """Every score rounded to 32-bit float, as trec_eval (and pytrec_eval) compare them."""
+    return np.asarray(list(scores), dtype=np.float64).astype(np.float32).tolist()
+
+
+def trec_eval_ranking(scores: Mapping[str, float]) -> list[str]:
+    """The docids of one query in trec_eval's order: 32-bit score descending, then docid descending.
+
+    This is the one definition of the ranking that trec_eval evaluates; the rank column of a run
+    plays no part in it.
+    """
+    docids = list(scores)
+    keyed = sorted(zip(scores_as_float32(scores.values()), docids), reverse=True)
+    return [docid for _score, docid in keyed]
+
+
 def _trec_eval_order(hits: list[Hit]) -> list[Hit]:
-    """Order as trec_eval does: float32 score descending, ties by docid descending."""
-    hits = sorted(hits, key=lambda h: h.docid, reverse=True)
-    hits.sort(key=lambda h: as_float32(h.score), reverse=True)
-    return [replace(h, rank=i) for i, h in enumerate(hits, start=1)]
+    """One query's hits (distinct docids) in :func:`trec_eval_ranking`'s order, ranked 1..n."""
+    by_docid = {h.docid: h for h in hits}
+    ranking = trec_eval_ranking({h.docid: h.score for h in hits})
+    return [replace(by_docid[docid], rank=i) for i, docid in enumerate(ranking, start=1)]
 
 
 def iter_run_by_query(
@@ -346,7 +313,7 @@ class RunWriter:
     def __init__(self, path: PathLike, tag: str = "clir_ot", keep_order: bool = False, resumable: bool = False,
                  signature: str | None = None):
         self.path = Path(path)
-        self.signature = None if signature is None else hashlib.sha256(signature.encode("utf-8")).hexdigest()
+        self.signature = None if signature is None else sha256_text(signature)
         if not tag or any(c.isspace() for c in tag):
             raise ValueError(f"run tag must be one non-empty word, got {tag!r}")
         self.tag = tag
@@ -508,11 +475,6 @@ _QID_KEYS = ("qid", "id")
 _TEXT_KEYS = ("query", "title", "text")
 
 
-def _is_jsonl(path: Path) -> bool:
-    suffixes = [s for s in path.suffixes if s != ".gz"]
-    return bool(suffixes) and suffixes[-1] in (".jsonl", ".json")
-
-
 def parse_json_line(path: Path, number: int, line: str) -> dict:
     """One JSONL line as an object; an error names ``path:number`` and the problem."""
     try:
@@ -540,7 +502,7 @@ def read_topics(path: PathLike) -> dict[str, str]:
     """Read topics as an ordered ``{qid: text}`` from TSV (``qid<TAB>text``) or JSONL."""
     path = Path(path)
     topics: dict[str, str] = {}
-    jsonl = _is_jsonl(path)
+    jsonl = is_jsonl(path)
     for number, line in iter_lines(path):
         if not line.strip():
             continue
@@ -571,7 +533,7 @@ def write_topics(path: PathLike, topics: Mapping[str, str]) -> Path:
     with atomic_open(path) as handle:
         for qid, text in topics.items():
             text = " ".join(text.split())
-            if _is_jsonl(path):
+            if is_jsonl(path):
                 handle.write(json.dumps({"qid": qid, "query": text}, ensure_ascii=False) + "\n")
             else:
                 handle.write(f"{qid}\t{text}\n")
@@ -584,7 +546,7 @@ def write_topics(path: PathLike, topics: Mapping[str, str]) -> Path:
 
 def _corpus_files(path: Path) -> list[Path]:
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and _is_jsonl(p))
+        files = sorted(p for p in path.iterdir() if p.is_file() and is_jsonl(p))
         if not files:
             raise InputFormatError(path, None, "folder contains no .jsonl/.json files")
         return files

@@ -22,7 +22,7 @@ from clir_ot.models import (
     tiny_random_model,
     trim_model,
 )
-from clir_ot.models.loading import atomic_output_dir
+from clir_ot.models.folder import atomic_output_dir
 
 QUERIES = ["who wrote the novel about the whale", "the capital of france"]
 PASSAGES = [

@@ -13,6 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from clir_ot.errors import ConfigError
+from clir_ot.models.default import COMPLETE_MARKER, prepare_default_model
+from clir_ot.models.derive import keep_layers, read_text_lines, trim_model
+from clir_ot.models.folder import read_settings
+from clir_ot.models.loading import load_encoder, max_sequence_length
+
 logger = logging.getLogger(__name__)
 
 
@@ -57,9 +63,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def describe(name_or_path: str) -> dict[str, Any]:
     """What ``clir-ot models info`` prints: where a model comes from, its size and clir_ot settings."""
-    from clir_ot.models.default import COMPLETE_MARKER
-    from clir_ot.models.loading import load_encoder, max_sequence_length, read_settings
-
     loaded = load_encoder(name_or_path)
     config = loaded.model.config
     result: dict[str, Any] = {
@@ -88,10 +91,6 @@ def describe(name_or_path: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clir_ot.models.default import prepare_default_model
-    from clir_ot.errors import ConfigError
-    from clir_ot.models.derive import keep_layers, read_text_lines, trim_model
-
     if args.action == "prepare":
         folder = prepare_default_model(force=args.force, output=args.output)
         logger.info("default model: %s", folder)

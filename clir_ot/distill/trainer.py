@@ -38,7 +38,8 @@ from clir_ot.distill.bitext import BitextPair
 from clir_ot.distill.losses import CombinedLoss, build_distill_loss
 from clir_ot.distill.masks import content_token_mask
 from clir_ot.errors import ConfigError, ConsistencyError
-from clir_ot.models.loading import check_setting_types, compute_precision, parameters_digest, settings_from_dict
+from clir_ot.models.loading import compute_precision, parameters_digest
+from clir_ot.settings import check_setting_types, settings_from_dict
 from clir_ot.training.data import TrainingGroup
 from clir_ot.training.losses import build_loss
 from clir_ot.training.trainer import Trainer, TrainingConfig

@@ -27,16 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from clir_ot.errors import ConfigError
-from clir_ot.models.loading import (
-    MODEL_INPUTS,
-    PathLike,
-    load_encoder,
-    max_sequence_length,
-    read_settings,
-    run_batched,
-    save_model_folder,
-    settings_from_dict,
-)
+from clir_ot.io import PathLike
+from clir_ot.models.folder import read_settings, save_model_folder
+from clir_ot.models.loading import MODEL_INPUTS, load_encoder, max_sequence_length, run_batched
+from clir_ot.settings import settings_from_dict
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -186,14 +180,16 @@ class BiEncoderModel(nn.Module):
             embeddings = F.normalize(embeddings, p=2, dim=-1)
         return embeddings
 
-    def _max_length(self, max_length: int | None) -> int:
+    def effective_max_length(self, max_length: int | None = None) -> int:
+        """The truncation length used for ``max_length`` (default: the config's), capped at what the
+        tokenizer and the position table allow (:func:`~clir_ot.models.loading.max_sequence_length`)."""
         wanted = max_length or self.config.max_length
         return min(wanted, max_sequence_length(self.encoder, self.tokenizer))
 
     def tokenize(self, texts: Sequence[str], *, prefix: str = "", max_length: int | None = None) -> dict[str, torch.Tensor]:
         """Tokenize (with ``prefix``), truncate and pad ``texts`` into tensors for :meth:`forward`."""
         batch = self.tokenizer(
-            [prefix + t for t in texts], truncation=True, max_length=self._max_length(max_length),
+            [prefix + t for t in texts], truncation=True, max_length=self.effective_max_length(max_length),
             padding=True, return_tensors="pt",
         )
         return {k: v.to(self.device) for k, v in batch.items() if k in MODEL_INPUTS}
@@ -217,7 +213,7 @@ class BiEncoderModel(nn.Module):
         if isinstance(texts, str):
             raise TypeError("texts must be a sequence of strings, not one string")
         texts = list(texts)
-        limit = self._max_length(max_length)
+        limit = self.effective_max_length(max_length)
 
         def tokenize(positions: Sequence[int]) -> dict[str, list[list[int]]]:
             return self.tokenizer([prefix + texts[i] for i in positions], truncation=True, max_length=limit)

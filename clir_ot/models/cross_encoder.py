@@ -25,17 +25,10 @@ import torch
 from torch import nn
 
 from clir_ot.errors import ConfigError, ModelLoadError
-from clir_ot.models.loading import (
-    MODEL_INPUTS,
-    LoadedEncoder,
-    PathLike,
-    load_encoder,
-    max_sequence_length,
-    read_settings,
-    run_batched,
-    save_model_folder,
-    settings_from_dict,
-)
+from clir_ot.io import PathLike
+from clir_ot.models.folder import read_settings, save_model_folder
+from clir_ot.models.loading import MODEL_INPUTS, LoadedEncoder, load_encoder, max_sequence_length, run_batched
+from clir_ot.settings import settings_from_dict
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

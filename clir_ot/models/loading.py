@@ -11,61 +11,39 @@ within a few seconds, a hub name that is not in the local Hugging Face cache fai
 :class:`~clir_ot.errors.ModelLoadError` that says how to pass a local folder instead; transformers'
 own path (retries against an unreachable host, then a deep traceback) is never taken.
 
-This module also holds the folder-level I/O that the model classes share: the atomic output folder
-(:func:`atomic_output_dir`) and the small ``clir_ot.json`` settings file that names a saved model's
-kind, pooling and head (:func:`read_settings`, :func:`write_settings`).
+This module also holds what the model classes share at run time: the compute precision
+(:func:`resolve_precision`, :func:`compute_precision`), length-sorted batching (:func:`run_batched`),
+the usable input length (:func:`max_sequence_length`) and a model's identity (:func:`parameters_digest`).
+A model folder's files (``clir_ot.json``, atomic saving) are :mod:`clir_ot.models.folder`'s.
+
+``torch``, ``transformers`` and ``huggingface_hub`` are imported inside the functions that use them
+(heavy optional-at-import dependencies): reading this module (``DTYPES`` for ``--help``) stays fast.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import inspect
-import json
 import logging
 import os
-import shutil
-import tempfile
-import types
-import typing
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
 from clir_ot.errors import ConfigError, ModelLoadError
+from clir_ot.io import PathLike
+from clir_ot.models.default import resolve_model
+from clir_ot.models.folder import check_model_dir
 
 if TYPE_CHECKING:
     import torch
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
-
-PathLike = str | os.PathLike
-
-SETTINGS_FILE = "clir_ot.json"
-"""Name of the small JSON file, next to ``config.json``, that records how clir_ot uses a model."""
-
-SETTINGS_FORMAT = 1
-
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "sentencepiece.bpe.model",
-    "spiece.model",
-    "sentencepiece.model",
-    "tokenizer.model",
-    "vocab.txt",
-    "vocab.json",
-)
-"""Any one of these makes a folder's tokenizer loadable (``tokenizer.json`` is the fast format)."""
-
-WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
 
 HUB_PROBE_TIMEOUT_S = 3.0
 """Seconds to wait for the hub to answer before treating it as unreachable."""
@@ -156,32 +134,6 @@ def _in_hub_cache(repo_id: str, cache_dir: PathLike | None, revision: str | None
     return isinstance(found, str)
 
 
-def check_model_dir(folder: PathLike) -> Path:
-    """Check that ``folder`` holds a loadable model: ``config.json``, weights and tokenizer files.
-
-    Raises :class:`ModelLoadError` naming the folder and what is missing.
-    """
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise ModelLoadError(f"model folder {folder} does not exist (or is not a folder)")
-    names = {p.name for p in folder.iterdir()}
-    missing: list[str] = []
-    if "config.json" not in names:
-        missing.append("config.json (the model configuration)")
-    if not names.intersection(WEIGHT_FILES):
-        missing.append("weights (model.safetensors)")
-    if not names.intersection(TOKENIZER_FILES):
-        missing.append(
-            "tokenizer files (tokenizer.json, or a vocabulary such as sentencepiece.bpe.model or vocab.txt)"
-        )
-    if missing:
-        raise ModelLoadError(
-            f"model folder {folder} lacks {'; '.join(missing)}. Save the model and its tokenizer there "
-            "with save_pretrained(), or point to a folder that has them"
-        )
-    return folder
-
-
 def locate_model(
     name_or_path: PathLike | None,
     *,
@@ -195,8 +147,6 @@ def locate_model(
     :func:`check_model_dir`. A hub name is looked up in the local Hugging Face cache; if it is not
     there and offline mode is on or the hub is unreachable, :class:`ModelLoadError` says so.
     """
-    from clir_ot.models.default import resolve_model
-
     resolved = resolve_model(name_or_path)
     path = Path(resolved).expanduser()
     if path.is_dir():
@@ -355,155 +305,6 @@ def load_encoder(
 
 
 # --------------------------------------------------------------------------------------------------
-# Folder I/O shared by the model classes
-
-
-def read_settings(folder: PathLike) -> dict[str, Any] | None:
-    """The ``clir_ot.json`` of a model folder, or ``None`` if it has none (a plain HF model)."""
-    path = Path(folder) / SETTINGS_FILE
-    if not path.is_file():
-        return None
-    try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(f"{path}: unreadable clir_ot settings ({err})") from None
-    if not isinstance(settings, dict):
-        raise ModelLoadError(f"{path}: expected a JSON object")
-    version = settings.pop("format", SETTINGS_FORMAT)
-    if version != SETTINGS_FORMAT:
-        raise ModelLoadError(f"{path}: settings format {version} is not supported (expected {SETTINGS_FORMAT})")
-    return settings
-
-
-def write_settings(folder: PathLike, settings: dict[str, Any]) -> Path:
-    """Write ``settings`` (with the format version) as ``clir_ot.json`` in ``folder``."""
-    path = Path(folder) / SETTINGS_FILE
-    path.write_text(json.dumps({"format": SETTINGS_FORMAT, **settings}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return path
-
-
-def settings_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
-    """Build the settings dataclass ``cls`` from ``data``, rejecting unknown keys and values of the wrong
-    type with a readable message that starts with ``where`` (the file or section)."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    try:
-        check_setting_types(cls, data)
-        return cls(**data)
-    except ConfigError as error:
-        raise ConfigError(f"{where}: {error}") from None
-
-
-def check_setting_types(cls: type, values: Mapping[str, Any]) -> None:
-    """Raise :class:`ConfigError` for a value that does not fit its field's annotation in the dataclass
-    ``cls``. Checked: ``int``, ``float`` (an int is fine), ``str``, ``bool`` and unions of them with
-    ``None``; other annotations are left to the class's own checks."""
-    try:
-        hints = typing.get_type_hints(cls)
-    except NameError:  # an annotation names a type imported only for type checkers
-        return
-    for name, value in values.items():
-        if _matches_hint(value, hints.get(name, Any)) is False:
-            hint = (" (YAML reads a number such as 1e-4 without a decimal point as text: write 1.0e-4)"
-                    if isinstance(value, str) and _parses_as_float(value) else "")
-            raise ConfigError(f"setting {name} must be {_describe_hint(hints[name])}, "
-                              f"got {value!r} ({type(value).__name__}){hint}")
-
-
-_SIMPLE_TYPES = {bool: "true/false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
-
-
-def _matches_hint(value: Any, hint: Any) -> bool | None:
-    """Whether ``value`` fits the annotation ``hint``; ``None`` when the annotation is not a simple one."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        answers = [_matches_hint(value, arg) for arg in typing.get_args(hint)]
-        return True if True in answers else (None if None in answers else False)
-    if hint not in _SIMPLE_TYPES:
-        return None
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)
-
-
-def _parses_as_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _describe_hint(hint: Any) -> str:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return " or ".join(_describe_hint(arg) for arg in typing.get_args(hint))
-    return _SIMPLE_TYPES.get(hint, str(hint))
-
-
-@contextlib.contextmanager
-def atomic_output_dir(target: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield an empty temporary folder next to ``target`` that replaces ``target`` on success.
-
-    The folder is built as a hidden sibling (same file system, so the final rename is atomic) and
-    renamed to ``target`` only when the ``with`` block ends without an exception; otherwise it is
-    removed and ``target`` is left as it was. An existing ``target`` is replaced only when
-    ``overwrite`` is true and it is empty or a model folder (has ``config.json``), never a folder
-    of other files.
-    """
-    target = Path(target).expanduser().absolute()
-    if target.exists():
-        if not target.is_dir():
-            raise ConfigError(f"output {target} exists and is not a folder")
-        contents = list(target.iterdir())
-        if contents and not overwrite:
-            raise ConfigError(f"output folder {target} already exists; choose another or allow overwriting (--force)")
-        if contents and not (target / "config.json").is_file():
-            raise ConfigError(f"refusing to replace {target}: it is not empty and not a model folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o755)
-        for path in tmp.rglob("*"):  # some writers create 0600 files; a model folder is meant to be shared
-            os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        if target.exists():
-            old = target.with_name(f".{target.name}.{os.getpid()}.old")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def save_model_folder(
-    folder: PathLike,
-    encoder: "PreTrainedModel",
-    tokenizer: "PreTrainedTokenizerBase",
-    settings: dict[str, Any],
-    extra: Callable[[Path], None] | None = None,
-) -> Path:
-    """Atomically write encoder (safetensors + ``config.json``), tokenizer, ``clir_ot.json`` and ``extra`` files.
-
-    An existing model folder at ``folder`` is replaced as a whole.
-    """
-    folder = Path(folder)
-    with atomic_output_dir(folder, overwrite=True) as tmp:
-        encoder.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        write_settings(tmp, settings)
-        if extra is not None:
-            extra(tmp)
-    logger.info("saved %s", folder)
-    return folder
-
-
-# --------------------------------------------------------------------------------------------------
 # Batching shared by the model classes
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -655,8 +456,6 @@ def run_batched(
 def parameters_digest(model: "torch.nn.Module") -> str:
     """SHA-256 of a model's parameters and buffers (names, shapes, dtypes and values): what a resumed
     job checks it still has the same teacher or reranker by (a path can be retrained in place)."""
-    import hashlib
-
     import torch
 
     digest = hashlib.sha256()

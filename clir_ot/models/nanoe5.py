@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from clir_ot.errors import ConfigError, ModelLoadError
-from clir_ot.models.loading import PathLike, atomic_output_dir
+from clir_ot.io import PathLike
+from clir_ot.models.folder import atomic_output_dir
 
 if TYPE_CHECKING:
     from transformers import BertModel, PreTrainedTokenizerFast

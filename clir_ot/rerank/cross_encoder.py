@@ -19,7 +19,7 @@ import numpy as np
 
 from clir_ot.models.bi_encoder import BiEncoderModel
 from clir_ot.models.cross_encoder import CrossEncoderModel
-from clir_ot.models.loading import parameters_digest, resolve_precision
+from clir_ot.models.loading import max_sequence_length, parameters_digest, resolve_precision
 from clir_ot.rerank.base import Reranker
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class CrossEncoderReranker(_ModelReranker):
             model = CrossEncoderModel.from_pretrained(model, device=device)
         self.model = model
         self.batch_size = batch_size
-        self.max_length = min(max_length, model._max_length(max_length))
+        self.max_length = min(max_length, max_sequence_length(model.encoder, model.tokenizer))
         self.dtype = resolve_precision(dtype, model.device)
         self.truncation = TruncationStats(self.max_length)
         tokenizer = model.tokenizer
@@ -119,7 +119,7 @@ class CrossEncoderReranker(_ModelReranker):
 
     def score_pairs(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
         """Scores of ``(queries[i], passages[i])``; lengths are recorded in :attr:`truncation`."""
-        self.record_lengths(queries, passages)
+        self.record_lengths(*self.model.pair_texts(queries, passages))
         return self.model.predict(list(zip(queries, passages)), batch_size=self.batch_size,
                                   max_length=self.max_length, dtype=self.dtype, show_progress=False)
 

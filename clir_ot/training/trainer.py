@@ -48,8 +48,9 @@ import torch
 from torch import nn
 
 from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError
-from clir_ot.formats import PathLike, atomic_open
-from clir_ot.models.loading import check_setting_types, compute_precision, resolve_precision, settings_from_dict
+from clir_ot.io import PathLike, atomic_open
+from clir_ot.models.loading import compute_precision, resolve_precision
+from clir_ot.settings import check_setting_types, settings_from_dict
 from clir_ot.training import checkpoints as ckpt
 from clir_ot.training.data import TrainingGroup, groups_fingerprint
 from clir_ot.training.distributed import DistInfo, current

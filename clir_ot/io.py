@@ -1,0 +1,213 @@
+"""File-system plumbing that every stage shares: atomic files and folders, hashing, format by suffix.
+
+Nothing here knows a file format's contents (that is :mod:`clir_ot.formats`) or a stage's layout; it
+is the layer at the bottom that only :mod:`clir_ot.errors` is below.
+
+* :data:`PathLike` -- what every function that takes a path accepts.
+* :func:`atomic_open` -- write a file through a hidden temporary that replaces it only on success.
+* :func:`atomic_dir` -- build a folder as a hidden sibling that is renamed into place on success;
+  :func:`remove_tree` deletes a folder without it ever being seen half-deleted under its name.
+* :func:`sha256_of` (a file, or a folder's files), :func:`sha256_text` -- the identities recorded in
+  manifests and resume signatures.
+* :func:`data_suffix`, :func:`is_jsonl`, :func:`is_tsv` -- which text format a file name announces
+  (``.gz`` is looked through), the one place that reads it from the name.
+
+A killed writer leaves only hidden ``.<name>.*.tmp`` entries, which no reader takes for output.
+"""
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+PathLike = str | os.PathLike
+"""A path argument: a string or any ``os.PathLike`` (``pathlib.Path``)."""
+
+JSONL_SUFFIXES = (".jsonl", ".json")
+"""File name endings (before an optional ``.gz``) of JSON-lines files."""
+
+TSV_SUFFIXES = (".tsv", ".txt")
+"""File name endings (before an optional ``.gz``) of tab-separated text files."""
+
+__all__ = [
+    "JSONL_SUFFIXES",
+    "PathLike",
+    "TSV_SUFFIXES",
+    "atomic_dir",
+    "atomic_open",
+    "data_suffix",
+    "fsync_dir",
+    "fsync_tree",
+    "is_jsonl",
+    "is_tsv",
+    "remove_tree",
+    "sha256_of",
+    "sha256_text",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# Format by suffix
+
+
+def data_suffix(path: PathLike) -> str:
+    """The suffix that names a file's format, looking through a trailing ``.gz``; ``""`` if it has none.
+
+    >>> data_suffix("runs/topics.th.tsv.gz"), data_suffix("corpus.jsonl"), data_suffix("README")
+    ('.tsv', '.jsonl', '')
+    """
+    suffixes = [s for s in Path(path).suffixes if s != ".gz"]
+    return suffixes[-1] if suffixes else ""
+
+
+def is_jsonl(path: PathLike) -> bool:
+    """Whether the name announces JSON lines (``*.jsonl``, ``*.json``, ``.gz`` too)."""
+    return data_suffix(path) in JSONL_SUFFIXES
+
+
+def is_tsv(path: PathLike) -> bool:
+    """Whether the name announces tab-separated text (``*.tsv``, ``*.txt``, ``.gz`` too)."""
+    return data_suffix(path) in TSV_SUFFIXES
+
+
+# --------------------------------------------------------------------------------------------------
+# Hashing
+
+
+def sha256_of(path: PathLike) -> str:
+    """SHA-256 of a file, or of a folder's files in name order (the identity of a corpus or source)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    """SHA-256 (hex) of ``text`` encoded as UTF-8: the short identity of a signature or settings string."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# Atomic files
+
+
+@contextlib.contextmanager
+def atomic_open(path: PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Open ``path`` for writing through a temporary file that replaces it only on success.
+
+    On an exception (or a kill) the target is untouched and the temporary file is removed
+    (or, after a kill, left as a hidden ``.<name>.*.tmp`` file that is never mistaken for output).
+    ``.gz`` targets are compressed. ``mode`` is ``"w"`` (text) or ``"wb"`` (bytes).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    binary = "b" in mode
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            if path.suffix == ".gz":
+                stream: IO = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0)
+            else:
+                stream = raw
+            handle = stream if binary else io.TextIOWrapper(stream, encoding=encoding, newline="\n")
+            yield handle
+            handle.flush()
+            if not binary:
+                handle.detach()  # leave `stream` open: closing the wrapper would close the file
+            if stream is not raw:
+                stream.close()  # writes the gzip trailer; GzipFile leaves `raw` open
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------------------------------
+# Atomic folders
+
+
+def fsync_dir(folder: PathLike) -> None:
+    """Flush a folder's entries (renames into it) to disk; a no-op where the OS does not allow it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: PathLike) -> None:
+    """Flush every file below ``folder``, and the folder itself, to disk."""
+    folder = Path(folder)
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    fsync_dir(folder)
+
+
+def remove_tree(path: PathLike) -> None:
+    """Delete a folder so that it is never seen half-deleted under its visible name.
+
+    It is first renamed to a hidden ``.<name>.<pid>.deleting`` sibling, then removed.
+    """
+    path = Path(path)
+    hidden = path.with_name(f".{path.name}.{os.getpid()}.deleting")
+    os.replace(path, hidden)
+    shutil.rmtree(hidden, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: PathLike, *, durable: bool = False, shared: bool = True) -> Iterator[Path]:
+    """Yield an empty hidden folder beside ``target`` that becomes ``target`` when the block succeeds.
+
+    The folder ``.<name>.*.tmp`` is on the same file system, so the final rename is atomic. On
+    success an existing ``target`` is moved aside to a hidden ``.<name>.<pid>.deleting``, the new
+    folder renamed into place and the old one deleted; on an exception the temporary folder is removed and ``target``
+    is left as it was. ``durable`` flushes every file and the parent folder to disk before and after
+    the rename (checkpoints that must survive a power cut); ``shared`` makes the result readable by
+    everyone (``0755`` folders, ``0644`` files), since some writers create ``0600`` files.
+
+    Whether an existing ``target`` may be replaced at all is the caller's decision, checked before.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        if durable:
+            fsync_tree(tmp)
+        os.chmod(tmp, 0o755)
+        if shared:
+            for path in tmp.rglob("*"):
+                os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        if target.exists():
+            old = target.with_name(f".{target.name}.{os.getpid()}.deleting")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+        if durable:
+            fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

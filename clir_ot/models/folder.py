@@ -1,0 +1,152 @@
+"""A model folder on disk: the files that make it loadable, its ``clir_ot.json``, writing it atomically.
+
+A clir_ot model folder is a Hugging Face ``save_pretrained`` folder (``config.json``, safetensors
+weights, tokenizer files) plus ``clir_ot.json``, the small settings file that names the model's kind,
+pooling, head and prefixes. Every model class and the offline default write through
+:func:`save_model_folder` / :func:`atomic_output_dir`, and read the settings with
+:func:`read_settings`; :func:`check_model_dir` says what a folder lacks.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from clir_ot.errors import ConfigError, ModelLoadError
+from clir_ot.io import PathLike, atomic_dir
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "SETTINGS_FILE",
+    "TOKENIZER_FILES",
+    "WEIGHT_FILES",
+    "atomic_output_dir",
+    "check_model_dir",
+    "read_settings",
+    "save_model_folder",
+    "write_settings",
+]
+
+SETTINGS_FILE = "clir_ot.json"
+"""Name of the small JSON file, next to ``config.json``, that records how clir_ot uses a model."""
+
+SETTINGS_FORMAT = 1
+
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+    "sentencepiece.model",
+    "tokenizer.model",
+    "vocab.txt",
+    "vocab.json",
+)
+"""Any one of these makes a folder's tokenizer loadable (``tokenizer.json`` is the fast format)."""
+
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def check_model_dir(folder: PathLike) -> Path:
+    """Check that ``folder`` holds a loadable model: ``config.json``, weights and tokenizer files.
+
+    Raises :class:`ModelLoadError` naming the folder and what is missing.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ModelLoadError(f"model folder {folder} does not exist (or is not a folder)")
+    names = {p.name for p in folder.iterdir()}
+    missing: list[str] = []
+    if "config.json" not in names:
+        missing.append("config.json (the model configuration)")
+    if not names.intersection(WEIGHT_FILES):
+        missing.append("weights (model.safetensors)")
+    if not names.intersection(TOKENIZER_FILES):
+        missing.append(
+            "tokenizer files (tokenizer.json, or a vocabulary such as sentencepiece.bpe.model or vocab.txt)"
+        )
+    if missing:
+        raise ModelLoadError(
+            f"model folder {folder} lacks {'; '.join(missing)}. Save the model and its tokenizer there "
+            "with save_pretrained(), or point to a folder that has them"
+        )
+    return folder
+
+
+def read_settings(folder: PathLike) -> dict[str, Any] | None:
+    """The ``clir_ot.json`` of a model folder, or ``None`` if it has none (a plain HF model)."""
+    path = Path(folder) / SETTINGS_FILE
+    if not path.is_file():
+        return None
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"{path}: unreadable clir_ot settings ({err})") from None
+    if not isinstance(settings, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object")
+    version = settings.pop("format", SETTINGS_FORMAT)
+    if version != SETTINGS_FORMAT:
+        raise ModelLoadError(f"{path}: settings format {version} is not supported (expected {SETTINGS_FORMAT})")
+    return settings
+
+
+def write_settings(folder: PathLike, settings: dict[str, Any]) -> Path:
+    """Write ``settings`` (with the format version) as ``clir_ot.json`` in ``folder``."""
+    path = Path(folder) / SETTINGS_FILE
+    path.write_text(json.dumps({"format": SETTINGS_FORMAT, **settings}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output_dir(target: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder next to ``target`` that replaces ``target`` on success.
+
+    The folder is built as a hidden sibling (same file system, so the final rename is atomic) and
+    renamed to ``target`` only when the ``with`` block ends without an exception; otherwise it is
+    removed and ``target`` is left as it was (see :func:`clir_ot.io.atomic_dir`). An existing
+    ``target`` is replaced only when ``overwrite`` is true and it is empty or a model folder (has
+    ``config.json``), never a folder of other files.
+    """
+    target = Path(target).expanduser().absolute()
+    if target.exists():
+        if not target.is_dir():
+            raise ConfigError(f"output {target} exists and is not a folder")
+        contents = list(target.iterdir())
+        if contents and not overwrite:
+            raise ConfigError(f"output folder {target} already exists; choose another or allow overwriting (--force)")
+        if contents and not (target / "config.json").is_file():
+            raise ConfigError(f"refusing to replace {target}: it is not empty and not a model folder")
+    with atomic_dir(target, shared=True) as tmp:  # a model folder is meant to be shared: 0644 files
+        yield tmp
+
+
+def save_model_folder(
+    folder: PathLike,
+    encoder: "PreTrainedModel",
+    tokenizer: "PreTrainedTokenizerBase",
+    settings: dict[str, Any],
+    extra: Callable[[Path], None] | None = None,
+) -> Path:
+    """Atomically write encoder (safetensors + ``config.json``), tokenizer, ``clir_ot.json`` and ``extra`` files.
+
+    An existing model folder at ``folder`` is replaced as a whole.
+    """
+    folder = Path(folder)
+    with atomic_output_dir(folder, overwrite=True) as tmp:
+        encoder.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_settings(tmp, settings)
+        if extra is not None:
+            extra(tmp)
+    logger.info("saved %s", folder)
+    return folder
