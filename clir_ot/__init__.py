@@ -17,7 +17,15 @@ Stages, one module or package each:
 * :mod:`clir_ot.study` -- studies as data: keyed resumable artifacts, statistics, the report
 * :mod:`clir_ot.cli` -- the ``clir-ot`` command, a thin layer over the above
 """
-from clir_ot.errors import ClirOtError, ConfigError, ConsistencyError, InputFormatError, JavaError
+from clir_ot.errors import (
+    ClirOtError,
+    ConfigError,
+    ConsistencyError,
+    InputFormatError,
+    JavaError,
+    LeakageError,
+    ModelLoadError,
+)
 from clir_ot.formats import Hit
 from clir_ot.java import install_pyserini_import_hook
 
@@ -32,5 +40,7 @@ __all__ = [
     "Hit",
     "InputFormatError",
     "JavaError",
+    "LeakageError",
+    "ModelLoadError",
     "__version__",
 ]

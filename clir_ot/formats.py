@@ -35,7 +35,7 @@ from typing import IO, Any, Collection, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from clir_ot.errors import ConsistencyError, InputFormatError
+from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError
 from clir_ot.io import PathLike, atomic_open, is_jsonl, sha256_of, sha256_text
 
 logger = logging.getLogger(__name__)
@@ -315,7 +315,7 @@ class RunWriter:
         self.path = Path(path)
         self.signature = None if signature is None else sha256_text(signature)
         if not tag or any(c.isspace() for c in tag):
-            raise ValueError(f"run tag must be one non-empty word, got {tag!r}")
+            raise ConfigError(f"run tag must be one non-empty word, got {tag!r}")
         self.tag = tag
         self.keep_order = keep_order
         self.resumable = resumable
@@ -381,14 +381,14 @@ class RunWriter:
         if self._handle is None:
             raise RuntimeError("RunWriter.write() outside its 'with' block")
         if qid in self._qids:
-            raise ValueError(f"query {qid!r} written twice to {self.path}")
+            raise ConsistencyError(f"query {qid!r} written twice to {self.path}")
         self._qids.add(qid)
         ranked = strictly_decreasing(hits, keep_order=self.keep_order)
         docids = set()
         lines = []
         for hit in ranked:
             if hit.docid in docids:
-                raise ValueError(f"document {hit.docid!r} given twice for query {qid!r}")
+                raise ConsistencyError(f"document {hit.docid!r} given twice for query {qid!r}")
             docids.add(hit.docid)
             lines.append(f"{qid} Q0 {hit.docid} {hit.rank} {_format_score(hit.score)} {self.tag}\n")
         self._handle.writelines(lines)

@@ -13,6 +13,7 @@ import logging
 import sys
 
 from clir_ot import __version__
+from clir_ot.cli.arguments import ArgumentParser, one_line, parse_or_exit_code
 from clir_ot.errors import ClirOtError
 
 logger = logging.getLogger("clir_ot")
@@ -38,7 +39,7 @@ VERBS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="clir-ot",
         description="Cross-lingual retrieval for low-resource languages: collections, BM25 and dense "
         "first stages, cross-encoder reranking, OT distillation and trec_eval evaluation.",
@@ -70,8 +71,16 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``clir-ot`` command line and return its exit status.
+
+    A bad argument value is one line on stderr from the parser (status 2); a toolkit error
+    (:class:`~clir_ot.errors.ClirOtError`) or an unreadable or unwritable path (``OSError``) during
+    the work is one ``ERROR`` log line, also on stderr (status 2), never a traceback.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_or_exit_code(parser, argv)
+    if isinstance(args, int):
+        return args
     configure_logging(args.verbose, args.quiet)
     if args.jvm_heap:
         import os
@@ -82,11 +91,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ClirOtError as err:
-        logger.error("%s", err)
+        logger.error("%s", one_line(err))
+        return 2
+    except OSError as err:  # a path that cannot be read or written, found only while working
+        logger.error("%s", one_line(_describe_os_error(err)))
         return 2
     except KeyboardInterrupt:
         logger.error("interrupted")
         return 130
+
+
+def _describe_os_error(err: OSError) -> str:
+    """``path: reason`` for an ``OSError`` that names a path, else its own text."""
+    if err.filename is None or not err.strerror:
+        return str(err) or type(err).__name__
+    where = f"{err.filename} -> {err.filename2}" if err.filename2 is not None else str(err.filename)
+    return f"{where}: {err.strerror}"
 
 
 if __name__ == "__main__":

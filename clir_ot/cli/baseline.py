@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from clir_ot.cli.arguments import output_dir, positive_int, xquad_source
 from clir_ot.datasets.xquad import DEFAULT_LANGUAGES, XQUAD_LANGUAGES
 from clir_ot.models.loading import DTYPES
 from clir_ot.pipelines.xquad_baseline import (
@@ -22,21 +23,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Prepare XQuAD, index every language, run BM25 cross (en->D) and mono (D->D), "
         "evaluate and print one table.",
     )
-    parser.add_argument("--source", default="download",
+    parser.add_argument("--source", default="download", type=xquad_source,
                         help="folder with xquad.<lang>.json, or 'download' (default) to fetch them")
-    parser.add_argument("--output", default="runs/xquad", help="folder for collections, runs and tables")
-    parser.add_argument("--index-root", default="indexes", help="folder for the Lucene indexes")
+    parser.add_argument("--output", default="runs/xquad", type=output_dir, help="folder for collections, runs and tables")
+    parser.add_argument("--index-root", default="indexes", type=output_dir, help="folder for the Lucene indexes")
     parser.add_argument("--languages", nargs="+", default=list(DEFAULT_LANGUAGES), choices=XQUAD_LANGUAGES,
                         metavar="LANG")
-    parser.add_argument("--hits", type=int, default=100, help="hits per query (default 100, the depth of R@100)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--hits", type=positive_int, default=100, help="hits per query (default 100, the depth of R@100)")
+    parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument("--thai-tokenizer", choices=THAI_TOKENIZERS, default="auto")
     parser.add_argument("--no-dense", action="store_true", help="BM25 only: skip the dense first stage and RRF")
     parser.add_argument("--encoder", default=None,
                         help="bi-encoder for the dense stage (default: the offline multilingual-e5-small, "
                         "prepared on first use)")
     parser.add_argument("--dtype", choices=DTYPES, default="auto", help="dense encoding precision (default auto)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.set_defaults(func=run)
     return parser
 

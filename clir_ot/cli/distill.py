@@ -9,6 +9,17 @@ import json
 import sys
 from pathlib import Path
 
+from clir_ot.cli.arguments import (
+    fraction,
+    input_dir,
+    input_file,
+    input_path,
+    nonnegative_float,
+    nonnegative_int,
+    output_dir,
+    positive_float,
+    positive_int,
+)
 from clir_ot.errors import ConfigError
 
 # flag -> setting; a flag given on the command line wins over --config
@@ -35,13 +46,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--teacher", required=True,
                         help="the teacher: a cross-encoder folder (from `clir-ot train`), or a bi-encoder with "
                         "--model-type bi-encoder (e.g. multilingual-e5-small)")
-    parser.add_argument("--out", "--output", dest="out", required=True, help="output folder of the student")
+    parser.add_argument("--out", "--output", dest="out", required=True, type=output_dir, help="output folder of the student")
     bitext = parser.add_argument_group("bitext (one source)")
-    bitext.add_argument("--bitext", default=None, help="TSV (english<TAB>foreign) or JSONL {english, foreign}")
-    bitext.add_argument("--tatoeba", default=None, help="folder in Tatoeba's two-file layout, with --language")
+    bitext.add_argument("--bitext", default=None, type=input_file, help="TSV (english<TAB>foreign) or JSONL {english, foreign}")
+    bitext.add_argument("--tatoeba", default=None, type=input_dir, help="folder in Tatoeba's two-file layout, with --language")
     bitext.add_argument("--language", default=None, help="ISO code of the foreign language (with --tatoeba)")
-    bitext.add_argument("--valid-bitext", default=None, help="held-out bitext (default: --valid-fraction of it)")
-    bitext.add_argument("--add-xquad-paragraphs", default=None, metavar="COLLECTION",
+    bitext.add_argument("--valid-bitext", default=None, type=input_file, help="held-out bitext (default: --valid-fraction of it)")
+    bitext.add_argument("--add-xquad-paragraphs", default=None, type=input_dir, metavar="COLLECTION",
                         help="add the parallel XQuAD paragraphs of the training folds (needs --exclude-fold)")
     method = parser.add_argument_group("distillation")
     method.add_argument("--method", choices=("ot", "mse-sent", "mse-token", "score-kd"), default=None,
@@ -51,41 +62,41 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     method.add_argument("--mode", choices=("passage", "query"), default=None,
                         help="passage: each side alone (default); query: an English training query before both")
     method.add_argument("--layers", type=int, nargs="+", default=None, help="hidden layers aligned (default -1: last)")
-    method.add_argument("--epsilon", type=float, default=None, help="entropic regularisation (default 0.1, relative)")
+    method.add_argument("--epsilon", type=positive_float, default=None, help="entropic regularisation (default 0.1, relative)")
     method.add_argument("--epsilon-mode", choices=("relative", "absolute"), default=None,
                         help="relative: epsilon times the mean cost of each pair (default); absolute: as given")
     method.add_argument("--centre", action=argparse.BooleanOptionalAction, default=None,
                         help="subtract the batch's mean token state before the cosine cost (default off)")
-    method.add_argument("--marginal-penalty", type=float, default=None, help="unbalanced OT (default: balanced)")
-    method.add_argument("--distill-weight", type=float, default=None, help="weight of the distillation term (default 1)")
-    method.add_argument("--rank-weight", type=float, default=None, help="weight of the English ranking loss (default 0)")
-    method.add_argument("--score-weight", type=float, default=None, help="weight of added score distillation (default 0)")
+    method.add_argument("--marginal-penalty", type=positive_float, default=None, help="unbalanced OT (default: balanced)")
+    method.add_argument("--distill-weight", type=nonnegative_float, default=None, help="weight of the distillation term (default 1)")
+    method.add_argument("--rank-weight", type=nonnegative_float, default=None, help="weight of the English ranking loss (default 0)")
+    method.add_argument("--score-weight", type=nonnegative_float, default=None, help="weight of added score distillation (default 0)")
     method.add_argument("--shuffled", action=argparse.BooleanOptionalAction, default=None,
                         help="train on the shuffled-bitext control (default off)")
     method.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=None,
                         help="keep the word-embedding matrix frozen (default on; --no-freeze-embeddings trains it)")
     rank = parser.add_argument_group("English relevance data (rank term, queries of query mode and score-kd)")
-    rank.add_argument("--topics", default=None)
-    rank.add_argument("--qrels", default=None)
-    rank.add_argument("--corpus", default=None)
-    rank.add_argument("--run", default=None, help="first-stage run for hard negatives")
-    rank.add_argument("--groups", default=None, help="JSONL groups or triples TSV instead of a collection")
-    rank.add_argument("--folds", default=None, help="XQuAD folds.json, with --exclude-fold")
-    rank.add_argument("--exclude-fold", type=int, default=None, help="XQuAD cross-fitting: the teacher's test fold")
+    rank.add_argument("--topics", default=None, type=input_file)
+    rank.add_argument("--qrels", default=None, type=input_file)
+    rank.add_argument("--corpus", default=None, type=input_path)
+    rank.add_argument("--run", default=None, type=input_file, help="first-stage run for hard negatives")
+    rank.add_argument("--groups", default=None, type=input_file, help="JSONL groups or triples TSV instead of a collection")
+    rank.add_argument("--folds", default=None, type=input_file, help="XQuAD folds.json, with --exclude-fold")
+    rank.add_argument("--exclude-fold", type=nonnegative_int, default=None, help="XQuAD cross-fitting: the teacher's test fold")
     settings = parser.add_argument_group("settings (override --config)")
-    settings.add_argument("--config", default=None,
+    settings.add_argument("--config", default=None, type=input_file,
                           help="JSON object of settings: training (batch_size, lr, ...) and distillation (method, ...)")
     settings.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    settings.add_argument("--valid-fraction", type=float, default=None, help="bitext held out (default 0.1)")
-    settings.add_argument("--patience", type=int, default=None, help="early stopping after N validations without gain")
-    settings.add_argument("--epochs", type=int, default=None)
-    settings.add_argument("--max-steps", type=int, default=None)
-    settings.add_argument("--batch-size", type=int, default=None, help="bitext pairs per process per micro-batch")
-    settings.add_argument("--grad-accum", type=int, default=None)
-    settings.add_argument("--lr", type=float, default=None)
-    settings.add_argument("--negatives", type=int, default=None, help="negatives per rank group")
-    settings.add_argument("--max-length", type=int, default=None)
-    settings.add_argument("--save-every", type=int, default=None)
+    settings.add_argument("--valid-fraction", type=fraction, default=None, help="bitext held out (default 0.1)")
+    settings.add_argument("--patience", type=positive_int, default=None, help="early stopping after N validations without gain")
+    settings.add_argument("--epochs", type=positive_int, default=None)
+    settings.add_argument("--max-steps", type=positive_int, default=None)
+    settings.add_argument("--batch-size", type=positive_int, default=None, help="bitext pairs per process per micro-batch")
+    settings.add_argument("--grad-accum", type=positive_int, default=None)
+    settings.add_argument("--lr", type=positive_float, default=None)
+    settings.add_argument("--negatives", type=positive_int, default=None, help="negatives per rank group")
+    settings.add_argument("--max-length", type=positive_int, default=None)
+    settings.add_argument("--save-every", type=positive_int, default=None)
     settings.add_argument("--seed", type=int, default=None)
     settings.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default=None)
     settings.add_argument("--device", default=None)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from clir_ot.cli.arguments import input_path, output_dir, positive_int
 from clir_ot.models.loading import DTYPES
 from clir_ot.retrieval.dense import INDEX_TYPES
 
@@ -13,15 +14,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Embed every passage of a JSONL corpus with a bi-encoder and write a faiss index "
         "('index' + 'docid', the layout Pyserini's FaissSearcher reads). Resumes if killed.",
     )
-    parser.add_argument("--corpus", "--input", dest="corpus", required=True, help="JSONL corpus file or folder")
-    parser.add_argument("--index", required=True, help="output index folder")
+    parser.add_argument("--corpus", "--input", dest="corpus", required=True, type=input_path, help="JSONL corpus file or folder")
+    parser.add_argument("--index", required=True, type=output_dir, help="output index folder")
     parser.add_argument("--encoder", default=None,
                         help="hub name or folder (default: the offline multilingual-e5-small)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-length", type=int, default=256, help="tokens per passage (default 256)")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--max-length", type=positive_int, default=256, help="tokens per passage (default 256)")
     parser.add_argument("--index-type", choices=INDEX_TYPES, default="flat",
                         help="flat (exact inner product, default) or hnsw (approximate, for large corpora)")
-    parser.add_argument("--hnsw-m", type=int, default=32)
+    parser.add_argument("--hnsw-m", type=positive_int, default=32)
     parser.add_argument("--dtype", choices=DTYPES, default="auto")
     parser.add_argument("--device", default=None)
     parser.set_defaults(func=run)

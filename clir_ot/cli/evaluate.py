@@ -1,6 +1,6 @@
 """``clir-ot evaluate``: trec_eval measures of one or more runs, side by side.
 
-    clir-ot evaluate --qrels QRELS --run RUN [--run RUN2 ...] [-m P@5 -m ndcg_cut.10 ...]
+    clir-ot evaluate --qrels QRELS --run RUN [RUN2 ...] [-m P@5 -m ndcg_cut.10 ...]
                      [--per-query] [--format tsv|markdown|json] [--output FILE] [--no-complete]
 
 Measures may be spelled as trec_eval (``P.5``, ``recip_rank``), pytrec_eval (``P_5``) or ir_measures
@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from clir_ot.cli.arguments import add_files_argument, input_file, measure, output_file
 from clir_ot.evaluation import (
     DEFAULT_MEASURES,
     FORMATS,
@@ -37,13 +38,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "trec_eval -c semantics by default. Default measures: "
         + ", ".join(m.display for m in DEFAULT_MEASURES) + ".",
     )
-    parser.add_argument("--qrels", required=True, metavar="FILE", help="TREC qrels (qid iter docid rel)")
-    parser.add_argument(
-        "--run", dest="runs", action="append", required=True, metavar="FILE",
-        help="TREC run; repeat for several runs (named by file stem in the table)",
+    parser.add_argument("--qrels", required=True, type=input_file, metavar="FILE", help="TREC qrels (qid iter docid rel)")
+    add_files_argument(
+        parser, "--run", "--runs", dest="runs", required=True,
+        help="TREC runs: --run A B or --run A --run B (named by file stem in the table)",
     )
     parser.add_argument(
-        "-m", "--measure", dest="measures", action="append", default=None, metavar="MEASURE",
+        "-m", "--measure", dest="measures", action="append", type=measure, default=None, metavar="MEASURE",
         help="measure, e.g. P.5, P@5, ndcg_cut.10, RR@10, recall.100, map; repeatable, "
         "trec_eval lists such as P.5,10 accepted",
     )
@@ -52,7 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="per-query values (trec_eval -q style) instead of one row per run",
     )
     parser.add_argument("--format", choices=FORMATS, default="tsv", help="output format (default: tsv)")
-    parser.add_argument("--output", default=None, metavar="FILE", help="write here (atomically) instead of stdout")
+    parser.add_argument("--output", default=None, type=output_file, metavar="FILE", help="write here (atomically) instead of stdout")
     parser.add_argument(
         "--no-complete", dest="complete", action="store_false",
         help="leave qrels queries missing from a run out of its mean (default: count them as 0, trec_eval -c)",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from clir_ot.cli.arguments import add_files_argument, nonnegative_float, output_file, positive_int
 from clir_ot.errors import ConfigError
 from clir_ot.retrieval.fusion import fuse_run_files
 
@@ -12,12 +13,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "fuse", help="fuse runs with reciprocal rank fusion",
         description="Reciprocal rank fusion (k=60 by default) of two or more TREC runs into one.",
     )
-    parser.add_argument("--runs", nargs="+", required=True, help="run files to fuse")
-    parser.add_argument("--output", required=True, help="fused run file")
+    add_files_argument(parser, "--runs", "--run", dest="runs", required=True,
+                       help="run files to fuse: --runs A B (Pyserini's spelling) or --run A --run B")
+    parser.add_argument("--output", required=True, type=output_file, help="fused run file")
     parser.add_argument("--method", choices=["rrf"], default="rrf", help="fusion method (default rrf)")
-    parser.add_argument("--rrf.k", dest="rrf_k", type=float, default=60.0, help="RRF constant k (default 60)")
-    parser.add_argument("--weights", nargs="+", type=float, default=None, help="one weight per run (default 1)")
-    parser.add_argument("--depth", type=int, default=1000, help="hits read per input and written (default 1000)")
+    parser.add_argument("--rrf.k", dest="rrf_k", type=nonnegative_float, default=60.0, help="RRF constant k (default 60)")
+    parser.add_argument("--weights", nargs="+", type=nonnegative_float, default=None, help="one weight per run (default 1)")
+    parser.add_argument("--depth", type=positive_int, default=1000, help="hits read per input and written (default 1000)")
     parser.add_argument("--run-tag", default="rrf")
     parser.set_defaults(func=run)
     return parser

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from clir_ot.cli.arguments import input_file, output_dir, positive_int
 from clir_ot.errors import ConfigError
 from clir_ot.models.default import COMPLETE_MARKER, prepare_default_model
 from clir_ot.models.derive import keep_layers, read_text_lines, trim_model
@@ -37,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(default: $CLIR_OT_MODELS/multilingual-e5-small or ~/.cache/clir_ot/models/multilingual-e5-small). "
         "Nothing is downloaded.",
     )
-    prepare.add_argument("--output", type=Path, default=None, metavar="DIR", help="model folder to write")
+    prepare.add_argument("--output", type=lambda text: Path(output_dir(text)), default=None, metavar="DIR", help="model folder to write")
     prepare.add_argument("--force", action="store_true", help="rebuild even if already prepared")
 
     derive = actions.add_parser(
@@ -48,10 +49,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     derive.add_argument("--base", required=True, metavar="DIR",
                         help="model folder to trim (or multilingual-e5-small for the prepared default)")
-    derive.add_argument("--corpus", default=None, type=Path, metavar="TEXTFILE",
+    derive.add_argument("--corpus", default=None, type=lambda text: Path(input_file(text)), metavar="TEXTFILE",
                         help="UTF-8 text file (.gz too), one text per line (omit to keep the vocabulary)")
-    derive.add_argument("--output", required=True, type=Path, metavar="DIR", help="model folder to write")
-    derive.add_argument("--layers", type=int, default=None, metavar="N", help="keep only the first N layers")
+    derive.add_argument("--output", required=True, type=lambda text: Path(output_dir(text)), metavar="DIR", help="model folder to write")
+    derive.add_argument("--layers", type=positive_int, default=None, metavar="N", help="keep only the first N layers")
     derive.add_argument("--force", action="store_true", help="replace an existing model folder at --output")
 
     info = actions.add_parser("info", help="describe a model (JSON on stdout)",

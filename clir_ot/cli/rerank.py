@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 
+from clir_ot.cli.arguments import input_file, input_path, output_file, positive_int
 from clir_ot.formats import load_corpus, read_topics
 from clir_ot.models.loading import DTYPES
 
@@ -17,17 +18,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Rerank the top --depth hits of every query of a run; the hits below keep their "
         "first-stage order under the reranked head. The run is streamed; the job resumes if killed.",
     )
-    parser.add_argument("--run", required=True, help="first-stage TREC run")
-    parser.add_argument("--topics", required=True, help="topics: TSV qid<TAB>text or JSONL")
-    parser.add_argument("--corpus", required=True, help="JSONL corpus (file or folder) with the passages")
-    parser.add_argument("--output", required=True, help="reranked run to write")
+    parser.add_argument("--run", required=True, type=input_file, help="first-stage TREC run")
+    parser.add_argument("--topics", required=True, type=input_file, help="topics: TSV qid<TAB>text or JSONL")
+    parser.add_argument("--corpus", required=True, type=input_path, help="JSONL corpus (file or folder) with the passages")
+    parser.add_argument("--output", required=True, type=output_file, help="reranked run to write")
     parser.add_argument("--model", default=None,
                         help="hub name or folder (default: the offline multilingual-e5-small backbone)")
     parser.add_argument("--model-type", choices=MODEL_TYPES, default="cross-encoder",
                         help="cross-encoder (default), or bi-encoder similarity as the score")
-    parser.add_argument("--depth", type=int, default=100, help="hits per query to rerank (default 100)")
-    parser.add_argument("--batch-size", type=int, default=32, help="pairs per forward pass (default 32)")
-    parser.add_argument("--max-length", type=int, default=256, help="tokens per pair, specials included (default 256)")
+    parser.add_argument("--depth", type=positive_int, default=100, help="hits per query to rerank (default 100)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="pairs per forward pass (default 32)")
+    parser.add_argument("--max-length", type=positive_int, default=256, help="tokens per pair, specials included (default 256)")
     parser.add_argument("--dtype", choices=DTYPES, default="auto",
                         help="compute precision; auto = bf16 where the hardware has it natively, else fp32")
     parser.add_argument("--device", default=None, help="torch device (default: cpu)")

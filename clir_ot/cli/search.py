@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from clir_ot.cli.arguments import input_dir, input_file, nonnegative_float, output_file, positive_int
 from clir_ot.formats import read_topics
 from clir_ot.models.loading import DTYPES
 from clir_ot.retrieval.analysis import THAI_TOKENIZERS
@@ -15,26 +16,28 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Search every topic against a Lucene index with BM25 and write a TREC run "
         "(strictly decreasing scores per query).",
     )
-    parser.add_argument("--index", required=True, help="index folder (from clir-ot index or Pyserini)")
-    parser.add_argument("--topics", required=True, help="topics: TSV qid<TAB>text or JSONL")
-    parser.add_argument("--output", required=True, help="run file to write")
-    parser.add_argument("--hits", type=int, default=1000, help="hits per query (default 1000)")
-    parser.add_argument("--bm25", nargs=2, type=float, metavar=("K1", "B"), default=(DEFAULT_K1, DEFAULT_B),
+    parser.add_argument("--index", required=True, type=input_dir, help="index folder (from clir-ot index or Pyserini)")
+    parser.add_argument("--topics", required=True, type=input_file, help="topics: TSV qid<TAB>text or JSONL")
+    parser.add_argument("--output", required=True, type=output_file, help="run file to write")
+    parser.add_argument("--hits", type=positive_int, default=1000, help="hits per query (default 1000)")
+    parser.add_argument("--bm25", nargs=2, type=nonnegative_float, metavar=("K1", "B"), default=(DEFAULT_K1, DEFAULT_B),
                         help=f"BM25 parameters (default {DEFAULT_K1} {DEFAULT_B}, Anserini's)")
     parser.add_argument("--language", default=None,
                         help="query analysis language; read from the index's manifest when it was built by clir-ot")
-    parser.add_argument("--threads", type=int, default=1, help="search threads (default 1)")
-    parser.add_argument("--batch-size", type=int, default=128, help="queries per batch (default 128)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="search threads (default 1)")
+    parser.add_argument("--batch-size", type=positive_int, default=128, help="queries per batch (default 128)")
     parser.add_argument("--run-tag", default="bm25", help="tag in the last run column (default bm25)")
     parser.add_argument("--thai-tokenizer", choices=THAI_TOKENIZERS, default="auto",
                         help="Thai segmentation for indexes without a clir-ot manifest")
+    parser.add_argument("--analyzer", default="auto",
+                        help="analysis for indexes without a clir-ot manifest (as clir-ot index --analyzer)")
     dense = parser.add_argument_group("dense search (a faiss index from clir-ot encode)")
     dense.add_argument("--dense", action="store_true", help="search a faiss index with a bi-encoder")
     dense.add_argument("--encoder", default=None,
                        help="query encoder (default: the encoder recorded in the index, else the offline default)")
-    dense.add_argument("--max-length", type=int, default=256, help="tokens per query (default 256)")
+    dense.add_argument("--max-length", type=positive_int, default=256, help="tokens per query (default 256)")
     dense.add_argument("--dtype", choices=DTYPES, default="auto")
-    dense.add_argument("--ef-search", type=int, default=128, help="HNSW search breadth")
+    dense.add_argument("--ef-search", type=positive_int, default=128, help="HNSW search breadth")
     parser.set_defaults(func=run)
     return parser
 
@@ -44,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dense:
         return _run_dense(args, topics)
     searcher = BM25Searcher(args.index, language=args.language, k1=args.bm25[0], b=args.bm25[1],
-                            thai_tokenizer=args.thai_tokenizer)
+                            thai_tokenizer=args.thai_tokenizer, analyzer=args.analyzer)
     search_to_run(searcher, topics, args.output, k=args.hits, threads=args.threads,
                   batch_size=args.batch_size, tag=args.run_tag)
     return 0

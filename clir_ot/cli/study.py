@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from clir_ot.cli.arguments import input_file, output_dir, positive_int
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -11,10 +13,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "build the missing ones (a killed study resumes where it stopped), evaluate and write results.csv, "
         "report.md and plots. Bad configs are rejected before any work starts.",
     )
-    parser.add_argument("--config", required=True, help="study YAML, e.g. tools/studies/xquad-scaling-offline.yaml")
-    parser.add_argument("--output", default=None, help="study folder (default runs/<name>)")
+    parser.add_argument("--config", required=True, type=input_file, help="study YAML, e.g. tools/studies/xquad-scaling-offline.yaml")
+    parser.add_argument("--output", default=None, type=output_dir, help="study folder (default runs/<name>)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan: cached steps and the work left")
-    parser.add_argument("--jobs", type=int, default=1, help="steps built in parallel processes (default 1)")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="steps built in parallel processes (default 1)")
     parser.add_argument("--report-only", action="store_true", help="evaluate what is finished; build nothing")
     parser.set_defaults(func=run)
     return parser

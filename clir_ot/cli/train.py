@@ -10,6 +10,16 @@ import json
 import sys
 from pathlib import Path
 
+from clir_ot.cli.arguments import (
+    fraction,
+    input_file,
+    input_path,
+    nonnegative_int,
+    output_dir,
+    positive_float,
+    positive_int,
+    probability,
+)
 from clir_ot.errors import ConfigError
 
 # flag -> TrainingConfig field; a flag given on the command line wins over --config
@@ -46,43 +56,43 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--base", default=None,
                         help="model to start from: hub name or folder (default: offline multilingual-e5-small)")
-    parser.add_argument("--out", "--output", dest="out", required=True,
+    parser.add_argument("--out", "--output", dest="out", required=True, type=output_dir,
                         help="output folder: final model, best/, checkpoints/, log.jsonl, training.json")
     data = parser.add_argument_group("training data (one source)")
-    data.add_argument("--train", default=None,
+    data.add_argument("--train", default=None, type=input_file,
                       help="triples TSV (query<TAB>positive<TAB>negative, '.tsv') or JSONL groups ('.jsonl')")
-    data.add_argument("--triples", default=None, help="triples TSV (MS MARCO format)")
-    data.add_argument("--groups", default=None, help='JSONL groups {"query", "positive", "negatives": [...]}')
-    data.add_argument("--topics", default=None, help="topics (TSV or JSONL), with --qrels --corpus --run")
-    data.add_argument("--qrels", default=None, help="TREC qrels: every relevant document is kept out of the negatives")
-    data.add_argument("--corpus", default=None, help="JSONL corpus (file or folder)")
-    data.add_argument("--run", default=None, help="first-stage TREC run: hard negatives come from its top --depth")
-    data.add_argument("--folds", default=None, help="XQuAD folds.json, with --exclude-fold")
-    data.add_argument("--exclude-fold", type=int, default=None,
+    data.add_argument("--triples", default=None, type=input_file, help="triples TSV (MS MARCO format)")
+    data.add_argument("--groups", default=None, type=input_file, help='JSONL groups {"query", "positive", "negatives": [...]}')
+    data.add_argument("--topics", default=None, type=input_file, help="topics (TSV or JSONL), with --qrels --corpus --run")
+    data.add_argument("--qrels", default=None, type=input_file, help="TREC qrels: every relevant document is kept out of the negatives")
+    data.add_argument("--corpus", default=None, type=input_path, help="JSONL corpus (file or folder)")
+    data.add_argument("--run", default=None, type=input_file, help="first-stage TREC run: hard negatives come from its top --depth")
+    data.add_argument("--folds", default=None, type=input_file, help="XQuAD folds.json, with --exclude-fold")
+    data.add_argument("--exclude-fold", type=nonnegative_int, default=None,
                       help="XQuAD cross-fitting: train on the other folds only (checked for leakage)")
     valid = parser.add_argument_group("validation (MRR@10 every --save-every steps; best model in OUT/best)")
-    valid.add_argument("--valid", default=None, help="held-out triples TSV or JSONL groups")
-    valid.add_argument("--valid-fraction", type=float, default=None,
+    valid.add_argument("--valid", default=None, type=input_file, help="held-out triples TSV or JSONL groups")
+    valid.add_argument("--valid-fraction", type=fraction, default=None,
                        help="hold out this fraction of the training queries (whole positives at a time)")
     settings = parser.add_argument_group("settings (override --config)")
-    settings.add_argument("--config", default=None, help="JSON object of TrainingConfig settings")
+    settings.add_argument("--config", default=None, type=input_file, help="JSON object of TrainingConfig settings")
     settings.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    settings.add_argument("--epochs", type=int, default=None, help="default 1")
-    settings.add_argument("--max-steps", type=int, default=None, help="total optimizer steps (overrides --epochs)")
-    settings.add_argument("--batch-size", type=int, default=None, help="groups per process per micro-batch (default 8)")
-    settings.add_argument("--grad-accum", type=int, default=None, help="micro-batches per step (default 1)")
-    settings.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-5)")
+    settings.add_argument("--epochs", type=positive_int, default=None, help="default 1")
+    settings.add_argument("--max-steps", type=positive_int, default=None, help="total optimizer steps (overrides --epochs)")
+    settings.add_argument("--batch-size", type=positive_int, default=None, help="groups per process per micro-batch (default 8)")
+    settings.add_argument("--grad-accum", type=positive_int, default=None, help="micro-batches per step (default 1)")
+    settings.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default 2e-5)")
     settings.add_argument("--warmup", type=_warmup, default=None,
                           help="warm-up: a step count, or a fraction of the steps below 1 (default 0.1)")
     settings.add_argument("--loss", choices=("listwise", "pairwise"), default=None, help="default listwise")
-    settings.add_argument("--negatives", type=int, default=None, help="negatives per group (default 7)")
-    settings.add_argument("--depth", type=int, default=None, help="negatives come from the run's top DEPTH (default 100)")
-    settings.add_argument("--valid-negatives", type=int, default=None,
+    settings.add_argument("--negatives", type=positive_int, default=None, help="negatives per group (default 7)")
+    settings.add_argument("--depth", type=positive_int, default=None, help="negatives come from the run's top DEPTH (default 100)")
+    settings.add_argument("--valid-negatives", type=positive_int, default=None,
                           help="negatives of --valid-fraction groups: the run's top ones (default 29)")
-    settings.add_argument("--max-length", type=int, default=None, help="tokens per pair (default 256)")
-    settings.add_argument("--dropout", type=float, default=None, help="override the model's dropout")
-    settings.add_argument("--save-every", type=int, default=None, help="checkpoint + validation interval (default 100)")
-    settings.add_argument("--keep-last", type=int, default=None, help="checkpoints kept (default 2)")
+    settings.add_argument("--max-length", type=positive_int, default=None, help="tokens per pair (default 256)")
+    settings.add_argument("--dropout", type=probability, default=None, help="override the model's dropout")
+    settings.add_argument("--save-every", type=positive_int, default=None, help="checkpoint + validation interval (default 100)")
+    settings.add_argument("--keep-last", type=positive_int, default=None, help="checkpoints kept (default 2)")
     settings.add_argument("--seed", type=int, default=None, help="default 42")
     settings.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default=None,
                           help="compute precision; auto = bf16 where the hardware has it natively, else fp32")

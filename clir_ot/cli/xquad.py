@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from clir_ot.cli.arguments import output_dir, positive_int, xquad_source
 from clir_ot.datasets.xquad import DEFAULT_LANGUAGES, XQUAD_LANGUAGES, build_xquad_collections
 
 
@@ -12,12 +13,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Turn XQuAD (SQuAD-format JSON, one file per language) into topics, JSONL corpora, "
         "qrels for the cross and pool settings, and article folds.",
     )
-    parser.add_argument("--source", default=None,
+    parser.add_argument("--source", default=None, type=xquad_source,
                         help="folder with xquad.<lang>.json files; 'download' fetches them from the official repository")
-    parser.add_argument("--output", required=True, help="folder for the collections")
+    parser.add_argument("--output", required=True, type=output_dir, help="folder for the collections")
     parser.add_argument("--languages", nargs="+", default=list(DEFAULT_LANGUAGES), choices=XQUAD_LANGUAGES,
                         metavar="LANG", help="languages to include (default: the 11 of the shared copy)")
-    parser.add_argument("--folds", type=int, default=2, help="number of article folds (default 2)")
+    parser.add_argument("--folds", type=positive_int, default=2, help="number of article folds (default 2)")
     parser.set_defaults(func=run)
     return parser
 

@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from clir_ot.cli.arguments import input_dir, input_file, output_dir
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -14,13 +16,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "search them with the original English query encoder, and compare with the dense first stage (paired "
         "randomization test, Holm-corrected). Writes table.dense-students.md. Finished steps are reused.",
     )
-    parser.add_argument("--output", default="runs/xquad", help="folder of the baseline outputs (default runs/xquad)")
-    parser.add_argument("--index-root", default="indexes", help="where the students' faiss indexes go")
-    parser.add_argument("--tatoeba", required=True, help="Tatoeba folder (two-file layout)")
+    parser.add_argument("--output", default="runs/xquad", type=input_dir, help="folder of the baseline outputs (default runs/xquad)")
+    parser.add_argument("--index-root", default="indexes", type=output_dir, help="where the students' faiss indexes go")
+    parser.add_argument("--tatoeba", required=True, type=input_dir, help="Tatoeba folder (two-file layout)")
     parser.add_argument("--languages", nargs="+", default=["th", "hi", "el"])
     parser.add_argument("--methods", nargs="+", default=["mse-sent", "ot", "ot-shuffled"],
                         help="ot, mse-sent, mse-token, score-kd, each optionally with -shuffled")
-    parser.add_argument("--config", default=None, help="JSON of training + distillation settings")
+    parser.add_argument("--config", default=None, type=input_file, help="JSON of training + distillation settings")
     parser.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default="auto")
     parser.add_argument("--encoder", default=None,
                         help="the bi-encoder of the baseline's dense run: query encoder and the students' start "

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from clir_ot.cli.arguments import input_dir, input_file, positive_float, positive_int
 from clir_ot.datasets.xquad import DEFAULT_LANGUAGES, XQUAD_LANGUAGES
 from clir_ot.models.loading import DTYPES
 
@@ -16,17 +17,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "BM25+dense RRF run), reranks each fold's questions with its own teacher in every language, merges "
         "and evaluates. Reuses finished steps; training resumes from checkpoints.",
     )
-    parser.add_argument("--output", default="runs/xquad", help="folder of the baseline outputs (default runs/xquad)")
+    parser.add_argument("--output", default="runs/xquad", type=input_dir, help="folder of the baseline outputs (default runs/xquad)")
     parser.add_argument("--base", default=None, help="backbone (default: the offline multilingual-e5-small)")
     parser.add_argument("--languages", nargs="+", default=list(DEFAULT_LANGUAGES), choices=XQUAD_LANGUAGES,
                         metavar="LANG")
-    parser.add_argument("--depth", type=int, default=10, help="first-stage hits reranked per question (default 10)")
-    parser.add_argument("--config", default=None, help="JSON TrainingConfig settings")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--max-steps", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=None, help="training groups per step")
-    parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--depth", type=positive_int, default=10, help="first-stage hits reranked per question (default 10)")
+    parser.add_argument("--config", default=None, type=input_file, help="JSON TrainingConfig settings")
+    parser.add_argument("--epochs", type=positive_int, default=None)
+    parser.add_argument("--max-steps", type=positive_int, default=None)
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="training groups per step")
+    parser.add_argument("--lr", type=positive_float, default=None)
+    parser.add_argument("--max-length", type=positive_int, default=256)
     parser.add_argument("--dtype", choices=DTYPES, default="auto")
     parser.set_defaults(func=run)
     return parser

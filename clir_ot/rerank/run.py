@@ -19,6 +19,7 @@ from typing import Collection, Mapping
 
 from tqdm.auto import tqdm
 
+from clir_ot.errors import ConfigError
 from clir_ot.formats import Hit, RunWriter, iter_run_by_query, sha256_of
 from clir_ot.rerank.base import Reranker, assemble_ranking
 
@@ -48,7 +49,7 @@ def rerank_run(
     test fold of a cross-fitted model.
     """
     if depth < 1:
-        raise ValueError(f"depth must be at least 1, got {depth}")
+        raise ConfigError(f"depth must be at least 1, got {depth}")
     started = time.time()
     pairs = 0
     scoring_seconds = 0.0

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from clir_ot.errors import ConfigError
 from clir_ot.formats import Hit, RunWriter, iter_run_by_query, strictly_decreasing
 
 __all__ = ["fuse_run_files", "reciprocal_rank_fusion"]
@@ -28,10 +29,10 @@ def reciprocal_rank_fusion(
     ``weights`` multiply each run's contribution (default 1 each).
     """
     if k < 0:
-        raise ValueError(f"RRF k must be non-negative, got {k}")
+        raise ConfigError(f"RRF k must be non-negative, got {k}")
     weights = list(weights) if weights is not None else [1.0] * len(rankings)
     if len(weights) != len(rankings):
-        raise ValueError(f"{len(weights)} weights for {len(rankings)} runs")
+        raise ConfigError(f"{len(weights)} weights for {len(rankings)} runs; give one weight per run")
     fused: dict[str, float] = {}
     qid = ""
     for ranking, weight in zip(rankings, weights):
@@ -56,7 +57,9 @@ def fuse_run_files(
     fused from the runs that have them.
     """
     if len(runs) < 2:
-        raise ValueError("fusion needs at least two runs")
+        raise ConfigError("fusion needs at least two runs")
+    if weights is not None and len(weights) != len(runs):  # zip() below would drop runs silently
+        raise ConfigError(f"{len(weights)} weights for {len(runs)} runs; give one weight per run")
     loaded: list[Mapping[str, list[Hit]]] = [dict(iter_run_by_query(path)) for path in runs]
     qids = list(dict.fromkeys(q for run in loaded for q in run))
     with RunWriter(output, tag=tag) as writer:

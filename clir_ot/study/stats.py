@@ -51,16 +51,16 @@ def _paired_differences(a: Sequence[float] | np.ndarray, b: Sequence[float] | np
     x = np.asarray(a, dtype=float)
     y = np.asarray(b, dtype=float)
     if x.ndim != 1 or y.ndim != 1:
-        raise ValueError(f"paired values must be 1-D arrays; got shapes {x.shape} and {y.shape}")
+        raise ConsistencyError(f"paired values must be 1-D arrays; got shapes {x.shape} and {y.shape}")
     if x.shape != y.shape:
-        raise ValueError(
+        raise ConsistencyError(
             f"paired values must have the same length (one value per query in each); got {len(x)} and {len(y)}; "
             "align both on the same query ids first"
         )
     if len(x) == 0:
-        raise ValueError("paired values are empty: there is no query to test")
+        raise ConsistencyError("paired values are empty: there is no query to test")
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
-        raise ValueError("paired values contain NaN or infinite values")
+        raise ConsistencyError("paired values contain NaN or infinite values")
     return x - y
 
 
@@ -168,7 +168,7 @@ def paired_t_test(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarr
     """
     d = _paired_differences(a, b)
     if len(d) < 2:
-        raise ValueError(f"the paired t-test needs at least 2 queries; got {len(d)}")
+        raise ConsistencyError(f"the paired t-test needs at least 2 queries; got {len(d)}")
     if not d.any():
         return 1.0
     if np.all(d == d[0]):
@@ -197,7 +197,7 @@ def holm(pvalues: Mapping[str, float]) -> dict[str, float]:
     """
     for name, p in pvalues.items():
         if not (isinstance(p, (int, float, np.floating)) and 0.0 <= float(p) <= 1.0):
-            raise ValueError(f"p-value of {name!r} must be a number in [0, 1]; got {p!r}")
+            raise ConfigError(f"p-value of {name!r} must be a number in [0, 1]; got {p!r}")
     m = len(pvalues)
     ordered = sorted(pvalues.items(), key=lambda item: float(item[1]))  # stable: ties keep input order
     adjusted: dict[str, float] = {}
@@ -251,7 +251,7 @@ def bootstrap_ci(
     """
     _check_resampling(n_resamples, confidence)
     if int(n_items) != n_items or n_items < 1:
-        raise ValueError(f"n_items must be a positive integer; got {n_items!r}")
+        raise ConfigError(f"n_items must be a positive integer; got {n_items!r}")
     n = int(n_items)
     everything = np.arange(n)
     if vectorized:
@@ -265,7 +265,7 @@ def bootstrap_ci(
         if vectorized:
             values = np.asarray(statistic(indices), dtype=float).reshape(-1)
             if values.shape != (size,):
-                raise ValueError(
+                raise ConfigError(
                     f"a vectorized statistic must return shape ({size},) for indices of shape {indices.shape}; "
                     f"got {values.shape}"
                 )
@@ -274,7 +274,7 @@ def bootstrap_ci(
         draws.append(values)
     boot = np.concatenate(draws)
     if not np.isfinite(boot).all():
-        raise ValueError("the statistic returned NaN or infinite values on some bootstrap resamples")
+        raise ConsistencyError("the statistic returned NaN or infinite values on some bootstrap resamples")
     alpha = 1.0 - confidence
     low, high = np.quantile(boot, [alpha / 2, 1.0 - alpha / 2])
     return estimate, float(low), float(high)
@@ -405,7 +405,7 @@ def gain_difference(
             rows.append([float(treated[q]) - float(control[q]) for q in qids_sorted])
         matrix = np.asarray(rows, dtype=float)
         if not np.isfinite(matrix).all():
-            raise ValueError(f"scores of backbone {backbone!r} contain NaN or infinite values")
+            raise ConsistencyError(f"scores of backbone {backbone!r} contain NaN or infinite values")
         return matrix
 
     small, large = (gains_matrix(b) for b in chosen)

@@ -5,6 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
+from clir_ot.errors import ConsistencyError
 from clir_ot.training.data import TrainingGroup
 
 __all__ = ["MrrValidator", "reciprocal_ranks"]
@@ -41,7 +42,7 @@ class MrrValidator:
     def __init__(self, groups: Sequence[TrainingGroup], *, batch_size: int = 64, max_length: int | None = None,
                  dtype: str | None = None, cutoff: int = 10):
         if not groups:
-            raise ValueError("MrrValidator needs at least one group")
+            raise ConsistencyError("MrrValidator needs at least one group: the validation data has none")
         self.groups = list(groups)
         self.batch_size = batch_size
         self.max_length = max_length
