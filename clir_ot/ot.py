@@ -486,7 +486,34 @@ def sinkhorn(
     --------
     ot.sinkhorn, ot.unbalanced.sinkhorn_unbalanced : POT's single-problem solvers, matched to 1e-6.
     """
-    # ---- arguments
+    pair = _check_options(cost, epsilon, epsilon_mode, method, differentiate, max_iter, check_every,
+                          marginal_penalty)
+    single = cost.dim() == 2
+    if single:
+        cost, a, b, mask_a, mask_b = _with_batch_dim(cost, a, b, mask_a, mask_b)
+    problem, c_clean, track, tol = _prepare(cost, a, b, mask_a, mask_b, epsilon=epsilon,
+                                            epsilon_mode=epsilon_mode, pair=pair,
+                                            differentiate=differentiate, tol=tol)
+    use_scaling = _choose_domains(problem, method)
+    with torch.set_grad_enabled(track):
+        plan, total, f, g, n_iter, err = _solve_split(
+            problem, use_scaling, fallback=method == "auto", balanced=pair is None, max_iter=int(max_iter),
+            tol=tol, check_every=int(check_every), track=track,
+        )
+    converged = err < tol
+    _warn_unconverged(err, converged, tol=tol, max_iter=max_iter, method=method)
+    return _result(cost, c_clean, problem.eps, plan, total, f, g, n_iter, converged, err, track=track,
+                   single=single)
+
+
+# --------------------------------------------------------------------------------------------------
+# The dispatcher's parts: options, the batch as the solvers see it, the domain of each element,
+# the warning and the result
+
+
+def _check_options(cost, epsilon, epsilon_mode, method, differentiate, max_iter, check_every,
+                   marginal_penalty) -> tuple[float, float] | None:
+    """Validate the scalar options of :func:`sinkhorn`; return the marginal penalties (None: balanced)."""
     if not isinstance(cost, torch.Tensor) or not cost.is_floating_point() or cost.dim() not in (2, 3):
         got = f"{cost.dtype} {tuple(cost.shape)}" if isinstance(cost, torch.Tensor) else type(cost).__name__
         raise ConfigError(f"cost must be a float tensor of shape (B, m, n) or (m, n); got {got}")
@@ -500,23 +527,34 @@ def sinkhorn(
         raise ConfigError(f"epsilon must be a positive finite number; got {epsilon!r}")
     if int(max_iter) < 1 or int(check_every) < 1:
         raise ConfigError(f"max_iter and check_every must be >= 1; got {max_iter}, {check_every}")
-    pair = _penalty_pair(marginal_penalty)
-    balanced = pair is None
+    return _penalty_pair(marginal_penalty)
 
-    single = cost.dim() == 2
-    if single:
-        cost = cost.unsqueeze(0)
-        a = None if a is None else torch.as_tensor(a).unsqueeze(0)
-        b = None if b is None else torch.as_tensor(b).unsqueeze(0)
-        mask_a = None if mask_a is None else mask_a.unsqueeze(0)
-        mask_b = None if mask_b is None else mask_b.unsqueeze(0)
+
+def _with_batch_dim(cost, a, b, mask_a, mask_b):
+    """A single (m, n) problem as a batch of one."""
+    return (
+        cost.unsqueeze(0),
+        None if a is None else torch.as_tensor(a).unsqueeze(0),
+        None if b is None else torch.as_tensor(b).unsqueeze(0),
+        None if mask_a is None else mask_a.unsqueeze(0),
+        None if mask_b is None else mask_b.unsqueeze(0),
+    )
+
+
+def _prepare(cost, a, b, mask_a, mask_b, *, epsilon, epsilon_mode, pair, differentiate, tol):
+    """Marginals, masks, the cleaned cost and epsilon: return ``(problem, c_clean, track, tol)``.
+
+    ``c_clean`` is the cost in the compute dtype with padding pairs set to 0 (padding may hold inf or
+    nan), still attached to autograd; ``problem.c`` is the same, detached unless ``track`` (unrolled
+    differentiation of a cost that requires grad).
+    """
     B, m, n = cost.shape
     dtype = torch.float64 if cost.dtype == torch.float64 else torch.float32
     device = cost.device
     tol = DEFAULT_TOL[dtype] if tol is None else float(tol)
-
     a, mask_a = _marginal(a, mask_a, (B, m), "a", dtype, device)
     b, mask_b = _marginal(b, mask_b, (B, n), "b", dtype, device)
+    balanced = pair is None
     if balanced:
         sa, sb = a.sum(-1), b.sum(-1)
         if bool(((sa - sb).abs() > 1e-6 * torch.maximum(sa, sb)).any()):
@@ -525,7 +563,6 @@ def sinkhorn(
                 "marginals or pass marginal_penalty=... for unbalanced OT"
             )
 
-    # ---- the cost with padding neutralised (padding may hold inf/nan): 0 on masked pairs
     c = cost.to(dtype)  # differentiable; a no-op for float32/float64 input
     masked = not (bool(mask_a.all()) and bool(mask_b.all()))
     pair_mask = mask_a.unsqueeze(2) & mask_b.unsqueeze(1) if masked else None
@@ -538,55 +575,71 @@ def sinkhorn(
         low, high = flat.amin(1), flat.amax(1)  # with masks: widened by the zeros (aminmax is slower)
         if not (bool(torch.isfinite(low).all()) and bool(torch.isfinite(high).all())):
             raise ConfigError("cost has non-finite entries on unmasked pairs")
-        # ---- epsilon, per element, a constant for autograd
-        if epsilon_mode == "absolute":
-            eps = torch.full((B,), float(epsilon), dtype=dtype, device=device)
-        else:
-            count = pair_mask.sum((1, 2)) if masked else m * n
-            scale = torch.linalg.vector_norm(c_iter.detach(), ord=1, dim=(1, 2)) / count
-            eps = float(epsilon) * torch.where(scale > 0, scale, torch.ones_like(scale))
-        # ---- which elements go to which domain: the spread of the row/column-reduced cost over
-        # eps decides; max - min bounds it from above and costs one pass, the exact value is only
-        # computed where the bound is inconclusive
-        if method == "log":
-            use_scaling = torch.zeros(B, dtype=torch.bool, device=device)
-        elif method == "scaling":
-            use_scaling = torch.ones(B, dtype=torch.bool, device=device)
-        else:
-            limit = SCALING_SAFE_RANGE[dtype]
-            use_scaling = (high - low) / eps <= limit
-            unsure = (~use_scaling).nonzero().squeeze(1)
-            if unsure.numel():
-                sub = c_iter.detach().index_select(0, unsure)
-                sub_mask = None if pair_mask is None else pair_mask.index_select(0, unsure)
-                reduced, _, _ = _reduce(sub, sub_mask)
-                exact = reduced.amax((1, 2)) / eps.index_select(0, unsure)
-                use_scaling = use_scaling.index_copy(0, unsure, exact <= limit)
+        eps = _epsilon(c_iter.detach(), pair_mask, epsilon, epsilon_mode)
     if balanced:
         fi_a = fi_b = torch.ones(B, dtype=dtype, device=device)
     else:
         fi_a = torch.ones_like(eps) if math.isinf(pair[0]) else pair[0] / (pair[0] + eps)
         fi_b = torch.ones_like(eps) if math.isinf(pair[1]) else pair[1] / (pair[1] + eps)
+    problem = _Problem(c_iter, pair_mask, a, b, mask_a, mask_b, eps, fi_a, fi_b, high - low)
+    return problem, c_clean, track, tol
 
-    problem = _Problem(c_iter, pair_mask, a, b, mask_a, mask_b, eps, fi_a, fi_b)
-    with torch.set_grad_enabled(track):
-        plan, total, f, g, n_iter, err = _solve_split(
-            problem, use_scaling, fallback=method == "auto", balanced=balanced, max_iter=int(max_iter),
-            tol=tol, check_every=int(check_every), track=track,
-        )
 
-    converged = err < tol
-    if not bool(converged.all()):
-        bad = int((~converged).sum())
-        worst = float(torch.nan_to_num(err, nan=math.inf).max())
-        warnings.warn(
-            f"Sinkhorn did not converge for {bad} of {B} problem(s) within max_iter={max_iter} "
-            f"(largest error {worst:.3g} > tol={tol:.3g}); increase `max_iter`, or use a larger "
-            f"`epsilon`" + (", or method='log'" if method == "scaling" else ""),
-            SinkhornConvergenceWarning,
-            stacklevel=2,
-        )
+def _epsilon(c, pair_mask, epsilon, epsilon_mode) -> torch.Tensor:
+    """The absolute epsilon of each element (B,): as given, or ``epsilon`` x the mean unmasked |C|."""
+    B, m, n = c.shape
+    if epsilon_mode == "absolute":
+        return torch.full((B,), float(epsilon), dtype=c.dtype, device=c.device)
+    count = pair_mask.sum((1, 2)) if pair_mask is not None else m * n
+    scale = torch.linalg.vector_norm(c, ord=1, dim=(1, 2)) / count
+    return float(epsilon) * torch.where(scale > 0, scale, torch.ones_like(scale))
 
+
+def _choose_domains(problem, method) -> torch.Tensor:
+    """Which elements run in the scaling domain (B,) bool; the others run in the log domain.
+
+    For ``"auto"`` the largest entry of the row/column-reduced cost over epsilon decides;
+    ``problem.spread`` bounds it from above at no extra cost, and the exact value is only computed
+    where the bound is inconclusive.
+    """
+    B = problem.c.shape[0]
+    device = problem.c.device
+    if method == "log":
+        return torch.zeros(B, dtype=torch.bool, device=device)
+    if method == "scaling":
+        return torch.ones(B, dtype=torch.bool, device=device)
+    with torch.no_grad():
+        limit = SCALING_SAFE_RANGE[problem.c.dtype]
+        eps = problem.eps
+        use_scaling = problem.spread / eps <= limit
+        unsure = (~use_scaling).nonzero().squeeze(1)
+        if unsure.numel():
+            sub = problem.c.detach().index_select(0, unsure)
+            sub_mask = None if problem.pair_mask is None else problem.pair_mask.index_select(0, unsure)
+            reduced, _, _ = _reduce(sub, sub_mask)
+            exact = reduced.amax((1, 2)) / eps.index_select(0, unsure)
+            use_scaling = use_scaling.index_copy(0, unsure, exact <= limit)
+    return use_scaling
+
+
+def _warn_unconverged(err, converged, *, tol, max_iter, method) -> None:
+    """Warn (naming the parameters to change) when some element did not reach ``tol``."""
+    if bool(converged.all()):
+        return
+    bad = int((~converged).sum())
+    worst = float(torch.nan_to_num(err, nan=math.inf).max())
+    warnings.warn(
+        f"Sinkhorn did not converge for {bad} of {err.shape[0]} problem(s) within max_iter={max_iter} "
+        f"(largest error {worst:.3g} > tol={tol:.3g}); increase `max_iter`, or use a larger "
+        f"`epsilon`" + (", or method='log'" if method == "scaling" else ""),
+        SinkhornConvergenceWarning,
+        stacklevel=3,
+    )
+
+
+def _result(cost, c_clean, eps, plan, total, f, g, n_iter, converged, err, *, track, single) -> OTResult:
+    """Assemble the :class:`OTResult`: the cost's gradient (unrolled or envelope), units, dtypes."""
+    B = cost.shape[0]
     if track:
         total = (plan * c_clean).sum((1, 2))
     else:
@@ -655,6 +708,7 @@ class _Problem:
     eps: torch.Tensor  # (B,)
     fi_a: torch.Tensor  # (B,)  rho_a / (rho_a + eps), 1 when balanced
     fi_b: torch.Tensor  # (B,)
+    spread: torch.Tensor  # (B,) an upper bound on the largest entry of the row/column-reduced cost
 
     def _map(self, fn) -> "_Problem":
         fields = (getattr(self, k) for k in self.__dataclass_fields__)
@@ -681,16 +735,16 @@ def _solve_split(problem, use_scaling, *, fallback, balanced, max_iter, tol, che
     for idx, scaling in parts:
         sub = problem if idx is None else problem.take(idx)
         if scaling:
-            out = _run_scaling(sub, track=track, **opts)
+            out = _sinkhorn_scaling(sub, track=track, **opts)
             err, total = out[-1], out[1]
             failed = ~torch.isfinite(err) | ~torch.isfinite(total)
             if fallback and bool(failed.any()):
                 bad = failed.nonzero().squeeze(1)
-                redo = _run_log(sub.take(bad), track=track, **opts)
+                redo = _sinkhorn_log(sub.take(bad), track=track, **opts)
                 out = tuple(x.index_copy(0, bad, y) if isinstance(x, torch.Tensor) else max(x, y)
                             for x, y in zip(out, redo))
         else:
-            out = _run_log(sub, track=track, **opts)
+            out = _sinkhorn_log(sub, track=track, **opts)
         n_iter = max(n_iter, out[4])
         results.append((idx, out))
     if len(results) == 1:
@@ -730,12 +784,21 @@ def _chunked(runner, p: _Problem, *, track, **opts):
     return plan, total, f, g, max(part[4] for part in parts), err
 
 
-def _run_log(p: _Problem, *, balanced, max_iter, tol, check_every, track):
+def _sinkhorn_log(p: _Problem, *, balanced, max_iter, tol, check_every, track):
+    """The log-domain solver: dual potentials updated by log-sum-exp (stable for any epsilon).
+
+    Returns ``(plan, cost, f, g, n_iter, err)`` with f, g in units of epsilon.
+    """
     return _chunked(_run_log_chunk, p, balanced=balanced, max_iter=max_iter, tol=tol, check_every=check_every,
                     track=track)
 
 
-def _run_scaling(p: _Problem, *, balanced, max_iter, tol, check_every, track):
+def _sinkhorn_scaling(p: _Problem, *, balanced, max_iter, tol, check_every, track):
+    """The scaling-domain solver: two batched mat-vec products per iteration on the reduced kernel.
+
+    Only safe where the reduced cost over epsilon is bounded (see :func:`_choose_domains`).
+    Returns ``(plan, cost, f, g, n_iter, err)`` with f, g in units of epsilon.
+    """
     return _chunked(_run_scaling_chunk, p, balanced=balanced, max_iter=max_iter, tol=tol,
                     check_every=check_every, track=track)
 
