@@ -14,6 +14,8 @@ topics   ``qid<TAB>text`` (TSV), or JSONL with ``{"qid": ..., "query": ...}`` (`
          are accepted as the key names too).
 corpus   JSONL ``{"id": ..., "contents": ...}`` -- Pyserini's ``JsonCollection`` -- as one file or a
          folder of ``*.jsonl`` files. Other fields are kept in :attr:`Document.fields`.
+folds    JSON ``{"folds": [{"fold": k, "paragraphs": [...], ...}, ...]}``, the article folds of a
+         cross-fitted collection (written by :func:`clir_ot.datasets.xquad.build_xquad_collections`).
 
 Tie handling: trec_eval orders documents of equal score by docid, which silently changes P@k, and it
 compares scores as 32-bit floats (so does pytrec_eval): two scores that differ only beyond float32
@@ -53,6 +55,7 @@ __all__ = [
     "load_corpus",
     "load_run",
     "parse_json_line",
+    "read_folds",
     "read_qrels",
     "read_topics",
     "sha256_of",
@@ -592,6 +595,22 @@ def write_corpus(path: PathLike, documents: Iterable[Document]) -> Path:
         for doc in documents:
             handle.write(json.dumps(doc.to_json(), ensure_ascii=False) + "\n")
     return Path(path)
+
+
+# --------------------------------------------------------------------------------------------------
+# Folds
+
+
+def read_folds(path: PathLike) -> list[dict]:
+    """The fold records of a ``folds.json`` (each has ``fold`` and ``paragraphs``, and for XQuAD the
+    test ``qids`` and ``docids``), as written by :func:`clir_ot.datasets.xquad.build_xquad_collections`."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["folds"]
+    except FileNotFoundError:
+        raise InputFormatError(path, None, "no such file") from None
+    except (json.JSONDecodeError, KeyError) as err:
+        raise InputFormatError(path, None, f"not a folds file ({err})") from None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -47,13 +47,18 @@ def test_unknown_language_is_an_error_not_english(tmp_path):
     assert not (tmp_path / "idx").exists()
 
 
-def test_every_supported_language_resolves():
-    from clir_ot.retrieval.analysis import LANGUAGE_NAMES
+def test_every_language_of_the_table_resolves_and_analyses():
+    from clir_ot.retrieval.analysis import language_table
 
-    for code in LANGUAGE_NAMES:
-        analysis = resolve_analysis(code, thai_tokenizer="pythainlp" if code == "th" else "auto")
-        assert analysis.language == code
-        assert analysis.method in ("lucene", "pretokenized")
+    rows = language_table()
+    assert len(rows) > 60
+    for row in rows:
+        analysis = resolve_analysis(row.code, thai_tokenizer="pythainlp" if row.code == "th" else "auto")
+        assert analysis.language == row.code
+        assert analysis.method in row.method.split(" / ")
+        if analysis.method == "pretokenized":  # every class of the table exists and builds without arguments
+            terms = Pretokenizer(analysis).terms("Hello World")
+            assert terms and all(t == t.lower() for t in terms), (row, terms)
 
 
 def test_english_index_search_and_stemming(english_index, tmp_path):

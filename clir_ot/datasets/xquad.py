@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from clir_ot.errors import ConfigError, InputFormatError
-from clir_ot.formats import Document, atomic_open, write_corpus, write_qrels, write_topics
+from clir_ot.formats import Document, atomic_open, read_folds, write_corpus, write_qrels, write_topics  # noqa: F401 (read_folds re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -264,17 +264,6 @@ def build_xquad_collections(
         ",".join(languages), output, counts["articles"], counts["paragraphs"], counts["questions"], folds,
     )
     return manifest
-
-
-def read_folds(path: str | os.PathLike) -> list[dict]:
-    """The fold records written by :func:`build_xquad_collections`."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))["folds"]
-    except FileNotFoundError:
-        raise InputFormatError(path, None, "no such file") from None
-    except (json.JSONDecodeError, KeyError) as err:
-        raise InputFormatError(path, None, f"not a folds file ({err})") from None
 
 
 def pool_corpus_dirs(collection: str | os.PathLike, languages: Iterable[str]) -> list[Path]:

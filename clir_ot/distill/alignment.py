@@ -14,6 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from clir_ot.distill.losses import OTAlignmentLoss
+from clir_ot.distill.masks import content_token_mask
+from clir_ot.distill.trainer import encode_states
+from clir_ot.io import atomic_open
+
 __all__ = ["PairAlignment", "align_pair", "plot_plan"]
 
 
@@ -31,9 +36,6 @@ class PairAlignment:
 
 
 def _states(model, text: str, layer: int):
-    from clir_ot.distill.masks import content_token_mask
-    from clir_ot.distill.trainer import encode_states
-
     tok = model.tokenizer
     prefix = getattr(model.config, "passage_prefix", "") if not hasattr(model, "head") else ""
     batch = tok([prefix + text], return_tensors="pt", truncation=True, max_length=256)
@@ -49,8 +51,6 @@ def _states(model, text: str, layer: int):
 def align_pair(teacher, student, english: str, foreign: str, *, layer: int = -1, epsilon: float = 0.1,
                epsilon_mode: str = "relative", centre: bool = False) -> PairAlignment:
     """The OT plan between ``english`` (encoded by ``teacher``) and ``foreign`` (by ``student``)."""
-    from clir_ot.distill.losses import OTAlignmentLoss
-
     h_t, m_t, tokens_t = _states(teacher, english, layer)
     h_s, m_s, tokens_s = _states(student, foreign, layer)
     result = OTAlignmentLoss(epsilon=epsilon, epsilon_mode=epsilon_mode, centre=centre, tol=1e-6,
@@ -61,10 +61,7 @@ def align_pair(teacher, student, english: str, foreign: str, *, layer: int = -1,
 
 def plot_plan(alignment: PairAlignment, path: str | Path, title: str = "") -> Path:
     """Save the plan as a heatmap PNG (each English row normalised to sum to 1) atomically."""
-    import os
-    import tempfile
-
-    import matplotlib
+    import matplotlib  # plotting only: imported here, and the Agg backend is chosen before pyplot
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -81,11 +78,9 @@ def plot_plan(alignment: PairAlignment, path: str | Path, title: str = "") -> Pa
     figure.colorbar(image, ax=axis, fraction=0.03)
     figure.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(handle)
-    figure.savefig(tmp, dpi=130)
-    plt.close(figure)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    try:
+        with atomic_open(path, "wb") as handle:
+            figure.savefig(handle, format="png", dpi=130)
+    finally:
+        plt.close(figure)
     return path

@@ -36,7 +36,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError
-from clir_ot.formats import PathLike, atomic_open, iter_lines, parse_json_line
+from clir_ot.formats import iter_lines, load_corpus, parse_json_line, read_folds
+from clir_ot.io import PathLike, atomic_open, data_suffix
 
 logger = logging.getLogger(__name__)
 
@@ -120,17 +121,12 @@ def read_parallel_files(foreign_path: PathLike, english_path: PathLike) -> list[
     return pairs
 
 
-def _suffix(path: Path) -> str:
-    suffixes = [s for s in path.suffixes if s != ".gz"]
-    return suffixes[-1] if suffixes else ""
-
-
 def read_bitext(path: PathLike) -> list[BitextPair]:
     """Read a one-file bitext: ``*.tsv`` (``english<TAB>foreign``) or ``*.jsonl``/``*.json``
     (``{"english": ..., "foreign": ...}``), ``.gz`` too. For two line-aligned files use
     :func:`read_parallel_files`."""
     path = Path(path)
-    kind = _suffix(path)
+    kind = data_suffix(path)
     if kind == ".tsv":
         pairs = list(_read_tsv(path))
     elif kind in (".jsonl", ".json"):
@@ -183,7 +179,7 @@ def _read_jsonl(path: Path) -> Iterable[BitextPair]:
 def write_bitext(path: PathLike, pairs: Iterable[BitextPair]) -> Path:
     """Write pairs (atomically) as ``*.tsv`` or ``*.jsonl``, the formats :func:`read_bitext` reads."""
     path = Path(path)
-    kind = _suffix(path)
+    kind = data_suffix(path)
     if kind not in (".tsv", ".jsonl", ".json"):
         raise ConfigError(f"cannot write bitext to {path}: name it *.tsv or *.jsonl")
     with atomic_open(path) as handle:
@@ -254,9 +250,6 @@ def xquad_paragraph_pairs(collection: PathLike, lang: str, exclude_fold: int) ->
     in-domain bitext. The paragraphs of the test fold ``exclude_fold`` are never returned (checked
     against ``folds.json``), so a student of that fold sees nothing of its test articles.
     """
-    from clir_ot.datasets.xquad import read_folds
-    from clir_ot.formats import load_corpus
-
     collection = Path(collection)
     folds = read_folds(collection / "folds.json")
     numbers = [int(f["fold"]) for f in folds]

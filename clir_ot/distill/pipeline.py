@@ -10,10 +10,11 @@ import torch
 from clir_ot.distill.bitext import BitextPair, shuffled_control, split_bitext
 from clir_ot.distill.trainer import DistillationConfig, DistillationTrainer, bitext_fingerprint
 from clir_ot.errors import ConfigError
-from clir_ot.formats import PathLike
+from clir_ot.io import PathLike
+from clir_ot.models import BiEncoderModel, CrossEncoderModel
+from clir_ot.models.folder import describe_model
 from clir_ot.training.data import DataSpec, load_training_data
 from clir_ot.training.distributed import init_distributed, shutdown_distributed
-from clir_ot.training.pipeline import _describe_base
 from clir_ot.training.trainer import TrainingConfig, TrainingResult, seed_everything
 
 logger = logging.getLogger(__name__)
@@ -23,8 +24,6 @@ __all__ = ["distill_student", "load_model"]
 
 def load_model(path: PathLike | None, model_type: str, max_length: int | None = None):
     """The teacher (or a fresh student copy of it) as the right model class."""
-    from clir_ot.models import BiEncoderModel, CrossEncoderModel
-
     if model_type == "cross-encoder":
         return CrossEncoderModel.from_pretrained(path, max_length=max_length)
     if model_type == "bi-encoder":
@@ -84,7 +83,7 @@ def distill_student(
             rank_groups=groups if distill.rank_weight > 0 else (), device=device, progress=progress,
         )
         trainer.extra_manifest = {
-            "teacher": _describe_base(teacher, teacher_model.name_or_path) if dist.is_main else {},
+            "teacher": describe_model(teacher, teacher_model.name_or_path) if dist.is_main else {},
             "distillation": distill.to_dict(),
             "bitext": {
                 "files": [str(Path(f).resolve()) for f in bitext_files],

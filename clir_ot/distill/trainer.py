@@ -6,7 +6,7 @@ One optimizer step, for a micro-batch of bitext pairs :math:`(e_b, f_b)`:
 * the frozen teacher T encodes the English sides, the student S the foreign sides (``passage``
   mode: each text alone as the passage segment; ``query`` mode: an English training query q
   before both, T sees (q, e), S sees (q, f), and only the passage tokens take part);
-* the distillation term ``L_distill`` is one of :data:`METHODS`: ``ot`` (OPTICAL: the Frobenius
+* the distillation term ``L_distill`` is one of :data:`DISTILL_METHODS`: ``ot`` (OPTICAL: the Frobenius
   product of the entropic transport plan and the cosine cost between T's and S's content tokens),
   ``mse-sent``, ``mse-token`` or ``score-kd`` (see :mod:`clir_ot.distill.losses`), on the layers in
   ``layers`` (per-layer losses summed);
@@ -38,18 +38,19 @@ from clir_ot.distill.bitext import BitextPair
 from clir_ot.distill.losses import CombinedLoss, build_distill_loss
 from clir_ot.distill.masks import content_token_mask
 from clir_ot.errors import ConfigError, ConsistencyError
+from clir_ot.models.bi_encoder import pool
 from clir_ot.models.loading import compute_precision, parameters_digest
-from clir_ot.settings import check_setting_types, settings_from_dict
+from clir_ot.settings import check_setting_types, derived_rng, settings_from_dict
 from clir_ot.training.data import TrainingGroup
 from clir_ot.training.losses import build_loss
 from clir_ot.training.trainer import Trainer, TrainingConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DistillationConfig", "DistillationTrainer", "METHODS", "MODEL_TYPES", "ENCODING_MODES"]
+__all__ = ["DistillationConfig", "DistillationTrainer", "DISTILL_METHODS", "MODEL_TYPES", "ENCODING_MODES"]
 
 #: Distillation objectives (``none``, the zero-shot teacher, needs no training).
-METHODS = ("ot", "mse-sent", "mse-token", "score-kd")
+DISTILL_METHODS = ("ot", "mse-sent", "mse-token", "score-kd")
 MODEL_TYPES = ("cross-encoder", "bi-encoder")
 ENCODING_MODES = ("passage", "query")
 
@@ -59,7 +60,7 @@ class DistillationConfig:
     """The distillation settings (the optimizer, batch, steps, precision... are a :class:`TrainingConfig`).
 
     Attributes:
-        method: the distillation objective, one of :data:`METHODS`.
+        method: the distillation objective, one of :data:`DISTILL_METHODS`.
         model_type: ``cross-encoder`` (the reranker) or ``bi-encoder`` (the dense first stage).
         mode: ``passage`` or ``query`` (an English training query before both sides; ``score-kd``
             always uses it, since a score needs a query).
@@ -98,9 +99,9 @@ class DistillationConfig:
 
     def __post_init__(self) -> None:
         check_setting_types(type(self), {f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
-        if self.method not in METHODS:
+        if self.method not in DISTILL_METHODS:
             hint = " ('none' is the teacher itself: nothing to train)" if self.method == "none" else ""
-            raise ConfigError(f"unknown distillation method {self.method!r}; valid: {', '.join(METHODS)}{hint}")
+            raise ConfigError(f"unknown distillation method {self.method!r}; valid: {', '.join(DISTILL_METHODS)}{hint}")
         if self.model_type not in MODEL_TYPES:
             raise ConfigError(f"unknown model type {self.model_type!r}; valid: {', '.join(MODEL_TYPES)}")
         if self.mode not in ENCODING_MODES:
@@ -198,8 +199,6 @@ class StudentForDistillation(nn.Module):
 
 def encode_states(model: nn.Module, layers: Sequence[int], input_ids, attention_mask, token_type_ids=None):
     """``(states per layer, scores or embeddings)`` of a cross-encoder or bi-encoder."""
-    from clir_ot.models.bi_encoder import pool
-
     inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
     if token_type_ids is not None:
         inputs["token_type_ids"] = token_type_ids
@@ -291,7 +290,7 @@ class DistillationTrainer(Trainer):
         self.combined = CombinedLoss(weights)
         if self.validate is None and self.valid_pairs:
             self.validate = self.validation_loss
-        rng = np.random.default_rng([config.seed, 7919])
+        rng = derived_rng(config.seed)
         self._pair_query = rng.integers(len(self.queries), size=len(self.groups)) if self.queries else None
         self._valid_query = rng.integers(len(self.queries), size=len(self.valid_pairs)) if self.queries else None
         tok = student.tokenizer

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from clir_ot.errors import ConfigError, ModelLoadError
-from clir_ot.io import PathLike, atomic_dir
+from clir_ot.io import PathLike, atomic_dir, sha256_of
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -28,6 +28,7 @@ __all__ = [
     "WEIGHT_FILES",
     "atomic_output_dir",
     "check_model_dir",
+    "describe_model",
     "read_settings",
     "save_model_folder",
     "write_settings",
@@ -81,6 +82,21 @@ def check_model_dir(folder: PathLike) -> Path:
             "with save_pretrained(), or point to a folder that has them"
         )
     return folder
+
+
+def describe_model(requested: PathLike | None, location: str) -> dict[str, Any]:
+    """What a manifest records about a model a job started from (a base, a teacher).
+
+    ``requested`` is the name or path the user gave (``None``: the offline default), ``location``
+    where it was loaded from; for a local folder the SHA-256 of each ``*.safetensors`` file is added,
+    so a later job can tell whether the folder was retrained in place.
+    """
+    info: dict[str, Any] = {"requested": None if requested is None else str(requested), "location": location}
+    path = Path(location)
+    if path.is_dir():
+        weights = sorted(p for p in path.iterdir() if p.is_file() and p.suffix == ".safetensors")
+        info["sha256"] = {p.name: sha256_of(p) for p in weights}
+    return info
 
 
 def read_settings(folder: PathLike) -> dict[str, Any] | None:

@@ -60,16 +60,19 @@ def build_index(
     language: str,
     threads: int = 1,
     thai_tokenizer: str = "auto",
+    analyzer: str = "auto",
 ) -> IndexInfo:
-    """Index a JSONL corpus (file or folder) with the analyzer of ``language``; returns the manifest.
+    """Index a JSONL corpus (file or folder) with the analysis of ``language``; returns the manifest.
 
+    ``analyzer`` forces an analysis (``standard``, ``whitespace``, ``icu`` or a Lucene analyzer class;
+    see :mod:`clir_ot.retrieval.analysis`); the manifest records it and :class:`BM25Searcher` reuses it.
     An existing index at ``index_dir`` is replaced only once the new one is complete.
     """
-    check_language(language)
+    language = check_language(language)
     corpus = Path(corpus)
     index_dir = Path(index_dir)
     runtime = ensure_jvm()
-    analysis = resolve_analysis(language, thai_tokenizer)
+    analysis = resolve_analysis(language, thai_tokenizer, analyzer)
     logger.info("indexing %s -> %s; analysis %s", corpus, index_dir, analysis.describe())
     pretokenizer = Pretokenizer(analysis) if analysis.method == "pretokenized" else None
     index_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -94,8 +97,8 @@ def build_index(
         ]
         if analysis.method == "pretokenized":
             args.append("-pretokenized")
-        elif language != "en":
-            args += ["-language", language]
+        elif analysis.language != "en":
+            args += ["-language", analysis.language]
         from jnius import autoclass
 
         autoclass("io.anserini.index.IndexCollection").main(args)
@@ -128,7 +131,9 @@ class BM25Searcher:
     """BM25 search over a Lucene index, with the analysis the index was built with.
 
     ``language`` is required for indexes not built by clir_ot (no manifest); for clir_ot indexes it
-    is read from the manifest, and a different ``language`` is an error.
+    is read from the manifest, and a different ``language`` is an error (any code of the same
+    language, ``swh`` for ``sw``, is the same). ``thai_tokenizer`` and ``analyzer`` apply only to
+    indexes without a manifest, whose analysis cannot be read.
     """
 
     def __init__(
@@ -138,6 +143,7 @@ class BM25Searcher:
         k1: float = DEFAULT_K1,
         b: float = DEFAULT_B,
         thai_tokenizer: str = "auto",
+        analyzer: str = "auto",
     ):
         self.index_dir = Path(index_dir)
         if not self.index_dir.is_dir():
@@ -145,7 +151,7 @@ class BM25Searcher:
         info = read_index_info(self.index_dir)
         if info is not None:
             self.analysis = info.analysis
-            if language is not None and language != self.analysis.language:
+            if language is not None and check_language(language) != self.analysis.language:
                 raise ConfigError(
                     f"index {self.index_dir} was built for language {self.analysis.language!r}, not {language!r}"
                 )
@@ -154,7 +160,7 @@ class BM25Searcher:
                 raise ConfigError(
                     f"index {self.index_dir} has no {MANIFEST} (not built by clir-ot): pass --language"
                 )
-            self.analysis = resolve_analysis(language, thai_tokenizer)
+            self.analysis = resolve_analysis(language, thai_tokenizer, analyzer)
             if self.analysis.method == "pretokenized":
                 logger.warning(
                     "index %s was not built by clir-ot; assuming its documents were pretokenised with %s",

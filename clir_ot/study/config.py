@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from clir_ot.distill.trainer import METHODS, DistillationConfig, split_settings
+from clir_ot.distill.trainer import DISTILL_METHODS, DistillationConfig, split_settings
 from clir_ot.errors import ConfigError, InputFormatError
 from clir_ot.training.trainer import TrainingConfig
 
@@ -252,8 +252,8 @@ def load_study_config(path: str | Path) -> StudyConfig:
                               f"variants; give a variant another name and a distillation method")
         base = str(explicit) if explicit is not None else method_name
         objective = base.removesuffix(SHUFFLED_SUFFIX)
-        if base != BASELINE_METHOD and objective not in METHODS:
-            valid = [BASELINE_METHOD, *METHODS] + [m + SHUFFLED_SUFFIX for m in METHODS]
+        if base != BASELINE_METHOD and objective not in DISTILL_METHODS:
+            valid = [BASELINE_METHOD, *DISTILL_METHODS] + [m + SHUFFLED_SUFFIX for m in DISTILL_METHODS]
             what = f"method {base!r} of {method_name!r}" if explicit is not None else f"method {method_name!r}"
             raise ConfigError(f"{where}: unknown {what}; valid: {', '.join(valid)}"
                               + ("" if explicit is not None else

@@ -30,16 +30,9 @@ from typing import Any, Collection, Iterable, Mapping, Sequence
 import numpy as np
 
 from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError, LeakageError
-from clir_ot.formats import (
-    PathLike,
-    iter_lines,
-    load_corpus,
-    load_run,
-    parse_json_line,
-    read_qrels,
-    read_topics,
-    sha256_of,
-)
+from clir_ot.formats import iter_lines, load_corpus, load_run, parse_json_line, read_folds, read_qrels, read_topics
+from clir_ot.io import PathLike, atomic_open, is_jsonl, is_tsv, sha256_of
+from clir_ot.settings import derived_rng
 
 logger = logging.getLogger(__name__)
 
@@ -419,8 +412,6 @@ def read_groups(path: PathLike) -> list[TrainingGroup]:
 
 def write_groups(path: PathLike, groups: Iterable[TrainingGroup]) -> Path:
     """Write groups as JSONL (atomically), the format :func:`read_groups` reads."""
-    from clir_ot.formats import atomic_open
-
     with atomic_open(path) as handle:
         for group in groups:
             handle.write(json.dumps(group.to_json(), ensure_ascii=False) + "\n")
@@ -440,7 +431,7 @@ def split_groups(groups: Sequence[TrainingGroup], fraction: float, seed: int) ->
     if len(keys) < 2:
         raise ConsistencyError(f"cannot hold out a validation split: the data has {len(keys)} distinct positive(s)")
     count = min(len(keys) - 1, max(1, round(fraction * len(keys))))
-    order = np.random.default_rng([seed, 7919]).permutation(len(keys))
+    order = derived_rng(seed).permutation(len(keys))
     held = {keys[i] for i in order[:count]}
     train = [g for g in groups if _positive_key(g) not in held]
     valid = [g for g in groups if _positive_key(g) in held]
@@ -475,8 +466,6 @@ class FoldSplit:
 
 def _fold_records(folds: PathLike | Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     if isinstance(folds, (str, Path)) or hasattr(folds, "__fspath__"):
-        from clir_ot.datasets.xquad import read_folds
-
         return read_folds(folds)  # type: ignore[arg-type]
     return list(folds)  # type: ignore[arg-type]
 
@@ -484,7 +473,7 @@ def _fold_records(folds: PathLike | Sequence[Mapping[str, Any]]) -> list[Mapping
 def xquad_fold_split(folds: PathLike | Sequence[Mapping[str, Any]], test_fold: int) -> FoldSplit:
     """Split XQuAD by article fold: train on the other folds' questions and paragraphs, test on ``test_fold``.
 
-    ``folds`` is a ``folds.json`` path or its records (:func:`clir_ot.datasets.xquad.read_folds`).
+    ``folds`` is a ``folds.json`` path or its records (:func:`clir_ot.formats.read_folds`).
     """
     records = _fold_records(folds)
     numbers = [int(r["fold"]) for r in records]
@@ -636,10 +625,9 @@ def describe_files(files: Mapping[str, PathLike]) -> dict[str, dict[str, str]]:
 
 
 def _read_group_file(path: PathLike) -> list[TrainingGroup]:
-    suffixes = [s for s in Path(path).suffixes if s != ".gz"]
-    if suffixes and suffixes[-1] in (".jsonl", ".json"):
+    if is_jsonl(path):
         return read_groups(path)
-    if suffixes and suffixes[-1] in (".tsv", ".txt"):
+    if is_tsv(path):
         return read_triples(path)
     raise ConfigError(f"cannot tell the format of {path}: name triples '.tsv' and groups '.jsonl'")
 
@@ -733,7 +721,7 @@ def _holdout_qids(
     if len(keys) < 2:
         raise ConsistencyError(f"cannot hold out a validation split: only {len(keys)} distinct positive document(s)")
     queries = sum(len(v) for v in by_positive.values())
-    order = np.random.default_rng([seed, 7919]).permutation(len(keys))
+    order = derived_rng(seed).permutation(len(keys))
     held: set[str] = set()
     for i in order:
         if len(held) >= math.ceil(fraction * queries) or len(held) + len(by_positive[keys[i]]) >= queries:

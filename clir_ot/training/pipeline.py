@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import torch
 
-from clir_ot.formats import PathLike, sha256_of
+from clir_ot.io import PathLike
+from clir_ot.models import CrossEncoderModel
+from clir_ot.models.folder import describe_model
 from clir_ot.training.data import DataSpec, load_training_data
 from clir_ot.training.distributed import init_distributed, shutdown_distributed
 from clir_ot.training.trainer import Trainer, TrainerState, TrainingConfig, TrainingResult, seed_everything
@@ -16,15 +17,6 @@ from clir_ot.training.validation import MrrValidator
 logger = logging.getLogger(__name__)
 
 __all__ = ["train_cross_encoder"]
-
-
-def _describe_base(base: PathLike | None, location: str) -> dict[str, Any]:
-    info: dict[str, Any] = {"requested": None if base is None else str(base), "location": location}
-    path = Path(location)
-    if path.is_dir():
-        weights = sorted(p for p in path.iterdir() if p.is_file() and p.suffix == ".safetensors")
-        info["sha256"] = {p.name: sha256_of(p) for p in weights}
-    return info
 
 
 def train_cross_encoder(
@@ -47,8 +39,6 @@ def train_cross_encoder(
     offline default (multilingual-e5-small); a base without a trained head gets a fresh ``head``
     (seeded by ``config.seed``). See :class:`~clir_ot.training.trainer.Trainer` for the output.
     """
-    from clir_ot.models import CrossEncoderModel
-
     dist, started = init_distributed()
     try:
         prepared = load_training_data(data, negatives=config.negatives, depth=config.depth,
@@ -63,7 +53,7 @@ def train_cross_encoder(
                                      dtype=trainer.precision)
         trainer.validate = validator
         trainer.extra_manifest = {
-            "base_model": _describe_base(base, model.name_or_path) if dist.is_main else {"location": model.name_or_path},
+            "base_model": describe_model(base, model.name_or_path) if dist.is_main else {"location": model.name_or_path},
             "head": model.config.head,
             "data": prepared.info,
         }
