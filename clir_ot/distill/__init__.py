@@ -9,12 +9,17 @@
   and :class:`CombinedLoss` (explicit weights, every term's magnitude logged).
 """
 from clir_ot.distill.bitext import (
-    TATOEBA_CODES,
+    BitextFiles,
     BitextPair,
+    discover_bitext,
+    find_bitext,
+    iter_bitext,
+    iter_parallel_files,
     read_bitext,
     read_parallel_files,
     shuffled_control,
     split_bitext,
+    take_pairs,
     tatoeba_files,
     tatoeba_pairs,
     write_bitext,
@@ -33,7 +38,7 @@ from clir_ot.distill.masks import content_token_mask
 
 __all__ = [
     "DISTILL_LOSSES",
-    "TATOEBA_CODES",
+    "BitextFiles",
     "BitextPair",
     "CombinedLoss",
     "OTAlignmentLoss",
@@ -42,10 +47,15 @@ __all__ = [
     "TokenMSELoss",
     "build_distill_loss",
     "content_token_mask",
+    "discover_bitext",
+    "find_bitext",
+    "iter_bitext",
+    "iter_parallel_files",
     "read_bitext",
     "read_parallel_files",
     "shuffled_control",
     "split_bitext",
+    "take_pairs",
     "tatoeba_files",
     "tatoeba_pairs",
     "write_bitext",

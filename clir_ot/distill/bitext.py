@@ -1,15 +1,20 @@
 """Bitext for distillation: (English, foreign) sentence pairs, their readers, splits and the shuffled control.
 
-Every reader returns a list of :class:`BitextPair` and raises
+Every reader is a generator (:func:`iter_parallel_files`, :func:`iter_bitext`,
+:meth:`BitextFiles.pairs`), so a 10M-line OPUS file is streamed, never loaded whole; the list
+readers (:func:`read_parallel_files`, :func:`read_bitext`, :func:`tatoeba_pairs`) collect a stream,
+and :func:`take_pairs` keeps the first *N* pairs or a seeded reservoir sample of *N* where
+distillation needs a list (and logs which). Every reader raises
 :class:`~clir_ot.errors.InputFormatError` naming the file, the 1-based line and the problem.
 
 Formats
 -------
-two files  Tatoeba's layout (LASER's ``data/tatoeba/v1``): ``tatoeba.<xxx>-eng.<xxx>`` and
-           ``tatoeba.<xxx>-eng.eng``, one sentence a line; line *i* of one translates line *i* of the
-           other (:func:`read_parallel_files`, :func:`tatoeba_pairs`). Both files must have the same
-           number of lines, and no line may be empty (an empty line breaks the alignment silently
-           wherever a tool skips it).
+two files  line *i* of one file translates line *i* of the other, one sentence a line:
+           Tatoeba's layout (LASER's ``data/tatoeba/v1``), ``tatoeba.<xxx>-eng.<xxx>`` and
+           ``tatoeba.<xxx>-eng.eng``; and OPUS/Moses's, ``<corpus>.<l1>-<l2>.<l1>`` and
+           ``<corpus>.<l1>-<l2>.<l2>`` (``WikiMatrix.en-ro.en`` / ``WikiMatrix.en-ro.ro``).
+           Both files must have the same number of lines, and no line may be empty (an empty line
+           breaks the alignment silently wherever a tool skips it).
 TSV        ``english<TAB>foreign``, exactly two columns a line (:func:`read_bitext` on ``*.tsv``).
 JSONL      ``{"english": "...", "foreign": "..."}`` a line, other keys ignored (:func:`read_bitext` on
            ``*.jsonl``/``*.json``). The keys are spelled as :class:`BitextPair`'s fields, so what
@@ -20,48 +25,51 @@ empty *field* is an error. ``.gz`` files are read too.
 
 Languages
 ---------
-:data:`TATOEBA_CODES` maps the ISO 639-1 codes of XQuAD (``ar de el es hi ru th tr vi zh``) and of
-the lower-resource languages in the shared Tatoeba copy to the ISO 639-3 codes of Tatoeba's file
-names (``zh`` -> ``cmn``, Mandarin; ``sw`` -> ``swh``). :func:`tatoeba_pairs` accepts either code.
+:func:`find_bitext` looks a language's files up in a folder by *any* code of the language: the
+codes in the file names and the code asked for are both resolved by
+:func:`clir_ot.languages.resolve_language`, so ``ro``, ``ron`` and ``ron_Latn`` find
+``tatoeba.ron-eng.ron``, and ``sw``, ``swh`` and ``swa`` find ``tatoeba.swh-eng.swh``
+(``zh``/``cmn``, ``ar``/``ara``/``arb``, ``tl``/``tgl``/``fil`` alike). One-file bitext is found as
+``[<name>.]<en>-<xx>.{tsv,jsonl}`` or ``<xx>.{tsv,jsonl}`` (English first in the file, whatever the
+name's order). :func:`tatoeba_files` / :func:`tatoeba_pairs` take the two-file layouts only
+(Tatoeba's first, then OPUS/Moses).
 """
 from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, replace
-from itertools import zip_longest
+from itertools import islice, zip_longest
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError
 from clir_ot.formats import iter_lines, load_corpus, parse_json_line, read_folds
 from clir_ot.io import PathLike, atomic_open, data_suffix
+from clir_ot.languages import resolve_language, try_resolve_language
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "BitextFiles",
     "BitextPair",
-    "TATOEBA_CODES",
+    "discover_bitext",
+    "find_bitext",
+    "iter_bitext",
+    "iter_parallel_files",
     "read_bitext",
     "read_parallel_files",
     "shuffled_control",
     "split_bitext",
+    "take_pairs",
     "tatoeba_files",
     "tatoeba_pairs",
     "write_bitext",
     "xquad_paragraph_pairs",
 ]
-
-#: ISO 639-1 -> the ISO 639-3 code of Tatoeba's file names. The first ten are the non-English XQuAD
-#: languages; the others are the lower-resource languages of the shared Tatoeba copy.
-TATOEBA_CODES: dict[str, str] = {
-    "ar": "ara", "de": "deu", "el": "ell", "es": "spa", "hi": "hin",
-    "ru": "rus", "th": "tha", "tr": "tur", "vi": "vie", "zh": "cmn",
-    "af": "afr", "am": "amh", "bn": "ben", "jv": "jav", "kk": "kaz", "km": "khm",
-    "mr": "mar", "sw": "swh", "ta": "tam", "te": "tel", "tl": "tgl", "ur": "urd",
-}
 
 #: The JSONL keys of the two sides.
 JSONL_KEYS = ("english", "foreign")
@@ -86,14 +94,14 @@ class BitextPair:
 # Readers
 
 
-def read_parallel_files(foreign_path: PathLike, english_path: PathLike) -> list[BitextPair]:
-    """Read two line-aligned files (line *i* of one translates line *i* of the other).
+def iter_parallel_files(foreign_path: PathLike, english_path: PathLike) -> Iterator[BitextPair]:
+    """Stream two line-aligned files (line *i* of one translates line *i* of the other), pair by pair.
 
     Raises :class:`InputFormatError` on an empty line (naming the file and line), on invalid UTF-8,
-    and when the files have different numbers of lines (naming both files and both counts).
+    and, when one file ends before the other, on the line-count mismatch (naming both files and both
+    counts; the rest of the longer file is read, not kept, to count it).
     """
     foreign_path, english_path = Path(foreign_path), Path(english_path)
-    pairs: list[BitextPair] = []
     source = str(foreign_path)
     f_count = e_count = 0
     for f_item, e_item in zip_longest(iter_lines(foreign_path), iter_lines(english_path)):
@@ -107,7 +115,7 @@ def read_parallel_files(foreign_path: PathLike, english_path: PathLike) -> list[
         e_count += e_item is not None
         if f_item is None or e_item is None:
             continue  # keep counting the longer file, to report both lengths
-        pairs.append(BitextPair(e_item[1].strip(), f_item[1].strip(), source, f_item[0]))
+        yield BitextPair(e_item[1].strip(), f_item[1].strip(), source, f_item[0])
     if f_count != e_count:
         longer, shorter = (foreign_path, english_path) if f_count > e_count else (english_path, foreign_path)
         raise InputFormatError(
@@ -116,29 +124,71 @@ def read_parallel_files(foreign_path: PathLike, english_path: PathLike) -> list[
             f"line i of one must translate line i of the other, and this line of {longer.name} has no "
             f"counterpart in {shorter.name}",
         )
+
+
+def read_parallel_files(foreign_path: PathLike, english_path: PathLike) -> list[BitextPair]:
+    """All pairs of two line-aligned files (:func:`iter_parallel_files`, collected); errors as there.
+
+    An empty pair of files is an :class:`InputFormatError` too.
+    """
+    pairs = list(iter_parallel_files(foreign_path, english_path))
     if not pairs:
         raise InputFormatError(foreign_path, None, f"no sentence pairs (the file and {english_path} are empty)")
     return pairs
 
 
-def read_bitext(path: PathLike) -> list[BitextPair]:
-    """Read a one-file bitext: ``*.tsv`` (``english<TAB>foreign``) or ``*.jsonl``/``*.json``
+def iter_bitext(path: PathLike) -> Iterator[BitextPair]:
+    """Stream a one-file bitext: ``*.tsv`` (``english<TAB>foreign``) or ``*.jsonl``/``*.json``
     (``{"english": ..., "foreign": ...}``), ``.gz`` too. For two line-aligned files use
-    :func:`read_parallel_files`."""
+    :func:`iter_parallel_files`."""
     path = Path(path)
     kind = data_suffix(path)
     if kind == ".tsv":
-        pairs = list(_read_tsv(path))
-    elif kind in (".jsonl", ".json"):
-        pairs = list(_read_jsonl(path))
-    else:
-        raise ConfigError(
-            f"cannot tell the bitext format of {path}: name it *.tsv (english<TAB>foreign) or *.jsonl "
-            '({"english": ..., "foreign": ...}); for two line-aligned files use read_parallel_files'
-        )
+        return _read_tsv(path)
+    if kind in (".jsonl", ".json"):
+        return _read_jsonl(path)
+    raise ConfigError(
+        f"cannot tell the bitext format of {path}: name it *.tsv (english<TAB>foreign) or *.jsonl "
+        '({"english": ..., "foreign": ...}); for two line-aligned files use read_parallel_files'
+    )
+
+
+def read_bitext(path: PathLike) -> list[BitextPair]:
+    """All pairs of a one-file bitext (:func:`iter_bitext`, collected); an empty file is an error."""
+    pairs = list(iter_bitext(path))
     if not pairs:
         raise InputFormatError(path, None, "no sentence pairs in the file")
     return pairs
+
+
+def take_pairs(pairs: Iterable[BitextPair], limit: int | None, seed: int | None = None) -> list[BitextPair]:
+    """At most ``limit`` pairs of a stream, in stream order, holding only ``limit`` of them at a time.
+
+    ``seed=None`` keeps the first ``limit``; an integer seed keeps a uniform reservoir sample of
+    ``limit`` (Algorithm R; deterministic in ``seed``), read through the whole stream. Which of the
+    two, and how many pairs the stream had, is logged. ``limit=None`` keeps all.
+    """
+    if limit is None:
+        return list(pairs)
+    if limit < 1:
+        raise ConfigError(f"a bitext limit must be at least 1 pair, got {limit}")
+    if seed is None:
+        kept = list(islice(pairs, limit))
+        logger.info("bitext: kept the first %d pairs (limit %d)", len(kept), limit)
+        return kept
+    rng = np.random.default_rng([int(seed), 7919])
+    reservoir: list[tuple[int, BitextPair]] = []
+    seen = 0
+    for seen, pair in enumerate(pairs, start=1):
+        if len(reservoir) < limit:
+            reservoir.append((seen, pair))
+        else:
+            j = int(rng.integers(seen))
+            if j < limit:
+                reservoir[j] = (seen, pair)
+    reservoir.sort(key=lambda item: item[0])
+    logger.info("bitext: kept a reservoir sample of %d of %d pairs (seed %d)", len(reservoir), seen, seed)
+    return [pair for _, pair in reservoir]
 
 
 def _read_tsv(path: Path) -> Iterable[BitextPair]:
@@ -201,45 +251,149 @@ def write_bitext(path: PathLike, pairs: Iterable[BitextPair]) -> Path:
 # Tatoeba
 
 
-def _tatoeba_code(lang: str, folder: Path) -> str:
-    if lang in TATOEBA_CODES:
-        return TATOEBA_CODES[lang]
-    if lang in TATOEBA_CODES.values():
-        return lang
-    available = sorted(p.name.split(".")[1].split("-")[0] for p in folder.glob("tatoeba.*-eng.eng"))
-    if len(lang) == 3 and lang in available:
-        return lang
-    xquad = " ".join(list(TATOEBA_CODES)[:10])
+#: The layouts :func:`discover_bitext` recognises, in the order :func:`find_bitext` prefers them.
+LAYOUTS = ("tatoeba", "opus", "tsv", "jsonl")
+_CODE = r"[A-Za-z]{2,3}(?:_[A-Za-z0-9]+)*"
+_TWO_FILE = re.compile(rf"^(?P<prefix>.+)\.(?P<a>{_CODE})-(?P<b>{_CODE})\.(?P<side>{_CODE})$")
+_ONE_FILE = re.compile(rf"^(?:(?P<prefix>.+)\.)?(?:(?P<a>{_CODE})-)?(?P<b>{_CODE})\.(?P<kind>tsv|jsonl|json)$")
+
+
+@dataclass(frozen=True)
+class BitextFiles:
+    """The bitext of one language found in a folder.
+
+    ``layout`` is one of :data:`LAYOUTS`; ``code`` the language's code as the file names spell it
+    (``swh``); ``foreign`` the foreign-language file (or the one TSV/JSONL file) and ``english`` the
+    English file of a two-file layout (``None`` otherwise).
+    """
+
+    layout: str
+    code: str
+    foreign: Path
+    english: Path | None = None
+
+    @property
+    def files(self) -> list[Path]:
+        return [self.foreign] if self.english is None else [self.foreign, self.english]
+
+    def pairs(self) -> Iterator[BitextPair]:
+        """Stream the pairs (:func:`iter_parallel_files` or :func:`iter_bitext`)."""
+        if self.english is not None:
+            return iter_parallel_files(self.foreign, self.english)
+        return iter_bitext(self.foreign)
+
+
+def _code_of(code: str) -> str | None:
+    found = try_resolve_language(code)
+    return None if found is None else found.code
+
+
+def _scan(folder: Path) -> tuple[list[BitextFiles], list[Path]]:
+    """Bitext in ``folder``, and the two-file halves whose other half is missing."""
+    if not folder.is_dir():
+        raise ConfigError(f"bitext folder {folder} does not exist")
+    found: list[BitextFiles] = []
+    halves: list[Path] = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        name = path.name[:-3] if path.name.endswith(".gz") else path.name
+        gz = path.name[len(name):]
+        one = _ONE_FILE.match(name)
+        if one:
+            a, b = one.group("a"), one.group("b")
+            sides = [c for c in (a, b) if c is not None]
+            foreign = [c for c in sides if _code_of(c) not in (None, "en")]
+            if len(foreign) == 1 and (len(sides) == 1 or any(_code_of(c) == "en" for c in sides)):
+                found.append(BitextFiles("tsv" if one.group("kind") == "tsv" else "jsonl", foreign[0], path))
+            continue
+        two = _TWO_FILE.match(name)
+        if not two:
+            continue
+        a, b, side, prefix = two.group("a"), two.group("b"), two.group("side"), two.group("prefix")
+        if side not in (a, b) or (_code_of(a) == "en") == (_code_of(b) == "en"):
+            continue  # not one side of an English-foreign pair
+        code, english_code = (b, a) if _code_of(a) == "en" else (a, b)
+        if _code_of(code) is None:
+            continue
+        other = folder / f"{prefix}.{a}-{b}.{english_code if side == code else code}{gz}"
+        if not other.is_file():
+            halves.append(path)
+        elif side == code:  # a pair is recorded once, from its foreign side
+            found.append(BitextFiles("tatoeba" if prefix == "tatoeba" else "opus", code, path, other))
+    return found, halves
+
+
+def discover_bitext(folder: PathLike) -> list[BitextFiles]:
+    """Every English-foreign bitext in ``folder`` (not its subfolders), in any layout of :data:`LAYOUTS`."""
+    return _scan(Path(folder))[0]
+
+
+def find_bitext(folder: PathLike, lang: str, layouts: Sequence[str] = LAYOUTS) -> BitextFiles:
+    """The bitext of ``lang`` (any code of the language) in ``folder``, in the first of ``layouts`` that has it.
+
+    Raises :class:`ConfigError` when the folder has none (naming the languages it has, and a file
+    whose counterpart is missing), when ``lang`` is English (the pivot) or names no language, and
+    when one layout holds two bitexts of the language (pass the file itself then).
+    """
+    folder = Path(folder)
+    unknown = [l for l in layouts if l not in LAYOUTS]
+    if unknown:
+        raise ConfigError(f"unknown bitext layouts {unknown}; valid: {', '.join(LAYOUTS)}")
+    wanted = resolve_language(lang)
+    if wanted.code == "en":
+        raise ConfigError(f"no bitext for language {lang!r}: English is the pivot side of every pair; "
+                          "give the foreign language")
+    found, halves = _scan(folder)
+    for layout in layouts:
+        matches = [f for f in found if f.layout == layout and _code_of(f.code) == wanted.code]
+        if len(matches) > 1:
+            raise ConfigError(
+                f"{folder} holds {len(matches)} {layout} bitexts for {wanted}: "
+                f"{', '.join(m.foreign.name for m in matches)}; pass the one to use as a file"
+            )
+        if matches:
+            logger.info("bitext for %s: %s (%s layout)", wanted, ", ".join(str(p) for p in matches[0].files), layout)
+            return matches[0]
+    available = sorted({f"{_code_of(f.code)} ({f.code})" for f in found if f.layout in layouts})
+    lacking = [h.name for h in halves if any(_code_of(part) == wanted.code for part in re.split(r"[.-]", h.name))]
     raise ConfigError(
-        f"no Tatoeba bitext for language {lang!r}: give an ISO 639-1 code of {' '.join(TATOEBA_CODES)} "
-        f"(XQuAD's with bitext: {xquad}) or an ISO 639-3 code"
-        + (f" present in {folder} ({' '.join(available)})" if available else "")
+        f"no bitext for language {lang!r} ({wanted.name}) in {folder}: looked for "
+        f"{', '.join(_LAYOUT_NAMES[l] for l in layouts)}"
+        + (f"; {', '.join(lacking)} lacks its counterpart file" if lacking else "")
+        + (f"; the folder has bitext for {', '.join(available)}" if available else "; the folder has none")
     )
 
 
+_LAYOUT_NAMES = {
+    "tatoeba": "tatoeba.<xxx>-eng.<xxx> + tatoeba.<xxx>-eng.eng",
+    "opus": "<corpus>.<en>-<xx>.<xx> + <corpus>.<en>-<xx>.<en>",
+    "tsv": "[<name>.][<en>-]<xx>.tsv",
+    "jsonl": "[<name>.][<en>-]<xx>.jsonl",
+}
+
+
 def tatoeba_files(folder: PathLike, lang: str) -> tuple[Path, Path]:
-    """``(foreign_file, english_file)`` of language ``lang`` (ISO 639-1 or 639-3) in a Tatoeba folder."""
-    folder = Path(folder)
-    code = _tatoeba_code(lang, folder)
-    foreign = folder / f"tatoeba.{code}-eng.{code}"
-    english = folder / f"tatoeba.{code}-eng.eng"
-    missing = [p.name for p in (foreign, english) if not p.is_file()]
-    if missing:
-        raise ConfigError(
-            f"no Tatoeba bitext for {lang!r} in {folder}: missing {', '.join(missing)} "
-            "(LASER's data/tatoeba/v1 layout, tatoeba.<xxx>-eng.<xxx> and tatoeba.<xxx>-eng.eng)"
-        )
-    return foreign, english
+    """``(foreign_file, english_file)`` of ``lang`` (any code of the language) in a folder of
+    two-file bitext: Tatoeba's layout first, then OPUS/Moses's (see :func:`find_bitext`)."""
+    found = find_bitext(folder, lang, layouts=("tatoeba", "opus"))
+    assert found.english is not None
+    return found.foreign, found.english
 
 
-def tatoeba_pairs(folder: PathLike, lang: str) -> list[BitextPair]:
-    """The Tatoeba pairs of ``lang`` (``"el"`` or ``"ell"``) from a folder in LASER's layout.
+def tatoeba_pairs(folder: PathLike, lang: str, limit: int | None = None, seed: int | None = None) -> list[BitextPair]:
+    """The pairs of ``lang`` (``"el"``, ``"ell"`` or ``"ell_Grek"``) from a folder of two-file bitext.
+
+    ``limit``/``seed``: keep the first ``limit`` pairs, or a seeded reservoir sample of them
+    (:func:`take_pairs`); the files are streamed either way.
 
     >>> pairs = tatoeba_pairs("../shared/data/tatoeba", "el")   # doctest: +SKIP
     >>> pairs[0].english, pairs[0].foreign                       # doctest: +SKIP
     ('If you have something to say, say it.', 'Αν έχεις να πεις κάτι, πες το.')
     """
-    return read_parallel_files(*tatoeba_files(folder, lang))
+    foreign, english = tatoeba_files(folder, lang)
+    pairs = take_pairs(iter_parallel_files(foreign, english), limit, seed)
+    if not pairs:
+        raise InputFormatError(foreign, None, f"no sentence pairs (the file and {english} are empty)")
+    return pairs
 
 
 def xquad_paragraph_pairs(collection: PathLike, lang: str, exclude_fold: int) -> list[BitextPair]:
