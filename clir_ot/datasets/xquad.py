@@ -30,12 +30,14 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from clir_ot.errors import ConfigError, InputFormatError
+from clir_ot.languages import resolve_language, try_resolve_language
 from clir_ot.formats import Document, atomic_open, read_folds, write_corpus, write_qrels, write_topics  # noqa: F401 (read_folds re-exported)
 
 logger = logging.getLogger(__name__)
 
+#: XQuAD's 12 languages: the 11 of the original release and Romanian, added upstream later.
 XQUAD_LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh")
-#: The 11 languages whose files ship in ../shared/data/xquad (ro exists upstream only).
+#: The 11 languages whose files ship in ../shared/data/xquad (ro exists upstream only): the default.
 DEFAULT_LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
 XQUAD_URL = "https://raw.githubusercontent.com/google-deepmind/xquad/master/xquad.{lang}.json"
 EXPECTED = {"articles": 48, "paragraphs": 240, "questions": 1190}
@@ -45,11 +47,13 @@ __all__ = [
     "XQUAD_LANGUAGES",
     "XQuAD",
     "XQuADParagraph",
+    "available_languages",
     "build_xquad_collections",
     "docid",
     "download_xquad",
     "fold_of_articles",
     "load_xquad",
+    "xquad_language",
 ]
 
 
@@ -85,10 +89,22 @@ class XQuAD:
         return {qid: p.index for p in self.paragraphs for qid, _ in p.questions}
 
 
+def xquad_language(lang: str) -> str:
+    """XQuAD's code for ``lang``, given by any code of the language (``ron`` -> ``ro``, ``zh-Hans`` -> ``zh``)."""
+    code = resolve_language(lang).code
+    if code not in XQUAD_LANGUAGES:
+        raise ConfigError(f"XQuAD has no language {lang!r}; it has {', '.join(XQUAD_LANGUAGES)}")
+    return code
+
+
+def available_languages(source: str | os.PathLike) -> list[str]:
+    """The XQuAD languages whose ``xquad.<lang>.json`` is in ``source`` (Romanian too, when its file is there)."""
+    return [lang for lang in XQUAD_LANGUAGES if (Path(source) / f"xquad.{lang}.json").is_file()]
+
+
 def download_xquad(lang: str, folder: str | os.PathLike, timeout: float = 30.0) -> Path:
     """Fetch ``xquad.<lang>.json`` from the official repository into ``folder`` (atomically)."""
-    if lang not in XQUAD_LANGUAGES:
-        raise ConfigError(f"XQuAD has no language {lang!r}; it has {', '.join(XQUAD_LANGUAGES)}")
+    lang = xquad_language(lang)
     target = Path(folder) / f"xquad.{lang}.json"
     if target.is_file():
         return target
@@ -113,7 +129,8 @@ def _clean(text: str) -> str:
 
 
 def load_xquad(lang: str, source: str | os.PathLike) -> XQuAD:
-    """Read ``<source>/xquad.<lang>.json`` (SQuAD v1.1 format)."""
+    """Read ``<source>/xquad.<lang>.json`` (SQuAD v1.1 format); ``lang`` may be any code of the language."""
+    lang = xquad_language(lang)
     path = Path(source) / f"xquad.{lang}.json"
     if not path.is_file():
         raise InputFormatError(path, None, f"no such file (XQuAD {lang}); download it or pass another --source")
@@ -191,12 +208,16 @@ def build_xquad_collections(
         folds.json                  article folds: articles, titles, qids and docids of each fold
         manifest.json               languages, counts, source files and their SHA-256
 
-    ``source=None`` downloads the files (into ``download_dir``, default ``output/source``).
+    ``source=None`` downloads the files (into ``download_dir``, default ``output/source``). Languages
+    may be given by any of their codes (``ron``); the collections use XQuAD's (``ro``). Romanian, the
+    12th language, is built whenever it is asked for and ``xquad.ro.json`` is in ``source`` (or
+    downloadable); the default stays the 11 languages of the shared copy.
     """
-    languages = list(dict.fromkeys(languages))
-    unknown = [l for l in languages if l not in XQUAD_LANGUAGES]
+    unknown = [l for l in languages if l not in XQUAD_LANGUAGES and
+               (try_resolve_language(l) is None or try_resolve_language(l).code not in XQUAD_LANGUAGES)]
     if unknown:
         raise ConfigError(f"XQuAD has no language {', '.join(unknown)}; it has {', '.join(XQUAD_LANGUAGES)}")
+    languages = list(dict.fromkeys(xquad_language(l) for l in languages))
     if not languages:
         raise ConfigError("no languages chosen")
     output = Path(output)

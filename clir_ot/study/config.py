@@ -174,7 +174,7 @@ def load_study_config(path: str | Path) -> StudyConfig:
     """Read and check a study YAML; every problem is a :class:`ConfigError` raised before any work."""
     import yaml
 
-    from clir_ot.datasets.xquad import DEFAULT_LANGUAGES
+    from clir_ot.datasets.xquad import XQUAD_LANGUAGES
     from clir_ot.distill.bitext import tatoeba_files
 
     path = Path(path)
@@ -197,10 +197,10 @@ def load_study_config(path: str | Path) -> StudyConfig:
     languages = _str_list(data["languages"], f"{where}: languages")
     if not languages:
         raise ConfigError(f"{where}: languages is empty: the grid has no cells")
-    known = set(DEFAULT_LANGUAGES)
+    known = set(XQUAD_LANGUAGES)  # ro too: its xquad.ro.json must then be in the source
     for lang in languages:
         if lang not in known:
-            raise ConfigError(f"{where}: unknown language {lang!r}; XQuAD has {', '.join(DEFAULT_LANGUAGES)}")
+            raise ConfigError(f"{where}: unknown language {lang!r}; XQuAD has {', '.join(XQUAD_LANGUAGES)}")
     reference = data.get("reference_language", "en")
     if reference is not None and reference not in known:
         raise ConfigError(f"{where}: unknown reference_language {reference!r}")
