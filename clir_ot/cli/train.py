@@ -27,7 +27,9 @@ CONFIG_FLAGS = {
     "epochs": "epochs", "batch_size": "batch_size", "grad_accum": "grad_accum", "lr": "lr",
     "max_steps": "max_steps", "negatives": "negatives", "depth": "depth", "valid_negatives": "valid_negatives",
     "max_length": "max_length", "save_every": "save_every", "keep_last": "keep_last", "seed": "seed",
-    "dtype": "dtype", "loss": "loss", "dropout": "dropout",
+    "dtype": "dtype", "loss": "loss", "dropout": "dropout", "head": "head", "pooling": "pooling",
+    "query_prefix": "query_prefix", "passage_prefix": "passage_prefix", "soft_weight": "soft_weight",
+    "soft_temperature": "soft_temperature",
 }
 
 
@@ -70,10 +72,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     data.add_argument("--folds", default=None, type=input_file, help="XQuAD folds.json, with --exclude-fold")
     data.add_argument("--exclude-fold", type=nonnegative_int, default=None,
                       help="XQuAD cross-fitting: train on the other folds only (checked for leakage)")
+    stream = parser.add_argument_group("streamed data (MS MARCO scale: read from disk on demand; docs/training-data.md)")
+    stream.add_argument("--id-triples", "--docpairs", dest="id_triples", default=None, type=input_file,
+                        help="qid<TAB>pid+<TAB>pid- lines (MS MARCO qidpidtriples, ir_datasets export ... docpairs; "
+                        "TSV or JSONL), with --queries and --collection; always streamed")
+    stream.add_argument("--queries", default=None, type=input_file,
+                        help="query texts by id: qid<TAB>text (queries.train.tsv, ir_datasets export ... queries) or JSONL")
+    stream.add_argument("--collection", default=None, type=input_path,
+                        help="passage texts by id: pid<TAB>text (collection.tsv, ir_datasets export ... docs) or a JSONL corpus")
+    stream.add_argument("--stream", action="store_true",
+                        help="read --triples/--groups from disk on demand instead of into memory (needs --valid, "
+                        "not --valid-fraction)")
     valid = parser.add_argument_group("validation (MRR@10 every --save-every steps; best model in OUT/best)")
     valid.add_argument("--valid", default=None, type=input_file, help="held-out triples TSV or JSONL groups")
     valid.add_argument("--valid-fraction", type=fraction, default=None,
                        help="hold out this fraction of the training queries (whole positives at a time)")
+    valid.add_argument("--valid-run", default=None,
+                       help="with --valid-fraction: validate on this run's top documents (default: --run)")
     settings = parser.add_argument_group("settings (override --config)")
     settings.add_argument("--config", default=None, type=input_file, help="JSON object of TrainingConfig settings")
     settings.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
@@ -98,7 +113,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                           help="compute precision; auto = bf16 where the hardware has it natively, else fp32")
     settings.add_argument("--head", choices=("linear", "mlp"), default=None,
                           help="head for a base without a trained one (default linear)")
+    settings.add_argument("--pooling", choices=("first", "mean"), default=None,
+                          help="what a new head reads: the first token's state (default) or the mean of the pair's")
+    settings.add_argument("--query-prefix", default=None, help="text before every query (E5: 'query: ')")
+    settings.add_argument("--passage-prefix", default=None, help="text before every passage (E5: 'passage: ')")
     settings.add_argument("--device", default=None, help="torch device (default: cuda:LOCAL_RANK if available, else cpu)")
+    soft = parser.add_argument_group("soft targets (a listwise KL term to another model's scores of each group)")
+    soft.add_argument("--soft-run", default=None,
+                      help="TREC run whose scores are the targets (e.g. the dense first stage); with a collection source")
+    soft.add_argument("--soft-weight", type=float, default=None, help="weight of the KL term (default 0: off)")
+    soft.add_argument("--soft-temperature", type=float, default=None,
+                      help="softmax temperature of the target scores (default 0.05)")
     parser.set_defaults(func=run)
     return parser
 
@@ -119,7 +144,8 @@ def _data_spec(args: argparse.Namespace):
             raise ConfigError(f"--train {args.train}: name triples '.tsv' and groups '.jsonl' (or use --triples/--groups)")
     return DataSpec(topics=args.topics, qrels=args.qrels, corpus=args.corpus, run=args.run, triples=triples,
                     groups=groups, valid=args.valid, valid_fraction=args.valid_fraction, folds=args.folds,
-                    exclude_fold=args.exclude_fold)
+                    exclude_fold=args.exclude_fold, soft_run=args.soft_run, valid_run=args.valid_run,
+                    id_triples=args.id_triples, queries=args.queries, collection=args.collection, stream=args.stream)
 
 
 def build_config(args: argparse.Namespace):

@@ -210,7 +210,7 @@ def encode_states(model: nn.Module, layers: Sequence[int], input_ids, attention_
                               f"(hidden states 0..{len(hidden) - 1}, or -1 for the last)")
     states = [hidden[layer] for layer in layers]
     if hasattr(model, "score_states"):
-        scores = model.score_states(out.last_hidden_state)
+        scores = model.score_states(out.last_hidden_state, attention_mask)
     else:
         scores = pool(out.last_hidden_state, attention_mask, model.config.pooling)
         if model.config.normalize:

@@ -1,7 +1,12 @@
 """Cross-encoder: a transformer reads query and passage together and a head scores the pair.
 
-The head reads the first token's last-layer state (``[CLS]`` for BERT, ``<s>`` for XLM-R) and
-produces one relevance logit. Two heads are available:
+The head reads one vector of the pair's last-layer states and produces one relevance logit. The
+vector (``pooling``) is the first token's state (``first``: ``[CLS]`` for BERT, ``<s>`` for XLM-R, the
+usual cross-encoder) or the mean of all the pair's token states (``mean``: the pooling that
+multilingual-e5 and other sentence encoders were trained with, so a reranker built on them starts
+from representations the encoder already knows how to make). Queries and passages can carry
+prefixes (``query_prefix``, ``passage_prefix``: E5's own ``query: `` / ``passage: `` input format).
+Two heads are available:
 
 * ``linear``: dropout, then a linear map to one logit;
 * ``mlp``: dropout, dense, tanh, dropout, linear -- the layout of XLM-R's classification head and of
@@ -37,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 KIND = "cross-encoder"
 HEAD_FILE = "clir_ot_head.safetensors"
-POOLINGS = ("first",)
+POOLINGS = ("first", "mean")
 
 
 class LinearHead(nn.Module):
@@ -87,13 +92,18 @@ class CrossEncoderConfig:
 
     Attributes:
         head: the scoring head (:data:`HEADS`).
-        pooling: which token state the head reads; only ``first`` ([CLS] / <s>).
+        pooling: what the head reads: ``first`` (the [CLS] / <s> state) or ``mean`` (the mean of the
+            pair's token states, padding excluded).
         max_length: default truncation length of a query-passage pair, special tokens included.
+        query_prefix, passage_prefix: text put before every query and passage (E5: ``"query: "``,
+            ``"passage: "``); part of the model, so reranking uses what training used.
     """
 
     head: str = "linear"
     pooling: str = "first"
     max_length: int = 512
+    query_prefix: str = ""
+    passage_prefix: str = ""
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -194,6 +204,21 @@ def _import_hf_head(loaded: LoadedEncoder) -> nn.Module | None:
     return head
 
 
+def _with_input_settings(
+    config: CrossEncoderConfig, trained: bool, where: str, **wanted: str | None
+) -> CrossEncoderConfig:
+    """``config`` with the pooling/prefix settings asked for; a trained head keeps its own, and asking
+    it for others is an error (its scores were learnt on those inputs)."""
+    asked = {k: v for k, v in wanted.items() if v is not None}
+    if trained:
+        differ = {k: v for k, v in asked.items() if getattr(config, k) != v}
+        if differ:
+            shown = ", ".join(f"{k}={getattr(config, k)!r} (asked {v!r})" for k, v in differ.items())
+            raise ConfigError(f"{where} was trained with {shown}; leave these settings unset to use its own")
+        return config
+    return dataclasses.replace(config, **asked) if asked else config
+
+
 # --------------------------------------------------------------------------------------------------
 
 
@@ -240,6 +265,9 @@ class CrossEncoderModel(nn.Module):
         *,
         head: str | None = None,
         max_length: int | None = None,
+        pooling: str | None = None,
+        query_prefix: str | None = None,
+        passage_prefix: str | None = None,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
     ) -> "CrossEncoderModel":
@@ -250,6 +278,10 @@ class CrossEncoderModel(nn.Module):
         * A BERT or (XLM-)RoBERTa ``*ForSequenceClassification`` checkpoint with one or two labels
           (a trained reranker) gets its classification head as an ``mlp`` head.
         * Any other encoder gets a freshly initialised ``head`` (default ``linear``), with a warning.
+
+        ``pooling``, ``query_prefix`` and ``passage_prefix`` set up a new head's input (defaults:
+        ``first``, no prefixes); for a trained cross-encoder they must match what it was trained with
+        (or be left ``None``).
         """
         loaded = load_encoder(name_or_path, device=device, dtype=dtype)
         where = f"{loaded.source.location}/clir_ot.json"
@@ -281,6 +313,8 @@ class CrossEncoderModel(nn.Module):
                     "%s has no cross-encoder head: the %r scoring head is freshly initialised and must be "
                     "trained before its scores mean anything", loaded.source.location, config.head,
                 )
+        config = _with_input_settings(config, module is not None, loaded.source.location, pooling=pooling,
+                                      query_prefix=query_prefix, passage_prefix=passage_prefix)
         if max_length is not None:
             config = dataclasses.replace(config, max_length=max_length)
         return cls(loaded.model, loaded.tokenizer, config, module, name_or_path=loaded.source.location)
@@ -312,10 +346,13 @@ class CrossEncoderModel(nn.Module):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        return self.score_states(self.encoder(**inputs).last_hidden_state)
+        return self.score_states(self.encoder(**inputs).last_hidden_state, attention_mask)
 
-    def score_states(self, last_hidden_state: torch.Tensor) -> torch.Tensor:
-        """(batch, seq, dim) last-layer states -> (batch,) float32 logits from the [CLS] state.
+    def score_states(self, last_hidden_state: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, seq, dim) last-layer states -> (batch,) float32 logits from the pooled state.
+
+        ``first`` pooling reads the first token's state; ``mean`` pooling averages the states of the
+        tokens that ``attention_mask`` (batch, seq) marks (required for ``mean``), in float32.
 
         The head runs in float32 even under bf16/fp16 autocast: a bf16 logit has ~3 significant
         digits, and a reranker's scores for one query's candidates often differ by less than that
@@ -324,7 +361,19 @@ class CrossEncoderModel(nn.Module):
         (reranking, teacher training, score distillation) goes through here.
         """
         with torch.autocast(last_hidden_state.device.type, enabled=False):
-            return self.head(last_hidden_state[:, 0].float()).squeeze(-1)
+            if self.config.pooling == "first":
+                pooled = last_hidden_state[:, 0].float()
+            else:
+                if attention_mask is None:
+                    raise ConfigError("mean pooling needs the attention mask of the pairs")
+                mask = attention_mask.to(torch.float32).unsqueeze(-1)
+                pooled = (last_hidden_state.float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            return self.head(pooled).squeeze(-1)
+
+    def pair_texts(self, queries: Sequence[str], passages: Sequence[str]) -> tuple[list[str], list[str]]:
+        """The texts the encoder reads for ``(query, passage)`` pairs: each with its prefix, if any."""
+        q, p = self.config.query_prefix, self.config.passage_prefix
+        return ([q + t for t in queries] if q else list(queries)), ([p + t for t in passages] if p else list(passages))
 
     def _max_length(self, max_length: int | None) -> int:
         return min(max_length or self.config.max_length, max_sequence_length(self.encoder, self.tokenizer))
@@ -335,7 +384,8 @@ class CrossEncoderModel(nn.Module):
         """Tokenize query-passage pairs (longest-first truncation, padded) into tensors for :meth:`forward`."""
         if len(queries) != len(passages):
             raise ConfigError(f"{len(queries)} queries but {len(passages)} passages")
-        batch = self.tokenizer(list(queries), list(passages), truncation="longest_first",
+        queries, passages = self.pair_texts(queries, passages)
+        batch = self.tokenizer(queries, passages, truncation="longest_first",
                                max_length=self._max_length(max_length), padding=True, return_tensors="pt")
         return {k: v.to(self.device) for k, v in batch.items() if k in MODEL_INPUTS}
 
@@ -357,8 +407,8 @@ class CrossEncoderModel(nn.Module):
         limit = self._max_length(max_length)
 
         def tokenize(positions: Sequence[int]) -> dict[str, list[list[int]]]:
-            return self.tokenizer([pairs[i][0] for i in positions], [pairs[i][1] for i in positions],
-                                  truncation="longest_first", max_length=limit)
+            queries, passages = self.pair_texts([pairs[i][0] for i in positions], [pairs[i][1] for i in positions])
+            return self.tokenizer(queries, passages, truncation="longest_first", max_length=limit)
 
         return run_batched(self, np.zeros(len(pairs), dtype=np.float32), tokenize, batch_size=batch_size,
                            pad_token_id=self.tokenizer.pad_token_id, show_progress=show_progress, dtype=dtype,

@@ -119,7 +119,7 @@ class CrossEncoderReranker(_ModelReranker):
 
     def score_pairs(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
         """Scores of ``(queries[i], passages[i])``; lengths are recorded in :attr:`truncation`."""
-        self.record_lengths(queries, passages)
+        self.record_lengths(*self.model.pair_texts(queries, passages))
         return self.model.predict(list(zip(queries, passages)), batch_size=self.batch_size,
                                   max_length=self.max_length, dtype=self.dtype, show_progress=False)
 

@@ -46,6 +46,7 @@ __all__ = [
     "TrainingData",
     "TrainingGroup",
     "assert_no_leakage",
+    "attach_target_scores",
     "build_groups",
     "cut_negatives",
     "groups_fingerprint",
@@ -69,6 +70,9 @@ class TrainingGroup:
 
     ``qid`` and ``docids`` (positive first, then the negatives' ids) are known when the group comes
     from a collection or from JSONL that names them; the fold-leakage guard needs them.
+    ``target_scores`` (positive first, then the negatives) are another model's scores of the same
+    passages -- e.g. the dense first stage's similarities -- that a soft-target loss distils (see
+    :class:`~clir_ot.training.losses.ListwiseKLLoss`).
     """
 
     query: str
@@ -76,6 +80,7 @@ class TrainingGroup:
     negatives: tuple[str, ...]
     qid: str | None = None
     docids: tuple[str, ...] | None = None
+    target_scores: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.negatives:
@@ -83,6 +88,11 @@ class TrainingGroup:
         if self.docids is not None and len(self.docids) != 1 + len(self.negatives):
             raise ConsistencyError(
                 f"training group of query {self.qid or self.query!r}: {len(self.docids)} docids for "
+                f"1 positive and {len(self.negatives)} negatives"
+            )
+        if self.target_scores is not None and len(self.target_scores) != 1 + len(self.negatives):
+            raise ConsistencyError(
+                f"training group of query {self.qid or self.query!r}: {len(self.target_scores)} target scores for "
                 f"1 positive and {len(self.negatives)} negatives"
             )
 
@@ -98,6 +108,8 @@ class TrainingGroup:
         record.update(query=self.query, positive=self.positive, negatives=list(self.negatives))
         if self.docids is not None:
             record.update(positive_id=self.docids[0], negative_ids=list(self.docids[1:]))
+        if self.target_scores is not None:
+            record["scores"] = list(self.target_scores)
         return record
 
 
@@ -131,7 +143,9 @@ def cut_negatives(groups: Sequence[TrainingGroup], num_negatives: int | None, wh
             out.append(group)
         else:
             docids = group.docids[: 1 + num_negatives] if group.docids is not None else None
-            out.append(TrainingGroup(group.query, group.positive, group.negatives[:num_negatives], group.qid, docids))
+            targets = group.target_scores[: 1 + num_negatives] if group.target_scores is not None else None
+            out.append(TrainingGroup(group.query, group.positive, group.negatives[:num_negatives], group.qid, docids,
+                                     targets))
     return out
 
 
@@ -281,6 +295,34 @@ def build_groups(
     return groups
 
 
+def attach_target_scores(
+    groups: Sequence[TrainingGroup], run: Mapping[str, Mapping[str, float]], where: str = "the soft-target run"
+) -> list[TrainingGroup]:
+    """The groups with ``target_scores`` looked up in ``run`` (``{qid: {docid: score}}``).
+
+    A document the run does not list for the query ranked below the run's cut-off, so it gets the
+    query's lowest listed score (its best possible score under the run; a soft target then treats it
+    as the run's least likely candidate). A group without ids, or whose query the run lacks, is an error.
+    """
+    out = []
+    missing_docs = 0
+    for group in groups:
+        if group.qid is None or group.docids is None:
+            raise ConsistencyError(f"soft targets from {where} need groups with query and document ids "
+                                   "(a collection source or JSONL groups with qid/positive_id/negative_ids)")
+        scores = run.get(group.qid)
+        if not scores:
+            raise ConsistencyError(f"{where} has no ranking for query {group.qid!r}")
+        floor = min(scores.values())
+        missing_docs += sum(d not in scores for d in group.docids)
+        targets = tuple(float(scores.get(d, floor)) for d in group.docids)
+        out.append(TrainingGroup(group.query, group.positive, group.negatives, group.qid, group.docids, targets))
+    if missing_docs:
+        logger.info("%d of %d passages are not in %s for their query: they get the query's lowest score there",
+                    missing_docs, sum(len(g.docids or ()) for g in groups), where)
+    return out
+
+
 def _check_qrels_documents(qrels_path: Path, corpus: Collection[str], corpus_path: Path) -> None:
     """Name the first qrels line whose document is not in the corpus (file:line)."""
     for number, line in iter_lines(qrels_path):
@@ -377,10 +419,22 @@ def _string_list(record: dict, key: str, path: Path, number: int, required: bool
     return [item.strip() for item in value]
 
 
+def _target_scores(record: dict, path: Path, number: int, size: int) -> tuple[float, ...] | None:
+    scores = record.get("scores")
+    if scores is None:
+        return None
+    if (not isinstance(scores, list) or len(scores) != size
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in scores)):
+        raise InputFormatError(path, number, f"'scores' must list {size} finite numbers (the positive's, then one per "
+                                             "negative)")
+    return tuple(float(x) for x in scores)
+
+
 def read_groups(path: PathLike) -> list[TrainingGroup]:
     """Read JSONL groups ``{"query", "positive", "negatives": [...]}`` (``.gz`` too).
 
-    Optional fields: ``qid``, ``positive_id`` and ``negative_ids`` (one per negative). A missing or
+    Optional fields: ``qid``, ``positive_id`` and ``negative_ids`` (one per negative), and ``scores``
+    (soft targets: another model's scores of the positive, then of each negative). A missing or
     empty field, or a group without negatives, is an error at its ``file:line``.
     """
     path = Path(path)
@@ -404,7 +458,9 @@ def read_groups(path: PathLike) -> list[TrainingGroup]:
             if negative_ids is None or len(negative_ids) != len(negatives):
                 raise InputFormatError(path, number, f"'negative_ids' must list one id per negative ({len(negatives)})")
             docids = (positive_id, *negative_ids)
-        groups.append(TrainingGroup(query, positive, tuple(negatives), None if qid is None else str(qid), docids))
+        targets = _target_scores(record, path, number, 1 + len(negatives))
+        groups.append(TrainingGroup(query, positive, tuple(negatives), None if qid is None else str(qid), docids,
+                                    targets))
     if not groups:
         raise InputFormatError(path, None, "no groups in the file")
     return groups
@@ -568,11 +624,19 @@ class DataSpec:
 
     * collection: ``topics``, ``qrels``, ``corpus`` and ``run`` (hard negatives), optionally with
       ``folds`` and ``exclude_fold`` for XQuAD cross-fitting;
-    * ``triples``: a triples TSV; ``groups``: a JSONL groups file.
+    * ``triples``: a triples TSV; ``groups``: a JSONL groups file;
+    * ``id_triples``: MS MARCO id triples ``qid<TAB>pid+<TAB>pid-`` or ``ir_datasets export ... docpairs``
+      (TSV or JSONL), with ``queries`` (``queries.train.tsv``) and ``collection`` (``collection.tsv`` or a
+      JSONL corpus) -- always streamed (:mod:`clir_ot.training.streaming`).
+
+    ``stream``: read ``triples`` / ``groups`` from disk on demand instead of into memory (JSONL groups
+    of ids only then take their texts from ``queries`` and ``collection``).
 
     Validation: ``valid`` (a triples TSV or JSONL groups file), or ``valid_fraction`` of the training
     queries held out by positive document (from a collection they get ``valid_negatives`` negatives:
-    the run's top non-relevant documents), or neither.
+    the top non-relevant documents of ``valid_run``, default ``run``), or neither.
+
+    ``soft_run``: a run whose scores become the groups' ``target_scores`` (soft targets).
     """
 
     topics: PathLike | None = None
@@ -585,12 +649,29 @@ class DataSpec:
     valid_fraction: float | None = None
     folds: PathLike | None = None
     exclude_fold: int | None = None
+    soft_run: PathLike | None = None
+    valid_run: PathLike | None = None
+    id_triples: PathLike | None = None
+    queries: PathLike | None = None
+    collection: PathLike | None = None
+    stream: bool = False
 
     def __post_init__(self) -> None:
         collection = [self.topics, self.qrels, self.corpus, self.run]
-        sources = int(any(p is not None for p in collection)) + int(self.triples is not None) + int(self.groups is not None)
+        sources = (int(any(p is not None for p in collection)) + int(self.triples is not None)
+                   + int(self.groups is not None) + int(self.id_triples is not None))
         if sources != 1:
-            raise ConfigError("give exactly one training source: --topics/--qrels/--corpus/--run, --triples, or --groups")
+            raise ConfigError("give exactly one training source: --topics/--qrels/--corpus/--run, --triples, --groups "
+                              "or --id-triples")
+        if self.id_triples is not None and (self.queries is None or self.collection is None):
+            raise ConfigError("--id-triples (qid<TAB>pid+<TAB>pid-) needs --queries (e.g. queries.train.tsv) and "
+                              "--collection (e.g. collection.tsv) to look the texts up in")
+        if (self.queries is not None or self.collection is not None) and not self.streamed:
+            raise ConfigError("--queries and --collection are the stores of streamed data: use them with "
+                              "--id-triples, or with --stream and --groups/--triples")
+        if self.stream and self.topics is not None:
+            raise ConfigError("--stream reads --triples, --groups or --id-triples from disk; groups built from a "
+                              "collection (--topics/--qrels/--corpus/--run) are built in memory")
         if any(p is not None for p in collection) and not all(p is not None for p in collection):
             missing = [n for n, p in zip(("--topics", "--qrels", "--corpus", "--run"), collection) if p is None]
             raise ConfigError(f"training from a collection needs {', '.join(missing)} too")
@@ -600,13 +681,27 @@ class DataSpec:
             raise ConfigError("--exclude-fold needs a collection source (--topics/--qrels/--corpus/--run) with ids")
         if self.valid is not None and self.valid_fraction is not None:
             raise ConfigError("give --valid or --valid-fraction, not both")
+        if self.valid_run is not None and self.valid_fraction is None:
+            raise ConfigError("--valid-run (the run whose top documents the held-out questions are validated on) "
+                              "goes with --valid-fraction")
+        if self.soft_run is not None and self.topics is None:
+            raise ConfigError("--soft-run (soft targets from a first-stage run) needs a collection source with ids "
+                              "(--topics/--qrels/--corpus/--run); JSONL groups carry their own 'scores'")
 
     @property
     def source(self) -> str:
+        if self.id_triples is not None:
+            return "id-triples"
         return "collection" if self.topics is not None else "triples" if self.triples is not None else "groups"
 
+    @property
+    def streamed(self) -> bool:
+        """Whether the training groups are read from disk on demand (:mod:`clir_ot.training.streaming`)."""
+        return self.id_triples is not None or self.stream
+
     def files(self) -> dict[str, PathLike]:
-        names = ("topics", "qrels", "corpus", "run", "triples", "groups", "valid", "folds")
+        names = ("topics", "qrels", "corpus", "run", "triples", "groups", "valid", "folds", "soft_run", "valid_run",
+                 "id_triples", "queries", "collection")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
@@ -644,8 +739,14 @@ def load_training_data(
 
     ``negatives`` is the number of negatives per training group (default 7 for a collection; for a
     file, every group must already have the same number, or it cuts them to the first ``negatives``).
-    With ``folds``/``exclude_fold`` both splits are checked by :func:`assert_no_leakage`.
+    With ``folds``/``exclude_fold`` both splits are checked by :func:`assert_no_leakage`. A streamed
+    spec (``spec.streamed``) gives a lazy :class:`~clir_ot.training.streaming.StreamedGroups` as ``train``.
     """
+    if spec.streamed:
+        # imported here: clir_ot.training.streaming builds on this module's records and readers
+        from clir_ot.training.streaming import load_streamed_data
+
+        return load_streamed_data(spec, negatives=negatives)
     info: dict[str, Any] = {"source": spec.source, "files": describe_files(spec.files())}
     valid: list[TrainingGroup] = []
     if spec.source == "collection":
@@ -667,9 +768,22 @@ def load_training_data(
             held = _holdout_qids(topics, qrels, exclude, allowed, spec.valid_fraction, seed)
         common = dict(depth=depth, allowed_docids=allowed)
         train = build_groups(topics, qrels, corpus, run, num_negatives, seed, exclude_qids=exclude | held, **common)
+        runs = {Path(spec.run).resolve(): run}  # type: ignore[arg-type]
+
+        def other_run(path: PathLike) -> dict[str, dict[str, float]]:
+            key = Path(path).resolve()
+            if key not in runs:
+                runs[key] = load_run(path, known_qids=topics, known_docids=corpus)
+            return runs[key]
+
         if held:
-            valid = build_groups(topics, qrels, corpus, run, valid_negatives, seed, exclude_qids=set(topics) - held,
-                                 sample=False, fill_random=False, **common)
+            valid_ranking = run if spec.valid_run is None else other_run(spec.valid_run)
+            valid = build_groups(topics, qrels, corpus, valid_ranking, valid_negatives, seed,
+                                 exclude_qids=set(topics) - held, sample=False, fill_random=False, **common)
+        if spec.soft_run is not None:
+            soft = other_run(spec.soft_run)
+            train = attach_target_scores(train, soft, str(spec.soft_run))
+            valid = attach_target_scores(valid, soft, str(spec.soft_run)) if valid else valid
         info.update(negatives=num_negatives, depth=depth)
         if split is not None:
             info["xquad"] = {"test_fold": split.test_fold, "train_qids_available": len(split.train_qids),

@@ -44,7 +44,9 @@ def train_cross_encoder(
         prepared = load_training_data(data, negatives=config.negatives, depth=config.depth,
                                       valid_negatives=config.valid_negatives, seed=config.seed)
         seed_everything(config.seed)  # a freshly initialised head is the same in every process and run
-        model = CrossEncoderModel.from_pretrained(base, head=head, max_length=config.max_length)
+        model = CrossEncoderModel.from_pretrained(
+            base, head=head or config.head, max_length=config.max_length, pooling=config.pooling,
+            query_prefix=config.query_prefix, passage_prefix=config.passage_prefix)
         trainer = Trainer(model, prepared.train, config, output, device=device, callbacks=callbacks,
                           progress=progress, manifest={})
         validator = None

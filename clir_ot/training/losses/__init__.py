@@ -1,7 +1,9 @@
 """Ranking losses over groups of scores ``(batch, 1 + k)`` with the positive in column 0.
 
 * :class:`ListwiseSoftmaxLoss` -- softmax cross-entropy over the group (LCE), the default;
-* :class:`PairwiseMarginLoss` -- hinge on positive-minus-negative differences.
+* :class:`PairwiseMarginLoss` -- hinge on positive-minus-negative differences;
+* :class:`ListwiseKLLoss` -- soft targets: KL from another model's score distribution over the group
+  (added to the relevance loss with ``soft_weight``, not a relevance loss itself).
 
 :func:`build_loss` maps the exact names of :data:`LOSSES` to instances.
 """
@@ -11,6 +13,7 @@ from torch import nn
 
 from clir_ot.errors import ConfigError
 from clir_ot.training.losses.listwise import ListwiseSoftmaxLoss
+from clir_ot.training.losses.listwise_kl import ListwiseKLLoss
 from clir_ot.training.losses.pairwise import PairwiseMarginLoss
 
 LOSSES: dict[str, type[nn.Module]] = {"listwise": ListwiseSoftmaxLoss, "pairwise": PairwiseMarginLoss}
@@ -25,4 +28,4 @@ def build_loss(name: str, *, temperature: float = 1.0, margin: float = 1.0) -> n
     raise ConfigError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
 
 
-__all__ = ["LOSSES", "ListwiseSoftmaxLoss", "PairwiseMarginLoss", "build_loss"]
+__all__ = ["LOSSES", "ListwiseKLLoss", "ListwiseSoftmaxLoss", "PairwiseMarginLoss", "build_loss"]

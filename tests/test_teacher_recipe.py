@@ -1,0 +1,224 @@
+"""The teacher recipe's settings on tiny models: E5 prefixes in pair encoding, a mean-pooled head,
+soft targets from a first-stage run (listwise KL), and interpolation with the first-stage score."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError
+from clir_ot.formats import Document, Hit, write_corpus, write_qrels, write_run, write_topics
+from clir_ot.models import CrossEncoderConfig, CrossEncoderModel, tiny_random_model
+from clir_ot.rerank.interpolation import choose_weight, interpolate_hits, interpolate_run
+from clir_ot.training import (
+    DataSpec,
+    Trainer,
+    TrainingConfig,
+    TrainingGroup,
+    load_training_data,
+    read_groups,
+    write_groups,
+)
+from clir_ot.training.data import attach_target_scores
+from clir_ot.training.losses import ListwiseKLLoss
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+QUERIES = ["who wrote moby dick", "capital of france"]
+PASSAGES = ["herman melville wrote moby dick", "paris is the capital of france", "a passage about whales"]
+
+
+def test_prefixes_are_part_of_the_pair_the_encoder_reads(tiny_encoder, tmp_path):
+    model, tokenizer = tiny_encoder
+    plain = CrossEncoderModel(model, tokenizer, CrossEncoderConfig(max_length=64)).eval()
+    e5 = CrossEncoderModel(model, tokenizer, CrossEncoderConfig(max_length=64, query_prefix="query: ",
+                                                                passage_prefix="passage: ")).eval()
+    ids = e5.tokenize(QUERIES[:1], PASSAGES[:1])["input_ids"][0].tolist()
+    expected = tokenizer("query: " + QUERIES[0], "passage: " + PASSAGES[0])["input_ids"]
+    assert ids == expected
+    assert ids != plain.tokenize(QUERIES[:1], PASSAGES[:1])["input_ids"][0].tolist()
+    # predict (the reranking path) reads the same prefixed pair as tokenize (the training path)
+    pairs = [(q, p) for q in QUERIES for p in PASSAGES]
+    with torch.no_grad():
+        direct = e5(**e5.tokenize([q for q, _ in pairs], [p for _, p in pairs])).numpy()
+    np.testing.assert_allclose(e5.predict(pairs, batch_size=2), direct, rtol=0, atol=1e-5)
+    assert not np.allclose(plain.predict(pairs), direct, atol=1e-4), "the prefixes changed nothing"
+    # the prefixes are saved with the model, so reranking uses what training used
+    e5.save_pretrained(tmp_path / "e5")
+    again = CrossEncoderModel.from_pretrained(tmp_path / "e5")
+    assert again.config.query_prefix == "query: " and again.config.passage_prefix == "passage: "
+    np.testing.assert_allclose(again.predict(pairs), e5.predict(pairs), rtol=0, atol=1e-6)
+    with pytest.raises(ConfigError, match="was trained with query_prefix='query: '"):
+        CrossEncoderModel.from_pretrained(tmp_path / "e5", query_prefix="")
+
+
+def test_mean_pooled_head_reads_the_mean_of_the_pair_tokens(tiny_encoder, tmp_path):
+    model, tokenizer = tiny_encoder
+    ce = CrossEncoderModel(model, tokenizer, CrossEncoderConfig(pooling="mean", max_length=64)).eval()
+    batch = ce.tokenize(QUERIES + QUERIES[:1], PASSAGES)
+    assert bool((batch["attention_mask"] == 0).any()), "the test needs padding to check it is left out"
+    with torch.no_grad():
+        logits = ce(**batch)
+        hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        expected = ce.head((hidden * mask).sum(1) / mask.sum(1)).squeeze(-1)
+        first = ce.head(hidden[:, 0]).squeeze(-1)
+    torch.testing.assert_close(logits, expected, rtol=0, atol=1e-5)
+    assert not torch.allclose(logits, first, atol=1e-4), "mean pooling gave the first token's score"
+    with pytest.raises(ConfigError, match="mean pooling needs the attention mask"):
+        ce.score_states(hidden)
+    ce.save_pretrained(tmp_path / "mean")
+    assert json.loads((tmp_path / "mean" / "clir_ot.json").read_text())["pooling"] == "mean"
+    again = CrossEncoderModel.from_pretrained(tmp_path / "mean")
+    pairs = [(q, p) for q in QUERIES for p in PASSAGES]
+    np.testing.assert_allclose(again.predict(pairs), ce.predict(pairs), rtol=0, atol=1e-6)
+    with pytest.raises(ConfigError, match="pooling='mean'"):
+        CrossEncoderModel.from_pretrained(tmp_path / "mean", pooling="first")
+
+
+def test_a_base_without_head_takes_the_recipe_input_settings(tiny_encoder, tmp_path):
+    from transformers import AutoModel
+
+    model, tokenizer = tiny_encoder
+    model.save_pretrained(tmp_path / "enc")
+    tokenizer.save_pretrained(tmp_path / "enc")
+    ce = CrossEncoderModel.from_pretrained(tmp_path / "enc", pooling="mean", query_prefix="query: ",
+                                           passage_prefix="passage: ")
+    assert (ce.config.pooling, ce.config.query_prefix, ce.config.passage_prefix) == ("mean", "query: ", "passage: ")
+    assert isinstance(AutoModel.from_pretrained(tmp_path / "enc"), type(model))
+    with pytest.raises(ConfigError, match="pooling"):
+        CrossEncoderConfig(pooling="max")
+
+
+def test_listwise_kl_loss_is_the_kl_divergence_of_the_two_softmaxes():
+    scores = torch.tensor([[2.0, 0.5, -1.0], [0.0, 0.0, 0.0]], requires_grad=True)
+    targets = torch.tensor([[0.90, 0.85, 0.70], [0.80, 0.81, 0.79]])
+    loss = ListwiseKLLoss(target_temperature=0.05)(scores, targets)
+    p = torch.softmax(targets / 0.05, dim=1)
+    q = torch.softmax(scores.detach(), dim=1)
+    expected = (p * (p.log() - q.log())).sum(1).mean()
+    assert math.isclose(float(loss.detach()), float(expected), rel_tol=1e-6)
+    loss.backward()
+    # d KL / d s = q - p (per group, divided by the batch): the gradient pulls towards the target
+    torch.testing.assert_close(scores.grad, (q - p) / 2, rtol=1e-5, atol=1e-6)
+    assert float(ListwiseKLLoss(target_temperature=1.0)(targets, targets)) == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(ConfigError, match="one target score per passage"):
+        ListwiseKLLoss()(scores, targets[:, :2])
+    with pytest.raises(ConfigError, match="temperatures must be positive"):
+        ListwiseKLLoss(target_temperature=0)
+
+
+@pytest.fixture
+def collection(tmp_path):
+    docs = {f"d{i}": f"passage {i} about topic {i % 4} with words {' '.join(['w'] * i)}" for i in range(12)}
+    topics = {f"q{i}": f"question on topic {i % 4} number {i}" for i in range(8)}
+    qrels = {q: {f"d{q[1:]}": 1} for q in topics}
+    run = {q: [Hit(q, d, float(12 - abs(int(d[1:]) - int(q[1:]))), 1) for d in docs] for q in topics}
+    # the soft-target run lists only the top 6 of each query, with its own scores
+    soft = {q: [Hit(q, d, 0.9 - 0.01 * abs(int(d[1:]) - int(q[1:])), 1) for d in docs
+                if abs(int(d[1:]) - int(q[1:])) < 3] for q in topics}
+    write_corpus(tmp_path / "corpus.jsonl", [Document(d, t) for d, t in docs.items()])
+    write_topics(tmp_path / "topics.tsv", topics)
+    write_qrels(tmp_path / "qrels.txt", qrels)
+    write_run(tmp_path / "run.txt", run)
+    write_run(tmp_path / "soft.txt", soft)
+    return tmp_path
+
+
+def test_soft_targets_come_from_the_run_and_missing_documents_get_its_floor(collection):
+    spec = DataSpec(topics=collection / "topics.tsv", qrels=collection / "qrels.txt",
+                    corpus=collection / "corpus.jsonl", run=collection / "run.txt", soft_run=collection / "soft.txt")
+    data = load_training_data(spec, negatives=5, seed=3)
+    from clir_ot.formats import load_run
+
+    soft = load_run(collection / "soft.txt")
+    for group in data.train:
+        scores = soft[group.qid]
+        floor = min(scores.values())
+        assert group.target_scores == tuple(pytest.approx(scores.get(d, floor)) for d in group.docids)
+    assert any(d not in soft[g.qid] for g in data.train for d in g.docids), "the floor case was not exercised"
+    # JSONL groups carry their scores through a round trip
+    write_groups(collection / "groups.jsonl", data.train)
+    assert [g.target_scores for g in read_groups(collection / "groups.jsonl")] == [g.target_scores for g in data.train]
+    bad = collection / "bad.jsonl"
+    bad.write_text(json.dumps({"query": "q", "positive": "p", "negatives": ["n"], "scores": [1.0]}) + "\n")
+    with pytest.raises(InputFormatError, match=r"bad.jsonl:1: 'scores' must list 2 finite numbers"):
+        read_groups(bad)
+    with pytest.raises(ConsistencyError, match="need groups with query and document ids"):
+        attach_target_scores([TrainingGroup("q", "p", ("n",))], {"q": {"d": 1.0}})
+    with pytest.raises(ConfigError, match="--soft-run"):
+        DataSpec(triples=collection / "t.tsv", soft_run=collection / "soft.txt")
+
+
+def test_soft_weight_trains_on_both_terms_and_logs_them(collection, tmp_path):
+    spec = DataSpec(topics=collection / "topics.tsv", qrels=collection / "qrels.txt",
+                    corpus=collection / "corpus.jsonl", run=collection / "run.txt", soft_run=collection / "soft.txt")
+    data = load_training_data(spec, negatives=3, seed=3)
+    model, tokenizer = tiny_random_model("bert", [g.positive for g in data.train], seed=5)
+
+    def train(weight: float, out: str) -> list[dict]:
+        config = TrainingConfig(max_steps=4, batch_size=2, lr=1e-3, max_length=32, log_every=1, save_every=4,
+                                soft_weight=weight, soft_temperature=0.02)
+        torch.manual_seed(0)  # the same fresh head in both runs
+        ce = CrossEncoderModel(*tiny_random_model("bert", [g.positive for g in data.train], seed=5))
+        Trainer(ce, data.train, config, tmp_path / out, progress=False).train()
+        return [json.loads(line) for line in (tmp_path / out / "log.jsonl").read_text().splitlines()]
+
+    with_soft = [r for r in train(0.5, "soft") if "loss" in r]
+    without = [r for r in train(0.0, "plain") if "loss" in r]
+    for record in with_soft:
+        terms = record["terms"]
+        assert record["loss"] == pytest.approx(terms["relevance"] + 0.5 * terms["soft"], rel=1e-5)
+        assert terms["soft"] > 0
+    assert all("terms" not in r for r in without)
+    # the first step has the same relevance term (same seed, same inputs, same weights before it)
+    assert with_soft[0]["terms"]["relevance"] == pytest.approx(without[0]["loss"], rel=1e-5)
+    plain = [TrainingGroup(g.query, g.positive, g.negatives, g.qid, g.docids) for g in data.train]
+    with pytest.raises(ConfigError, match="soft_weight > 0 needs target scores"):
+        Trainer(CrossEncoderModel(model, tokenizer), plain, TrainingConfig(soft_weight=1.0, batch_size=2),
+                tmp_path / "none", progress=False)
+
+
+def _hits(qid: str, scored: list[tuple[str, float]]) -> list[Hit]:
+    return [Hit(qid, d, s, i) for i, (d, s) in enumerate(scored, start=1)]
+
+
+def test_interpolation_mixes_min_max_normalised_scores_and_keeps_the_tail():
+    first = _hits("q", [("a", 10.0), ("b", 9.0), ("c", 5.0), ("d", 1.0)])
+    reranker = {"a": 0.0, "b": 2.0, "c": 1.0}
+    pure = interpolate_hits(first, reranker, 1.0, depth=3)
+    assert [h.docid for h in pure] == ["b", "c", "a", "d"]
+    kept = interpolate_hits(first, reranker, 0.0, depth=3)
+    assert [h.docid for h in kept] == ["a", "b", "c", "d"]
+    # w = 0.5: a = .5*0 + .5*1 = .5, b = .5*1 + .5*.8 = .9, c = .5*.5 + 0 = .25
+    half = interpolate_hits(first, reranker, 0.5, depth=3)
+    assert [h.docid for h in half] == ["b", "a", "c", "d"]
+    assert [h.score for h in half[:3]] == pytest.approx([0.9, 0.5, 0.25], abs=1e-6)
+    assert all(x.score > y.score for x, y in zip(half, half[1:]))
+    with pytest.raises(ConsistencyError, match="lacks 1 of the first stage's top 4"):
+        interpolate_hits(first, reranker, 0.5, depth=4)
+    with pytest.raises(ConfigError, match=r"weight must be in \[0, 1\]"):
+        interpolate_hits(first, reranker, 1.5, depth=3)
+
+
+def test_choose_weight_picks_the_best_weight_on_the_tuning_queries():
+    # q1: the reranker is right (relevant b); q2: the first stage is right (relevant x) and the reranker
+    # only slightly prefers y. Normalised: q1 b beats a for w > .25, q2 x beats y for w < .625, so only
+    # a mid weight gets both right, and either end loses one of them.
+    first = {"q1": _hits("q1", [("a", 3.0), ("b", 2.0), ("c", 0.0)]),
+             "q2": _hits("q2", [("x", 3.0), ("y", 2.5), ("z", 0.0)])}
+    reranked = {"q1": {"a": 0.0, "b": 1.0, "c": 0.5}, "q2": {"x": 0.9, "y": 1.0, "z": 0.0}}
+    qrels = {"q1": {"b": 1}, "q2": {"x": 1}}
+    choice = choose_weight(first, reranked, qrels, depth=3, weights=(0.0, 0.5, 1.0))
+    assert dict(choice.curve) == pytest.approx({0.0: 0.75, 0.5: 1.0, 1.0: 0.75})
+    assert (choice.weight, choice.value, choice.measure, choice.queries) == (0.5, pytest.approx(1.0), "RR@10", 2)
+    # ties go to the larger reranker weight
+    tied = choose_weight(first, reranked, qrels, depth=3, weights=(0.0, 1.0))
+    assert tied.weight == 1.0
+    run = interpolate_run(first, reranked, choice.weight, depth=3)
+    assert [h.docid for h in run["q1"]][0] == "b" and [h.docid for h in run["q2"]][0] == "x"
+    with pytest.raises(ConsistencyError, match="none of the tuning queries has qrels"):
+        choose_weight(first, reranked, {"q9": {"a": 1}}, depth=3)
