@@ -17,6 +17,7 @@ from clir_ot.study import report as report_module
 from clir_ot.study import stats as stats_module
 from clir_ot.study.report import (
     QueryScore,
+    StepCost,
     build_report,
     read_results_csv,
     write_report,
@@ -294,7 +295,8 @@ def _records(large_extra: str, n_queries: int = 40) -> list[QueryScore]:
 
 def test_report_distinguishable(tmp_path):
     records = _records("much")
-    costs = {"distill ot": {"wall_s": 123.4, "examples_per_s": 56.7}, "evaluate": {"wall_s": 9.0}}
+    costs = {"distill ot": StepCost(123.4, 56.7, "examples/s"), "evaluate": StepCost(9.0),
+             "rerank none": StepCost(4.0, None, "pairs/s", "reused")}
     report = build_report(
         records, low_resource=LOW, backbones=("small", "large"), n_resamples=N_RESAMPLES, costs=costs, seed=1
     )
@@ -311,7 +313,10 @@ def test_report_distinguishable(tmp_path):
     for heading in ("### P@5", "### Success@5", "### RR@10", "### Gap to English", "### Gain of `ot` over `none`",
                     "## Multilingual pool", "### Language bias", "## Cost"):
         assert heading in md, heading
-    assert "| distill ot | 123.4 | 56.7 |" in md and "| evaluate | 9.0 | — |" in md
+    # columns in order of first appearance; a step without a column's value shows a dash
+    assert "| step | wall_s | examples/s | pairs/s | note |" in md
+    assert "| distill ot | 123.4 | 56.7 | — | — |" in md and "| evaluate | 9.0 | — | — | — |" in md
+    assert "| rerank none | 4.0 | — | — | reused |" in md
     # en has no gain: its p-value is 1 and Holm keeps it at 1.
     en_row = next(r for r in report.gains["small"] if r.language == "en")
     assert en_row.gain == 0.0 and en_row.p_randomization == 1.0 and en_row.p_holm == 1.0

@@ -10,7 +10,8 @@ import pytest
 from clir_ot.datasets.xquad import read_folds
 from clir_ot.formats import load_run, read_topics, write_run
 from clir_ot.models import CrossEncoderModel
-from clir_ot.pipelines.xquad_teacher import run_xquad_teacher, teacher_dir
+from clir_ot.datasets import XQuADLayout
+from clir_ot.pipelines.xquad_teacher import run_xquad_teacher
 from clir_ot.retrieval import BM25Searcher, build_index
 from clir_ot.training import TrainingConfig
 
@@ -34,7 +35,7 @@ def test_teacher_pipeline_cross_fits_and_merges(xquad_collection, tmp_path, tiny
                                max_length=32, dtype="fp32")
     folds = read_folds(out / "collection" / "folds.json")
     for k in range(len(folds)):
-        manifest = json.loads((teacher_dir(out, k, "t") / "training.json").read_text())
+        manifest = json.loads((XQuADLayout(out, first_stage="t").teacher(k) / "training.json").read_text())
         xquad = manifest["data"]["xquad"]
         assert xquad["test_fold"] == k and xquad["test_qids"] == len(folds[k]["qids"])
         assert xquad["leakage_check"]["train"]

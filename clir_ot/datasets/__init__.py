@@ -1,4 +1,5 @@
-"""Collections built from public data sets (XQuAD)."""
+"""Collections built from public data sets (XQuAD), and the XQuAD file layout."""
+from clir_ot.datasets.layout import DEFAULT_FIRST_STAGE, EnglishTrainingFiles, XQuADCollection, XQuADLayout
 from clir_ot.datasets.xquad import (
     DEFAULT_LANGUAGES,
     XQUAD_LANGUAGES,
@@ -12,9 +13,13 @@ from clir_ot.datasets.xquad import (
 )
 
 __all__ = [
+    "DEFAULT_FIRST_STAGE",
     "DEFAULT_LANGUAGES",
+    "EnglishTrainingFiles",
     "XQUAD_LANGUAGES",
     "XQuAD",
+    "XQuADCollection",
+    "XQuADLayout",
     "build_xquad_collections",
     "docid",
     "download_xquad",

@@ -18,9 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from clir_ot.datasets.layout import XQuADLayout
 from clir_ot.datasets.xquad import DEFAULT_LANGUAGES, build_xquad_collections
 from clir_ot.evaluation import evaluate, parse_measure
 from clir_ot.formats import atomic_open, load_run, read_qrels, read_topics, sha256_of
+from clir_ot.models import BiEncoderModel
+from clir_ot.models.loading import resolve_precision
+from clir_ot.retrieval.dense import DenseSearcher, dense_search_to_run, encode_corpus
+from clir_ot.retrieval.fusion import fuse_run_files
 from clir_ot.retrieval.lucene import BM25Searcher, build_index, read_index_info, search_to_run
 
 logger = logging.getLogger(__name__)
@@ -80,25 +85,24 @@ def run_xquad_bm25(
 ) -> BaselineResult:
     """Run the whole BM25 baseline; see the module docstring."""
     started = time.time()
-    output, index_root = Path(output), Path(index_root)
-    collection = output / "collection"
+    layout = XQuADLayout(output, index_root)
+    collection = layout.collection
     languages = list(languages)
     needed = sorted(set(languages) | {query_language})
-    build_xquad_collections(source, collection, needed)
+    build_xquad_collections(source, collection.root, needed)
     measures = [parse_measure(m) for m in MEASURES]
     table: dict[str, dict[str, dict[str, float]]] = {}
     runs: dict[str, dict[str, Path]] = {}
-    query_topics = read_topics(collection / f"topics.xquad.{query_language}.tsv")
+    query_topics = read_topics(collection.topics(query_language))
     for lang in languages:
-        index_dir = ensure_index(collection / "corpus" / lang, index_root / f"lucene.xquad.{lang}", lang, threads,
-                                 thai_tokenizer)
+        index_dir = ensure_index(collection.corpus(lang), layout.lucene_index(lang), lang, threads, thai_tokenizer)
         searcher = BM25Searcher(index_dir)
-        qrels = read_qrels(collection / f"qrels.xquad.cross.{lang}.txt")
+        qrels = read_qrels(collection.qrels(lang))
         runs[lang], table[lang] = {}, {}
         for setting in SETTINGS:
             q_lang = query_language if setting == "cross" else lang
-            topics = query_topics if setting == "cross" else read_topics(collection / f"topics.xquad.{lang}.tsv")
-            path = output / f"run.xquad.bm25.{setting}.{q_lang}-{lang}.txt"
+            topics = query_topics if setting == "cross" else read_topics(collection.topics(lang))
+            path = layout.bm25_run(setting, q_lang, lang)
             search_to_run(searcher, topics, path, k=hits, threads=threads, tag=f"bm25.{q_lang}-{lang}")
             result = evaluate(qrels, load_run(path), measures, name=path.name)
             runs[lang][setting] = path
@@ -108,7 +112,7 @@ def run_xquad_bm25(
                     table[lang]["cross"]["P@5"], table[lang]["cross"]["RR@10"],
                     table[lang]["mono"]["P@5"], table[lang]["mono"]["RR@10"])
     seconds = time.time() - started
-    write_tables(output, "bm25", f"BM25 on XQuAD (cross: {query_language}->D, mono: D->D), qrels: cross",
+    write_tables(layout.root, "bm25", f"BM25 on XQuAD (cross: {query_language}->D, mono: D->D), qrels: cross",
                  table, MEASURES, SETTINGS, seconds)
     return BaselineResult(table=table, runs=runs, seconds=seconds)
 
@@ -116,12 +120,13 @@ def run_xquad_bm25(
 def write_tables(output: Path, name: str, title: str, table, measures: Sequence[str], settings: Sequence[str],
                  seconds: float) -> None:
     """``table.<name>.{md,tsv,json}`` under ``output``."""
-    with atomic_open(output / f"table.{name}.md") as out:
+    layout = XQuADLayout(output)
+    with atomic_open(layout.table(name, "md")) as out:
         out.write(f"{title}\n\n")
         out.write(render_table(table, measures, settings))
-    with atomic_open(output / f"table.{name}.tsv") as out:
+    with atomic_open(layout.table(name, "tsv")) as out:
         out.write(render_table(table, measures, settings, fmt="tsv"))
-    with atomic_open(output / f"table.{name}.json") as out:
+    with atomic_open(layout.table(name, "json")) as out:
         json.dump({"title": title, "table": table, "seconds": round(seconds, 1)}, out, indent=2)
 
 
@@ -147,31 +152,26 @@ def run_xquad_dense(
     Needs the collections and BM25 runs of :func:`run_xquad_bm25` (its result is ``bm25``).
     ``model`` is a :class:`~clir_ot.models.BiEncoderModel` (default: the offline default model).
     """
-    from clir_ot.models import BiEncoderModel
-    from clir_ot.models.loading import resolve_precision
-    from clir_ot.retrieval.dense import DenseSearcher, dense_search_to_run, encode_corpus
-    from clir_ot.retrieval.fusion import fuse_run_files
-
     started = time.time()
-    output, index_root = Path(output), Path(index_root)
-    collection = output / "collection"
+    layout = XQuADLayout(output, index_root, first_stage=model_tag)
+    collection = layout.collection
     model = model if model is not None else BiEncoderModel.from_pretrained(None)
     dtype = resolve_precision(dtype, model.device)
     measures = [parse_measure(m) for m in DENSE_MEASURES]
-    topics = read_topics(collection / f"topics.xquad.{query_language}.tsv")
+    topics = read_topics(collection.topics(query_language))
     table: dict[str, dict[str, dict[str, float]]] = {}
     runs: dict[str, dict[str, Path]] = {}
     for lang in languages:
-        corpus = collection / "corpus" / lang
-        index_dir = index_root / f"faiss.xquad.{lang}.{model_tag}"
-        encode_corpus(corpus, index_dir, model, batch_size=batch_size, max_length=max_length, dtype=dtype)
-        dense_path = output / f"run.xquad.{model_tag}.cross.{query_language}-{lang}.txt"
+        index_dir = layout.faiss_index(lang, model_tag)
+        encode_corpus(collection.corpus(lang), index_dir, model, batch_size=batch_size, max_length=max_length,
+                      dtype=dtype)
+        dense_path = layout.dense_run(model_tag, lang, query_language)
         dense_search_to_run(DenseSearcher(index_dir, model), topics, dense_path, k=hits, batch_size=batch_size,
                             max_length=max_length, dtype=dtype, tag=f"{model_tag}.{query_language}-{lang}")
-        fused_path = output / f"run.xquad.bm25+{model_tag}.rrf.cross.{query_language}-{lang}.txt"
+        fused_path = layout.rrf_run(model_tag, lang, query_language)
         fuse_run_files([bm25.runs[lang]["cross"], dense_path], fused_path, k=60, depth=hits,
                        tag=f"rrf.{query_language}-{lang}")
-        qrels = read_qrels(collection / f"qrels.xquad.cross.{lang}.txt")
+        qrels = read_qrels(collection.qrels(lang))
         runs[lang] = {"dense": dense_path, "rrf": fused_path}
         table[lang] = {}
         for setting, path in runs[lang].items():
@@ -181,6 +181,6 @@ def run_xquad_dense(
                     table[lang]["dense"]["P@1"], table[lang]["dense"]["RR@10"],
                     table[lang]["rrf"]["P@1"], table[lang]["rrf"]["RR@10"])
     seconds = time.time() - started
-    write_tables(output, model_tag, f"{model_tag} dense and BM25+{model_tag} RRF (k=60) on XQuAD, cross "
+    write_tables(layout.root, model_tag, f"{model_tag} dense and BM25+{model_tag} RRF (k=60) on XQuAD, cross "
                  f"{query_language}->D ({dtype})", table, DENSE_MEASURES, DENSE_SETTINGS, seconds)
     return BaselineResult(table=table, runs=runs, seconds=seconds)

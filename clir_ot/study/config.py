@@ -19,24 +19,45 @@ Example (``tools/studies/xquad-scaling-offline.yaml`` is the full one)::
     teacher: tools/configs/teacher-xquad-cpu.json    # or a mapping of TrainingConfig settings
     distill: {batch_size: 16, lr: 2e-5, epochs: 1}    # training + distillation settings
     rerank: {batch_size: 32, max_length: 256, dtype: auto}
+    measures: [P@5, Success@5, RR@10]                 # the default
+
+A backbone of ``kind: bi-encoder`` studies the dense first stage instead of the reranker: its
+``none`` is the baseline's dense run (``run.xquad.<first_stage>.cross.en-<L>.txt``), each method
+distils a bi-encoder student from the encoder on bitext (no teacher and no folds: the student never
+sees XQuAD), and a ``search`` step re-encodes the language's paragraphs with the student and searches
+them with the unchanged query encoder (``search: {hits, batch_size, max_length, dtype}``).
+``tools/studies/xquad-dense-students.yaml`` is that study (``clir-ot xquad-dense-students``).
 
 Every mapping rejects unknown keys with the list of known ones.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import yaml
+from huggingface_hub import try_to_load_from_cache
+
+from clir_ot.datasets.xquad import XQUAD_LANGUAGES
+from clir_ot.distill.bitext import tatoeba_files
 from clir_ot.distill.trainer import DISTILL_METHODS, DistillationConfig, split_settings
 from clir_ot.errors import ConfigError, InputFormatError
+from clir_ot.evaluation import parse_measure
 from clir_ot.training.trainer import TrainingConfig
 
-__all__ = ["BackboneSpec", "MethodSpec", "StudyConfig", "load_study_config"]
+__all__ = ["BackboneSpec", "MethodSpec", "RerankSettings", "SearchSettings", "StudyConfig", "load_study_config",
+           "study_config_from_data"]
 
 BASELINE_METHOD = "none"
 SHUFFLED_SUFFIX = "-shuffled"
+CROSS_ENCODER, BI_ENCODER = "cross-encoder", "bi-encoder"
+BACKBONE_KINDS = (CROSS_ENCODER, BI_ENCODER)
+#: The measures of a study unless its config names others (``measures:``).
+DEFAULT_MEASURES = ("P@5", "Success@5", "RR@10")
+DEFAULT_BASES = ("default", "multilingual-e5-small")
 
 
 def _check_keys(data: Mapping[str, Any], known: Sequence[str], where: str) -> None:
@@ -55,18 +76,33 @@ def _str_list(value: Any, where: str) -> list[str]:
     return list(dict.fromkeys(value))
 
 
+def _positive_int(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{where} must be a positive integer, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class BackboneSpec:
     """One backbone: a base model (hub name, folder, or ``null`` for the offline default), optionally
     cut to its first ``layers`` layers; ``teachers``: a folder of ``clir-ot xquad-teacher`` outputs
-    whose per-fold teachers (and zero-shot reranked runs) the study reuses instead of training."""
+    whose per-fold teachers (and zero-shot reranked runs) the study reuses instead of training.
+
+    ``kind`` is ``cross-encoder`` (the reranker: teachers, cross-fitted students, reranked runs) or
+    ``bi-encoder`` (the dense first stage: ``base`` is the encoder of the baseline's dense run, its
+    students are searched with the unchanged query encoder; no ``layers`` or ``teachers``)."""
 
     name: str
     base: str | None = None
     layers: int | None = None
     teachers: str | None = None
+    kind: str = CROSS_ENCODER
 
-    KEYS = ("name", "base", "layers", "teachers")
+    KEYS = ("name", "kind", "base", "layers", "teachers")
+
+    @property
+    def dense(self) -> bool:
+        return self.kind == BI_ENCODER
 
 
 @dataclass(frozen=True)
@@ -97,6 +133,33 @@ class MethodSpec:
     def shuffled(self) -> bool:
         return self._base.endswith(SHUFFLED_SUFFIX)
 
+    @property
+    def is_baseline(self) -> bool:
+        return self.name == BASELINE_METHOD
+
+
+@dataclass(frozen=True)
+class RerankSettings:
+    """How reranking steps score (``rerank:``); part of every rerank step's key."""
+
+    batch_size: int = 32
+    max_length: int = 256
+    dtype: str = "auto"
+
+    KEYS = ("batch_size", "max_length", "dtype")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How a dense student's search step encodes and searches (``search:``); part of its key."""
+
+    hits: int = 100
+    batch_size: int = 32
+    max_length: int = 256
+    dtype: str = "auto"
+
+    KEYS = ("hits", "batch_size", "max_length", "dtype")
+
 
 @dataclass(frozen=True)
 class StudyConfig:
@@ -115,20 +178,22 @@ class StudyConfig:
     methods: tuple[MethodSpec, ...]
     teacher: TrainingConfig
     distill: dict[str, Any]
-    rerank: dict[str, Any]
+    rerank: RerankSettings
     reuse: tuple[Path, ...]
     pool: bool
     n_resamples: int
     resource_order: tuple[str, ...] | None
+    measures: tuple[str, ...] = DEFAULT_MEASURES
+    search: SearchSettings = SearchSettings()
 
     KEYS = ("name", "description", "baseline", "first_stage", "depth", "languages", "reference_language",
-            "low_resource", "bitext", "seeds", "backbones", "methods", "teacher", "distill", "rerank", "reuse",
-            "pool", "n_resamples", "resource_order")
+            "low_resource", "bitext", "seeds", "backbones", "methods", "teacher", "distill", "rerank", "search",
+            "reuse", "pool", "n_resamples", "resource_order", "measures")
 
     def methods_for(self, language: str) -> list[MethodSpec]:
         """The methods run on ``language`` (only ``none`` on the reference language)."""
         if language == self.reference_language and language not in self.languages:
-            return [m for m in self.methods if m.name == BASELINE_METHOD]
+            return [m for m in self.methods if m.is_baseline]
         return [m for m in self.methods if m.languages is None or language in m.languages]
 
     @property
@@ -136,19 +201,22 @@ class StudyConfig:
         extra = (self.reference_language,) if self.reference_language and self.reference_language not in self.languages else ()
         return extra + self.languages
 
-    def distill_settings(self, method: MethodSpec, seed: int) -> tuple[TrainingConfig, DistillationConfig]:
+    def distill_settings(self, method: MethodSpec, seed: int,
+                         kind: str = CROSS_ENCODER) -> tuple[TrainingConfig, DistillationConfig]:
+        """The training and distillation settings of ``method``'s students on a backbone of ``kind``."""
         data = {**self.distill, **dict(method.settings), "method": method.objective,
                 "shuffle_bitext": method.shuffled, "seed": seed}
+        if kind == BI_ENCODER:
+            data["model_type"] = BI_ENCODER
         return split_settings(data, f"{self.path}: distill settings of {method.name}")
 
 
-DEFAULT_BASES = ("default", "multilingual-e5-small")
+# --------------------------------------------------------------------------------------------------
+# reading: one function per part of the YAML
 
 
 def check_base(base: str, config_path: Path, where: str) -> str | None:
     """``None`` for the offline default; an existing folder; or a hub name (offline: only if cached)."""
-    import os
-
     if base in DEFAULT_BASES:
         return None
     folder = _resolve(config_path, base)
@@ -157,8 +225,6 @@ def check_base(base: str, config_path: Path, where: str) -> str | None:
     if base.startswith((".", "/", "~")) or os.sep + os.sep in base or base.count("/") > 1:
         raise ConfigError(f"{where}: base {base} is not a folder (and not a hub name 'owner/model')")
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        from huggingface_hub import try_to_load_from_cache
-
         if not isinstance(try_to_load_from_cache(base, "config.json"), str):
             raise ConfigError(f"{where}: unknown backbone {base!r}: no such folder, and HF_HUB_OFFLINE=1 with no "
                               "cached copy of that hub model (download it on a networked machine first)")
@@ -170,23 +236,20 @@ def _resolve(base: Path, value: str) -> Path:
     return path if path.is_absolute() else (Path.cwd() / path)
 
 
-def load_study_config(path: str | Path) -> StudyConfig:
-    """Read and check a study YAML; every problem is a :class:`ConfigError` raised before any work."""
-    import yaml
-
-    from clir_ot.datasets.xquad import XQUAD_LANGUAGES
-    from clir_ot.distill.bitext import tatoeba_files
-
-    path = Path(path)
+def _read_yaml(path: Path) -> Any:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputFormatError(path, None, "no such study config") from None
     except yaml.YAMLError as err:
         line = getattr(getattr(err, "problem_mark", None), "line", None)
         raise InputFormatError(path, None if line is None else line + 1, f"invalid YAML ({err})") from None
-    where = str(path)
-    _check_keys(data or {}, StudyConfig.KEYS, where)
+
+
+def _check_top_level(data: Any, where: str) -> None:
+    if data is None:
+        raise ConfigError(f"{where}: the study config is empty")
+    _check_keys(data, StudyConfig.KEYS, where)
     for required in ("name", "baseline", "languages", "backbones", "methods"):
         if required not in data:
             raise ConfigError(f"{where}: missing {required!r}")
@@ -194,6 +257,9 @@ def load_study_config(path: str | Path) -> StudyConfig:
     if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise ConfigError(f"{where}: name {name!r} must be letters, digits, '-', '_' or '.' (it names runs/<name>)")
 
+
+def _parse_languages(data: Mapping[str, Any], where: str) -> tuple[list[str], str | None, list[str]]:
+    """The studied languages, the reference language and the low-resource group."""
     languages = _str_list(data["languages"], f"{where}: languages")
     if not languages:
         raise ConfigError(f"{where}: languages is empty: the grid has no cells")
@@ -208,129 +274,211 @@ def load_study_config(path: str | Path) -> StudyConfig:
     stray = [l for l in low if l not in languages]
     if stray or not low:
         raise ConfigError(f"{where}: low_resource must be a non-empty subset of languages; {stray} are not studied")
+    return languages, reference, low
 
-    backbones = []
-    raw_backbones = data["backbones"]
-    if not isinstance(raw_backbones, list) or not raw_backbones:
+
+def _parse_backbone(item: Any, i: int, path: Path) -> BackboneSpec:
+    where = str(path)
+    if isinstance(item, str):
+        item = {"name": item}
+    _check_keys(item, BackboneSpec.KEYS, f"{where}: backbones[{i}]")
+    if "name" not in item:
+        raise ConfigError(f"{where}: backbones[{i}] has no name")
+    kind = item.get("kind", CROSS_ENCODER)
+    if kind not in BACKBONE_KINDS:
+        raise ConfigError(f"{where}: backbones[{i}].kind must be one of {', '.join(BACKBONE_KINDS)}, got {kind!r}")
+    layers = item.get("layers")
+    if layers is not None:
+        _positive_int(layers, f"{where}: backbones[{i}].layers")
+    teachers = item.get("teachers")
+    if kind == BI_ENCODER and (layers is not None or teachers is not None):
+        raise ConfigError(f"{where}: backbone {item['name']!r} is a bi-encoder: its students start from the encoder "
+                          "of the baseline's dense run, so it takes no layers and no teachers")
+    if teachers is not None and not _resolve(path, teachers).is_dir():
+        raise ConfigError(f"{where}: backbone {item['name']!r}: teachers folder {teachers} does not exist "
+                          "(train them with `clir-ot xquad-teacher`, or remove the entry to train them here)")
+    base = item.get("base")
+    if base is not None:
+        base = check_base(str(base), path, f"{where}: backbone {item['name']!r}")
+    return BackboneSpec(str(item["name"]), None if base is None else str(base), layers,
+                        None if teachers is None else str(_resolve(path, teachers)), kind)
+
+
+def _parse_backbones(data: Mapping[str, Any], path: Path) -> list[BackboneSpec]:
+    where = str(path)
+    raw = data["backbones"]
+    if not isinstance(raw, list) or not raw:
         raise ConfigError(f"{where}: backbones must be a non-empty list (smaller to larger)")
-    for i, item in enumerate(raw_backbones):
-        if isinstance(item, str):
-            item = {"name": item}
-        _check_keys(item, BackboneSpec.KEYS, f"{where}: backbones[{i}]")
-        if "name" not in item:
-            raise ConfigError(f"{where}: backbones[{i}] has no name")
-        layers = item.get("layers")
-        if layers is not None and (not isinstance(layers, int) or isinstance(layers, bool) or layers < 1):
-            raise ConfigError(f"{where}: backbones[{i}].layers must be a positive integer, got {layers!r}")
-        teachers = item.get("teachers")
-        if teachers is not None and not _resolve(path, teachers).is_dir():
-            raise ConfigError(f"{where}: backbone {item['name']!r}: teachers folder {teachers} does not exist "
-                              "(train them with `clir-ot xquad-teacher`, or remove the entry to train them here)")
-        base = item.get("base")
-        if base is not None:
-            base = check_base(str(base), path, f"{where}: backbone {item['name']!r}")
-        backbones.append(BackboneSpec(str(item["name"]), None if base is None else str(base), layers,
-                                      None if teachers is None else str(_resolve(path, teachers))))
+    backbones = [_parse_backbone(item, i, path) for i, item in enumerate(raw)]
     names = [b.name for b in backbones]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: backbone names repeat: {names}")
+    return backbones
 
-    methods = []
-    raw_methods = data["methods"]
-    if not isinstance(raw_methods, list) or not raw_methods:
+
+def _parse_method(item: Any, i: int, languages: Sequence[str], where: str) -> MethodSpec:
+    if isinstance(item, str):
+        item = {"name": item}
+    _check_keys(item, MethodSpec.KEYS, f"{where}: methods[{i}]")
+    method_name = str(item.get("name", ""))
+    if not method_name:
+        raise ConfigError(f"{where}: methods[{i}] has no name")
+    explicit = item.get("method")
+    if explicit is not None and (method_name == BASELINE_METHOD or explicit == BASELINE_METHOD):
+        raise ConfigError(f"{where}: methods[{i}]: {BASELINE_METHOD!r} is the teacher itself and has no "
+                          f"variants; give a variant another name and a distillation method")
+    base = str(explicit) if explicit is not None else method_name
+    objective = base.removesuffix(SHUFFLED_SUFFIX)
+    if base != BASELINE_METHOD and objective not in DISTILL_METHODS:
+        valid = [BASELINE_METHOD, *DISTILL_METHODS] + [m + SHUFFLED_SUFFIX for m in DISTILL_METHODS]
+        what = f"method {base!r} of {method_name!r}" if explicit is not None else f"method {method_name!r}"
+        raise ConfigError(f"{where}: unknown {what}; valid: {', '.join(valid)}"
+                          + ("" if explicit is not None else
+                             " (a variant with its own name needs `method:`, e.g. {name: ot-unbalanced, "
+                             "method: ot, settings: {marginal_penalty: 1.0}})"))
+    subset = item.get("languages")
+    if subset is not None:
+        subset = tuple(_str_list(subset, f"{where}: methods[{i}].languages"))
+        stray = [l for l in subset if l not in languages]
+        if stray:
+            raise ConfigError(f"{where}: method {method_name!r} names languages {stray} that the study does not have")
+    settings = item.get("settings") or {}
+    if not isinstance(settings, Mapping):
+        raise ConfigError(f"{where}: methods[{i}].settings must be a mapping")
+    return MethodSpec(method_name, subset, dict(settings), None if explicit is None else base)
+
+
+def _parse_methods(data: Mapping[str, Any], languages: Sequence[str], where: str) -> list[MethodSpec]:
+    raw = data["methods"]
+    if not isinstance(raw, list) or not raw:
         raise ConfigError(f"{where}: methods must be a non-empty list, e.g. [none, ot]")
-    for i, item in enumerate(raw_methods):
-        if isinstance(item, str):
-            item = {"name": item}
-        _check_keys(item, MethodSpec.KEYS, f"{where}: methods[{i}]")
-        method_name = str(item.get("name", ""))
-        if not method_name:
-            raise ConfigError(f"{where}: methods[{i}] has no name")
-        explicit = item.get("method")
-        if explicit is not None and (method_name == BASELINE_METHOD or explicit == BASELINE_METHOD):
-            raise ConfigError(f"{where}: methods[{i}]: {BASELINE_METHOD!r} is the teacher itself and has no "
-                              f"variants; give a variant another name and a distillation method")
-        base = str(explicit) if explicit is not None else method_name
-        objective = base.removesuffix(SHUFFLED_SUFFIX)
-        if base != BASELINE_METHOD and objective not in DISTILL_METHODS:
-            valid = [BASELINE_METHOD, *DISTILL_METHODS] + [m + SHUFFLED_SUFFIX for m in DISTILL_METHODS]
-            what = f"method {base!r} of {method_name!r}" if explicit is not None else f"method {method_name!r}"
-            raise ConfigError(f"{where}: unknown {what}; valid: {', '.join(valid)}"
-                              + ("" if explicit is not None else
-                                 " (a variant with its own name needs `method:`, e.g. {name: ot-unbalanced, "
-                                 "method: ot, settings: {marginal_penalty: 1.0}})"))
-        subset = item.get("languages")
-        if subset is not None:
-            subset = tuple(_str_list(subset, f"{where}: methods[{i}].languages"))
-            stray = [l for l in subset if l not in languages]
-            if stray:
-                raise ConfigError(f"{where}: method {method_name!r} names languages {stray} that the study does not have")
-        settings = item.get("settings") or {}
-        if not isinstance(settings, Mapping):
-            raise ConfigError(f"{where}: methods[{i}].settings must be a mapping")
-        methods.append(MethodSpec(method_name, subset, dict(settings), None if explicit is None else base))
+    methods = [_parse_method(item, i, languages, where) for i, item in enumerate(raw)]
     if len({m.name for m in methods}) != len(methods):
         raise ConfigError(f"{where}: methods repeat")
     if BASELINE_METHOD not in {m.name for m in methods}:
         raise ConfigError(f"{where}: methods must include {BASELINE_METHOD!r}, the zero-shot teacher every gain is measured against")
+    return methods
 
-    distilled = [m for m in methods if m.name != BASELINE_METHOD]
+
+def _parse_bitext(data: Mapping[str, Any], methods: Sequence[MethodSpec], languages: Sequence[str],
+                  path: Path) -> tuple[dict[str, Path], str]:
+    """language -> bitext (a Tatoeba folder or a file), for every language a distillation method needs."""
+    where = str(path)
+    distilled = [m for m in methods if not m.is_baseline]
     bitext_data = data.get("bitext") or {}
     _check_keys(bitext_data, ("tatoeba", "files"), f"{where}: bitext")
-    bitext: dict[str, Path] = {}
     kind = "tatoeba" if "tatoeba" in bitext_data else "files"
     need = sorted({l for m in distilled for l in (m.languages or languages)})
-    if need:
-        if "tatoeba" in bitext_data:
-            folder = _resolve(path, bitext_data["tatoeba"])
-            for lang in need:
-                try:
-                    tatoeba_files(folder, lang)
-                except (ConfigError, InputFormatError) as err:
-                    raise ConfigError(f"{where}: no bitext for {lang!r}: {err}") from None
-                bitext[lang] = folder
-        elif "files" in bitext_data:
-            files = bitext_data["files"]
-            if not isinstance(files, Mapping):
-                raise ConfigError(f"{where}: bitext.files must map languages to files")
-            for lang in need:
-                if lang not in files:
-                    raise ConfigError(f"{where}: language {lang!r} has no bitext file in bitext.files")
-                file = _resolve(path, files[lang])
-                if not file.is_file():
-                    raise ConfigError(f"{where}: bitext file for {lang!r} does not exist: {file}")
-                bitext[lang] = file
-        else:
-            raise ConfigError(f"{where}: methods {', '.join(m.name for m in distilled)} need bitext: "
-                              "give bitext: {tatoeba: DIR} or bitext: {files: {lang: file}}")
+    if not need:
+        return {}, kind
+    if "tatoeba" in bitext_data:
+        return {lang: _tatoeba_bitext(_resolve(path, bitext_data["tatoeba"]), lang, where) for lang in need}, kind
+    if "files" in bitext_data:
+        files = bitext_data["files"]
+        if not isinstance(files, Mapping):
+            raise ConfigError(f"{where}: bitext.files must map languages to files")
+        bitext = {}
+        for lang in need:
+            if lang not in files:
+                raise ConfigError(f"{where}: language {lang!r} has no bitext file in bitext.files")
+            file = _resolve(path, files[lang])
+            if not file.is_file():
+                raise ConfigError(f"{where}: bitext file for {lang!r} does not exist: {file}")
+            bitext[lang] = file
+        return bitext, kind
+    raise ConfigError(f"{where}: methods {', '.join(m.name for m in distilled)} need bitext: "
+                      "give bitext: {tatoeba: DIR} or bitext: {files: {lang: file}}")
 
-    teacher_value = data.get("teacher", {})
-    if isinstance(teacher_value, str):
-        teacher = TrainingConfig.from_json(_resolve(path, teacher_value))
-    else:
-        teacher = TrainingConfig.from_dict(teacher_value or {}, f"{where}: teacher")
-    distill = dict(data.get("distill") or {})
+
+def _tatoeba_bitext(folder: Path, lang: str, where: str) -> Path:
+    try:
+        tatoeba_files(folder, lang)
+    except (ConfigError, InputFormatError) as err:
+        raise ConfigError(f"{where}: no bitext for {lang!r}: {err}") from None
+    return folder
+
+
+def _parse_teacher(data: Mapping[str, Any], path: Path) -> TrainingConfig:
+    value = data.get("teacher", {})
+    if isinstance(value, str):
+        return TrainingConfig.from_json(_resolve(path, value))
+    return TrainingConfig.from_dict(value or {}, f"{path}: teacher")
+
+
+def _parse_seeds(data: Mapping[str, Any], where: str) -> tuple[int, ...]:
     seeds = data.get("seeds", [42])
     if isinstance(seeds, int):
         seeds = [seeds]
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ConfigError(f"{where}: seeds must be a non-empty list of integers")
+    return tuple(seeds)
+
+
+def _parse_settings(cls: type, value: Any, where: str):
+    """A :class:`RerankSettings` / :class:`SearchSettings` from its mapping (unknown keys rejected)."""
+    value = value or {}
+    _check_keys(value, cls.KEYS, where)
+    defaults = cls()
+    out = {}
+    for name in cls.KEYS:
+        raw = value.get(name, getattr(defaults, name))
+        out[name] = str(raw) if name == "dtype" else _positive_int(raw, f"{where}.{name}")
+    return cls(**out)
+
+
+def _parse_measures(data: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    names = _str_list(data.get("measures", list(DEFAULT_MEASURES)), f"{where}: measures")
+    if not names:
+        raise ConfigError(f"{where}: measures is empty")
+    try:
+        return tuple(parse_measure(name).display for name in names)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: measures: {err}") from None
+
+
+def load_study_config(path: str | Path) -> StudyConfig:
+    """Read and check a study YAML; every problem is a :class:`ConfigError` raised before any work."""
+    path = Path(path)
+    return study_config_from_data(_read_yaml(path), path)
+
+
+def study_config_from_data(data: Any, path: str | Path) -> StudyConfig:
+    """Check the data of a study YAML (``path`` names it in messages and in the config)."""
+    path = Path(path)
+    where = str(path)
+    _check_top_level(data, where)
+    languages, reference, low = _parse_languages(data, where)
+    backbones = _parse_backbones(data, path)
+    methods = _parse_methods(data, languages, where)
+    bitext, bitext_kind = _parse_bitext(data, methods, languages, path)
+    seeds = _parse_seeds(data, where)
+    depth = int(data.get("depth", 10))
+    if depth < 1:
+        raise ConfigError(f"{where}: depth must be at least 1")
     config = StudyConfig(
-        name=name, path=path, baseline=_resolve(path, str(data["baseline"])),
-        first_stage=str(data.get("first_stage", "e5-small")), depth=int(data.get("depth", 10)),
+        name=str(data["name"]), path=path, baseline=_resolve(path, str(data["baseline"])),
+        first_stage=str(data.get("first_stage", "e5-small")), depth=depth,
         languages=tuple(languages), reference_language=reference, low_resource=tuple(low), bitext=bitext,
-        bitext_kind=kind, seeds=tuple(seeds), backbones=tuple(backbones), methods=tuple(methods), teacher=teacher,
-        distill=distill, rerank=dict(data.get("rerank") or {}),
+        bitext_kind=bitext_kind, seeds=seeds, backbones=tuple(backbones), methods=tuple(methods),
+        teacher=_parse_teacher(data, path), distill=dict(data.get("distill") or {}),
+        rerank=_parse_settings(RerankSettings, data.get("rerank"), f"{where}: rerank"),
+        search=_parse_settings(SearchSettings, data.get("search"), f"{where}: search"),
         reuse=tuple(_resolve(path, p) for p in _str_list(data.get("reuse", []), f"{where}: reuse")),
         pool=bool(data.get("pool", True)), n_resamples=int(data.get("n_resamples", 10000)),
         resource_order=tuple(data["resource_order"]) if data.get("resource_order") else None,
+        measures=_parse_measures(data, where),
     )
-    _check_keys(config.rerank, ("batch_size", "max_length", "dtype"), f"{where}: rerank")
-    if config.depth < 1:
-        raise ConfigError(f"{where}: depth must be at least 1")
-    for method in distilled:  # every method's settings are valid before any work starts
-        config.distill_settings(method, seeds[0])
+    _check_distill_settings(config)
     return config
+
+
+def _check_distill_settings(config: StudyConfig) -> None:
+    """Every method's settings are valid, on every kind of backbone it runs on, before any work starts."""
+    kinds = dict.fromkeys(b.kind for b in config.backbones)
+    for method in config.methods:
+        if not method.is_baseline:
+            for kind in kinds:
+                config.distill_settings(method, config.seeds[0], kind)
 
 
 def describe(config: StudyConfig) -> dict[str, Any]:
@@ -339,8 +487,9 @@ def describe(config: StudyConfig) -> dict[str, Any]:
         "name": config.name, "path": str(config.path), "baseline": str(config.baseline),
         "first_stage": config.first_stage, "depth": config.depth, "languages": list(config.languages),
         "reference_language": config.reference_language, "low_resource": list(config.low_resource),
-        "seeds": list(config.seeds), "backbones": [b.__dict__ for b in config.backbones],
+        "seeds": list(config.seeds), "backbones": [asdict(b) for b in config.backbones],
         "methods": [{"name": m.name, "method": m.method, "languages": m.languages, "settings": dict(m.settings)}
                     for m in config.methods],
-        "teacher": config.teacher.to_dict(), "distill": config.distill, "rerank": config.rerank,
+        "teacher": config.teacher.to_dict(), "distill": config.distill, "rerank": asdict(config.rerank),
+        "search": asdict(config.search), "measures": list(config.measures),
     }, default=str))

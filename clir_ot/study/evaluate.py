@@ -3,83 +3,129 @@
 Settings:
 
 * ``cross`` -- English questions against one language's paragraphs (one relevant paragraph each);
-  P@5, Success@5, RR@10 per query by :func:`clir_ot.evaluation.evaluate` (trec_eval semantics).
+  the study's measures (default P@5, Success@5, RR@10) per query by :func:`clir_ot.evaluation.evaluate`
+  (trec_eval semantics).
 * ``pool`` -- English questions against the paragraphs of all the study's evaluated languages
   together (one relevant paragraph per language). The pool ranking of a backbone and method merges
   its reranked per-language lists by score (languages without a student -- English -- keep the
   teacher's list), so P@5 is no longer capped at 0.2; language bias is the maximum rank distance
   between a question's parallel relevant paragraphs (:func:`clir_ot.study.stats.max_rank_distance`).
+
+Every table of a study comes from one list of :class:`~clir_ot.study.report.QueryScore` records:
+the two-or-more-backbone report of :func:`clir_ot.study.report.build_report`, and
+:func:`compare_methods` (every method beside ``none``, with paired tests) rendered by
+:func:`comparison_markdown`.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
-from clir_ot.formats import atomic_open
-from clir_ot.study.config import BASELINE_METHOD
-from clir_ot.study.report import QueryScore, build_report, write_report, write_results_csv
+from clir_ot.evaluation import evaluate, parse_measure
+from clir_ot.formats import atomic_open, iter_run_by_query, load_run, read_qrels
+from clir_ot.study.config import BASELINE_METHOD, DEFAULT_MEASURES, StudyConfig
+from clir_ot.study.plan import Step, StudyPlan
+from clir_ot.study.report import QueryScore, StepCost, build_report, write_report, write_results_csv
 from clir_ot.study.stats import holm, max_rank_distance, paired_randomization_test
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["collect_scores", "method_comparison", "write_study_report"]
+__all__ = ["ComparisonCell", "collect_scores", "compare_methods", "comparison_markdown", "merge_language_runs",
+           "write_study_report"]
 
-MEASURES = ("P@5", "Success@5", "RR@10")
+MEASURES = DEFAULT_MEASURES
+REUSED_NOTE = "reused from clir-ot xquad-teacher"
 
 
-def collect_scores(plan) -> tuple[list[QueryScore], dict[str, dict[str, Any]]]:
-    """Per-query scores of every finished reranked run (seeds averaged per query), and the costs."""
-    from clir_ot.evaluation import evaluate, parse_measure
-    from clir_ot.formats import load_run, read_qrels
+class RunKey(NamedTuple):
+    """Which run: a backbone, a method and a document language."""
 
-    config = plan.config
-    collection = config.baseline / "collection"
-    measures = [parse_measure(m) for m in MEASURES]
-    per_seed: dict[tuple[str, str, str, str], list[dict[str, float]]] = defaultdict(list)
-    runs: dict[tuple[str, str, str], list[Path]] = defaultdict(list)
-    costs: dict[str, dict[str, Any]] = {}
+    backbone: str
+    method: str
+    language: str
+
+
+class MetricKey(NamedTuple):
+    backbone: str
+    method: str
+    language: str
+    metric: str
+
+
+# --------------------------------------------------------------------------------------------------
+# scores and costs
+
+
+def _reused_teacher_cost(step: Step) -> StepCost | None:
+    manifest = _training_manifest(step.model)
+    if not manifest:
+        return None
+    return StepCost(manifest["time"].get("wall_s"), manifest["time"].get("examples_per_s"), "examples/s", REUSED_NOTE)
+
+
+def _artifact_cost(step: Step) -> StepCost:
+    record = step.artifact.record()
+    if step.kind in ("teacher", "student"):
+        return StepCost(record.get("wall_s"), record.get("examples_per_s"), "examples/s")
+    if step.kind == "rerank":
+        return StepCost(record.get("wall_s"), record.get("pairs_per_s"), "pairs/s",
+                        REUSED_NOTE if record.get("imported_from") else None)
+    if step.kind == "search":
+        return StepCost(record.get("wall_s"), record.get("passages_per_s"), "passages/s")
+    return StepCost(record.get("wall_s"))
+
+
+def collect_costs(plan: StudyPlan) -> dict[str, StepCost]:
+    """The cost of every finished step (and of reused teachers, from their ``training.json``)."""
+    costs: dict[str, StepCost] = {}
     for step in plan.order():
         if step.artifact is None and step.kind == "teacher":  # reused: its cost is in its training.json
-            manifest = _training_manifest(step.model)
-            if manifest:
-                costs[step.id] = {"wall_s": manifest["time"].get("wall_s"),
-                                  "examples/s": manifest["time"].get("examples_per_s"),
-                                  "note": "reused from clir-ot xquad-teacher"}
-        if step.artifact is not None and step.done and step.kind in ("teacher", "student", "rerank", "backbone"):
-            record = step.artifact.record()
-            row = {"wall_s": record.get("wall_s")}
-            if step.kind in ("teacher", "student"):
-                row["examples/s"] = record.get("examples_per_s")
-            if step.kind == "rerank":
-                row["pairs/s"] = record.get("pairs_per_s")
-                if record.get("imported_from"):
-                    row["note"] = "reused from clir-ot xquad-teacher"
-            costs[step.id] = row
-        if step.kind != "rerank" or not step.done:
-            continue
-        backbone, method, lang = step.meta["backbone"].name, step.meta["method"].name, step.meta["language"]
-        qrels = read_qrels(collection / f"qrels.xquad.cross.{lang}.txt")
-        result = evaluate(qrels, load_run(step.run), measures, name=step.id)
-        for metric in MEASURES:
-            per_seed[(backbone, method, lang, metric)].append({q: v[metric] for q, v in result.per_query.items()})
-        runs[(backbone, method, lang)].append(step.run)
+            cost = _reused_teacher_cost(step)
+            if cost is not None:
+                costs[step.id] = cost
+        elif step.artifact is not None and step.done:
+            costs[step.id] = _artifact_cost(step)
+    return costs
+
+
+def _run_steps(plan: StudyPlan) -> Iterable[Step]:
+    """The finished steps that produce an evaluated run (reranked, searched, or the baseline's own)."""
+    return (s for s in plan.order() if s.run is not None and s.done)
+
+
+def collect_scores(plan: StudyPlan) -> tuple[list[QueryScore], dict[str, StepCost]]:
+    """Per-query scores of every finished run (seeds averaged per query), and the costs."""
+    config = plan.config
+    measures = list(config.measures)
+    parsed = [parse_measure(m) for m in measures]
+    per_seed: dict[MetricKey, list[dict[str, float]]] = defaultdict(list)
+    runs: dict[RunKey, list[Path]] = defaultdict(list)
+    for step in _run_steps(plan):
+        cell = step.cell
+        qrels = read_qrels(plan.layout.collection.qrels(cell.language))
+        result = evaluate(qrels, load_run(step.run), parsed, name=step.id)
+        for metric in measures:
+            per_seed[MetricKey(cell.backbone.name, cell.method.name, cell.language, metric)].append(
+                {q: v[metric] for q, v in result.per_query.items()})
+        runs[RunKey(cell.backbone.name, cell.method.name, cell.language)].append(step.run)
     scores = []
-    for (backbone, method, lang, metric), seeds in per_seed.items():
+    for key, seeds in per_seed.items():
         for qid in seeds[0]:
             value = float(np.mean([s[qid] for s in seeds]))
-            scores.append(QueryScore(backbone, method, lang, "cross", metric, qid, value))
+            scores.append(QueryScore(key.backbone, key.method, key.language, "cross", key.metric, qid, value))
     if config.pool:
         scores += _pool_scores(plan, runs)
-    return scores, costs
+    return scores, collect_costs(plan)
 
 
-def _training_manifest(model: Path) -> dict[str, Any] | None:
-    import json
-
+def _training_manifest(model: Path) -> dict | None:
     for folder in (model, model.parent):
         if (folder / "training.json").is_file():
             return json.loads((folder / "training.json").read_text(encoding="utf-8"))
@@ -94,10 +140,6 @@ def merge_language_runs(paths: Sequence[Path], depth: int) -> dict[str, list[str
     each document's rank in its own run, then by a hash of ``(qid, docid)``: never by the docid itself,
     whose language prefix would otherwise rank one language first (trec_eval breaks ties by docid).
     """
-    import hashlib
-
-    from clir_ot.formats import iter_run_by_query
-
     entries: dict[str, list[tuple[float, int, str, str]]] = defaultdict(list)
     for path in paths:
         for qid, hits in iter_run_by_query(path):
@@ -108,87 +150,215 @@ def merge_language_runs(paths: Sequence[Path], depth: int) -> dict[str, list[str
     return {qid: [docid for *_, docid in sorted(items)] for qid, items in entries.items()}
 
 
-def _pool_scores(plan, runs: Mapping[tuple[str, str, str], list[Path]]) -> list[QueryScore]:
-    from clir_ot.evaluation import evaluate, parse_measure
-    from clir_ot.formats import read_qrels
+def _pool_qrels(plan: StudyPlan) -> dict[str, dict[str, int]]:
+    pool: dict[str, dict[str, int]] = defaultdict(dict)
+    for lang in plan.config.evaluated_languages:
+        for qid, docs in read_qrels(plan.layout.collection.qrels(lang)).items():
+            pool[qid].update(docs)
+    return pool
 
+
+def _pool_lists(config: StudyConfig, runs: dict[RunKey, list[Path]], backbone: str, method: str) -> list[Path] | None:
+    """The per-language runs pooled for one backbone and method (first seed; ``none`` where the method
+    has no run of a language), or ``None`` while a language has no run at all."""
+    lists = []
+    for lang in config.evaluated_languages:
+        chosen = runs.get(RunKey(backbone, method, lang)) or runs.get(RunKey(backbone, BASELINE_METHOD, lang))
+        if not chosen:
+            return None
+        lists.append(chosen[0])  # the first seed's run
+    return lists
+
+
+def _pool_scores(plan: StudyPlan, runs: dict[RunKey, list[Path]]) -> list[QueryScore]:
     config = plan.config
-    collection = config.baseline / "collection"
     languages = config.evaluated_languages
-    pool_qrels: dict[str, dict[str, int]] = defaultdict(dict)
-    for lang in languages:
-        for qid, docs in read_qrels(collection / f"qrels.xquad.cross.{lang}.txt").items():
-            pool_qrels[qid].update(docs)
-    measures = [parse_measure(m) for m in MEASURES]
+    pool_qrels = _pool_qrels(plan)
+    measures = list(config.measures)
+    parsed = [parse_measure(m) for m in measures]
     out: list[QueryScore] = []
     for backbone in config.backbones:
         for method in config.methods:
-            if not any((backbone.name, method.name, lang) in runs for lang in languages):
+            if not any(RunKey(backbone.name, method.name, lang) in runs for lang in languages):
                 continue  # nothing of this method is finished yet
-            lists = []
-            for lang in languages:
-                chosen = runs.get((backbone.name, method.name, lang)) or runs.get((backbone.name, BASELINE_METHOD, lang))
-                if not chosen:
-                    break
-                lists.append(chosen[0])  # the first seed's run
-            else:
-                ranked = merge_language_runs(lists, depth=config.depth)
-                # distinct scores from the merged order, so trec_eval's docid tie-break cannot reorder it
-                run = {q: {d: float(len(docids) - i) for i, d in enumerate(docids)} for q, docids in ranked.items()}
-                result = evaluate(pool_qrels, run, measures, name=f"pool {backbone.name}/{method.name}")
-                for qid, values in result.per_query.items():
-                    for metric in MEASURES:
-                        out.append(QueryScore(backbone.name, method.name, "all", "pool", metric, qid, values[metric]))
-                relevant = {q: {d for d, g in docs.items() if g > 0} for q, docs in pool_qrels.items() if q in ranked}
-                bias = max_rank_distance(ranked, relevant, depth=config.depth * len(languages))
-                out += [QueryScore(backbone.name, method.name, "all", "pool", "bias", q, float(v)) for q, v in bias.items()]
+            lists = _pool_lists(config, runs, backbone.name, method.name)
+            if lists is None:
+                continue
+            ranked = merge_language_runs(lists, depth=config.depth)
+            # distinct scores from the merged order, so trec_eval's docid tie-break cannot reorder it
+            run = {q: {d: float(len(docids) - i) for i, d in enumerate(docids)} for q, docids in ranked.items()}
+            result = evaluate(pool_qrels, run, parsed, name=f"pool {backbone.name}/{method.name}")
+            for qid, values in result.per_query.items():
+                for metric in measures:
+                    out.append(QueryScore(backbone.name, method.name, "all", "pool", metric, qid, values[metric]))
+            relevant = {q: {d for d, g in docs.items() if g > 0} for q, docs in pool_qrels.items() if q in ranked}
+            bias = max_rank_distance(ranked, relevant, depth=config.depth * len(languages))
+            out += [QueryScore(backbone.name, method.name, "all", "pool", "bias", q, float(v)) for q, v in bias.items()]
     return out
 
 
-def method_comparison(scores: Iterable[QueryScore], *, baseline: str = BASELINE_METHOD, languages: Sequence[str],
-                      n_resamples: int = 10000, seed: int = 0) -> str:
-    """Markdown: every method beside ``baseline`` per backbone, language and metric, with the paired
-    randomization test against ``baseline`` (Holm-adjusted across the languages of a backbone, method
-    and metric). ``**`` marks p(Holm) < 0.05."""
-    table: dict[tuple[str, str, str, str], dict[str, float]] = defaultdict(dict)
+# --------------------------------------------------------------------------------------------------
+# every method beside the baseline
+
+
+@dataclass(frozen=True)
+class ComparisonCell:
+    """One cell of the side-by-side comparison: a method's mean over questions on one backbone,
+    language and metric; for a method other than the baseline its mean difference to the baseline and
+    the paired randomization p-value, Holm-adjusted across the languages (``None`` for the baseline)."""
+
+    backbone: str
+    metric: str
+    language: str
+    method: str
+    mean: float
+    diff: float | None = None
+    p_holm: float | None = None
+
+    @property
+    def significant(self) -> bool:
+        return self.p_holm is not None and self.p_holm < 0.05
+
+
+def _cross_table(scores: Iterable[QueryScore]) -> dict[MetricKey, dict[str, float]]:
+    table: dict[MetricKey, dict[str, float]] = defaultdict(dict)
     for s in scores:
         if s.setting == "cross":
-            table[(s.backbone, s.method, s.language, s.metric)][s.qid] = s.value
-    backbones = list(dict.fromkeys(k[0] for k in table))
-    methods = [baseline] + sorted({k[1] for k in table} - {baseline})
+            table[MetricKey(s.backbone, s.method, s.language, s.metric)][s.qid] = s.value
+    return table
+
+
+def _method_cells(table: dict[MetricKey, dict[str, float]], backbone: str, method: str, metric: str,
+                  baseline: str, languages: Sequence[str], n_resamples: int, seed: int) -> list[ComparisonCell]:
+    """``method`` against ``baseline`` on every language of one backbone and metric (Holm across them)."""
+    raw = {}
+    for lang in languages:
+        a, b = table.get(MetricKey(backbone, method, lang, metric)), table.get(MetricKey(backbone, baseline, lang, metric))
+        if a and b:
+            qids = sorted(set(a) & set(b))
+            x = np.array([a[q] for q in qids]); y = np.array([b[q] for q in qids])
+            raw[lang] = (float(x.mean()), float((x - y).mean()),
+                         paired_randomization_test(x, y, n_resamples=n_resamples, seed=seed))
+    adjusted = holm({l: p for l, (_, _, p) in raw.items()}) if raw else {}
+    return [ComparisonCell(backbone, metric, lang, method, mean, diff, adjusted[lang])
+            for lang, (mean, diff, _) in raw.items()]
+
+
+def compare_methods(scores: Iterable[QueryScore], *, baseline: str = BASELINE_METHOD, languages: Sequence[str],
+                    measures: Sequence[str] = MEASURES, methods: Sequence[str] | None = None,
+                    n_resamples: int = 10000, seed: int = 0) -> list[ComparisonCell]:
+    """Every method beside ``baseline`` per backbone, language and metric (setting ``cross``), with the
+    paired randomization test against ``baseline`` Holm-adjusted across the languages of a backbone,
+    method and metric. ``methods`` orders the methods (default: alphabetical after the baseline)."""
+    table = _cross_table(scores)
+    backbones = list(dict.fromkeys(k.backbone for k in table))
+    seen = {k.method for k in table} - {baseline}
+    order = [m for m in methods if m in seen] if methods is not None else sorted(seen)
+    cells: list[ComparisonCell] = []
+    for backbone in backbones:
+        for metric in measures:
+            for lang in languages:
+                base = table.get(MetricKey(backbone, baseline, lang, metric))
+                if base:
+                    cells.append(ComparisonCell(backbone, metric, lang, baseline, float(np.mean(list(base.values())))))
+            for method in order:
+                cells += _method_cells(table, backbone, method, metric, baseline, languages, n_resamples, seed)
+    return cells
+
+
+def _cell_text(cell: ComparisonCell | None) -> str:
+    if cell is None:
+        return ""
+    if cell.diff is None:
+        return f"{cell.mean:.4f}"
+    mark = "**" if cell.significant else ""
+    return f"{mark}{cell.mean:.4f} ({cell.diff:+.4f}, p={cell.p_holm:.3f}){mark}"
+
+
+def comparison_tables(cells: Sequence[ComparisonCell], *, baseline: str = BASELINE_METHOD,
+                      languages: Sequence[str], heading: str = "### {backbone}: {metric}") -> list[str]:
+    """One markdown table per backbone and metric of :func:`compare_methods`' cells: a row per
+    language, the baseline's mean, then ``mean (difference, p(Holm))`` per method; ``**`` p < 0.05."""
+    by_place = {(c.backbone, c.metric, c.language, c.method): c for c in cells}
+    lines: list[str] = []
+    for backbone in dict.fromkeys(c.backbone for c in cells):
+        for metric in dict.fromkeys(c.metric for c in cells if c.backbone == backbone):
+            present = [baseline] + list(dict.fromkeys(
+                c.method for c in cells if c.backbone == backbone and c.metric == metric and c.method != baseline))
+            lines += [heading.format(backbone=backbone, metric=metric), "",
+                      "| language | " + " | ".join(present) + " |", "|---|" + "---|" * len(present)]
+            for lang in languages:
+                row = [_cell_text(by_place.get((backbone, metric, lang, m))) for m in present]
+                lines.append(f"| {lang} | " + " | ".join(row) + " |")
+            lines.append("")
+    return lines
+
+
+def comparison_markdown(cells: Sequence[ComparisonCell], *, baseline: str = BASELINE_METHOD,
+                        languages: Sequence[str], n_resamples: int) -> str:
+    """The report's "Methods side by side" section."""
     lines = ["## Methods side by side (setting `cross`)", "",
              f"Each cell: mean over questions; for a method, its difference to `{baseline}` and the two-sided paired "
              f"randomization p-value ({n_resamples} sign flips), Holm-adjusted across languages; ** p(Holm) < 0.05.",
              ""]
-    for backbone in backbones:
-        for metric in MEASURES:
-            present = [m for m in methods if any(k[:2] == (backbone, m) and k[3] == metric for k in table)]
-            lines += [f"### {backbone}: {metric}", "", "| language | " + " | ".join(present) + " |",
-                      "|---|" + "---|" * len(present)]
-            cells: dict[tuple[str, str], str] = {}
-            for method in present[1:]:
-                raw = {}
-                for lang in languages:
-                    a, b = table.get((backbone, method, lang, metric)), table.get((backbone, baseline, lang, metric))
-                    if a and b:
-                        qids = sorted(set(a) & set(b))
-                        x = np.array([a[q] for q in qids]); y = np.array([b[q] for q in qids])
-                        raw[lang] = (float(x.mean()), float((x - y).mean()),
-                                     paired_randomization_test(x, y, n_resamples=n_resamples, seed=seed))
-                adjusted = holm({l: p for l, (_, _, p) in raw.items()}) if raw else {}
-                for lang, (mean, diff, p) in raw.items():
-                    mark = "**" if adjusted[lang] < 0.05 else ""
-                    cells[(lang, method)] = f"{mark}{mean:.4f} ({diff:+.4f}, p={adjusted[lang]:.3f}){mark}"
-            for lang in languages:
-                base = table.get((backbone, baseline, lang, metric))
-                row = [f"{np.mean(list(base.values())):.4f}" if base else ""]
-                row += [cells.get((lang, m), "") for m in present[1:]]
-                lines.append(f"| {lang} | " + " | ".join(row) + " |")
-            lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + comparison_tables(cells, baseline=baseline, languages=languages))
 
 
-def write_study_report(plan) -> Path:
+def method_comparison(scores: Iterable[QueryScore], *, baseline: str = BASELINE_METHOD, languages: Sequence[str],
+                      measures: Sequence[str] = MEASURES, methods: Sequence[str] | None = None,
+                      n_resamples: int = 10000, seed: int = 0) -> str:
+    """Markdown of :func:`compare_methods` (the section ``report.md`` ends with)."""
+    cells = compare_methods(scores, baseline=baseline, languages=languages, measures=measures, methods=methods,
+                            n_resamples=n_resamples, seed=seed)
+    return comparison_markdown(cells, baseline=baseline, languages=languages, n_resamples=n_resamples)
+
+
+# --------------------------------------------------------------------------------------------------
+# report.md
+
+
+def _pool_table(config: StudyConfig, scores: Sequence[QueryScore]) -> list[str]:
+    pool = [s for s in scores if s.setting == "pool"]
+    if not pool:
+        return []
+    measures = list(config.measures)
+    lines = ["## Multilingual pool (setting `pool`)", "",
+             "| backbone | method | " + " | ".join(measures) + " | bias (max rank distance) |",
+             "|---|---|" + "---|" * (len(measures) + 1)]
+    means: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for s in pool:
+        means[(s.backbone, s.method, s.metric)].append(s.value)
+    for backbone in config.backbones:
+        for method in config.methods:
+            if (backbone.name, method.name, measures[0]) in means:
+                cells = [f"{np.mean(means[(backbone.name, method.name, m)]):.4f}" for m in (*measures, "bias")]
+                lines.append(f"| {backbone.name} | {method.name} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _cost_table(costs: dict[str, StepCost]) -> list[str]:
+    if not costs:
+        return []
+    lines = ["## Cost", "", "| step | wall s | examples/s or pairs/s | note |", "|---|---|---|---|"]
+    for step, cost in costs.items():
+        wall = cost.wall_s
+        lines.append(f"| {step} | {wall if wall is None else round(float(wall))} | "
+                     f"{'' if cost.rate is None else f'{float(cost.rate):.2f}'} | {cost.note or ''} |")
+    return lines + [""]
+
+
+def _single_backbone_report(plan: StudyPlan, scores: Sequence[QueryScore], costs: dict[str, StepCost],
+                            comparison: str) -> str:
+    """``report.md`` of a study with fewer than two finished backbones: the comparison, pool and cost."""
+    config = plan.config
+    folds = f"cross-fitted over {len(plan.folds)} article folds" if plan.folds else "no folds (dense students)"
+    lines = [f"# Study `{config.name}`", "", f"Config: `{config.path}`. Backbones: "
+             f"{', '.join(b.name for b in config.backbones)}; first stage `{config.first_stage}` reranked to depth "
+             f"{config.depth}; {folds}.", "", comparison, ""]
+    return "\n".join(lines + _pool_table(config, scores) + _cost_table(costs))
+
+
+def write_study_report(plan: StudyPlan) -> Path:
     """Evaluate and write ``results.csv``, ``report.md`` (and plots, with two or more backbones)."""
     config = plan.config
     scores, costs = collect_scores(plan)
@@ -199,7 +369,8 @@ def write_study_report(plan) -> Path:
         return root
     backbones = [b.name for b in config.backbones]
     done_backbones = [b for b in backbones if any(s.backbone == b and s.method == "ot" for s in scores)]
-    comparison = method_comparison(scores, languages=config.evaluated_languages, n_resamples=config.n_resamples)
+    comparison = method_comparison(scores, languages=config.evaluated_languages, measures=config.measures,
+                                   n_resamples=config.n_resamples)
     kwargs = {"resource_order": config.resource_order} if config.resource_order else {}
     if len(done_backbones) >= 2:
         report = build_report(scores, low_resource=config.low_resource, backbones=done_backbones,
@@ -211,32 +382,7 @@ def write_study_report(plan) -> Path:
         logger.info("answer: %s", report.sentence)
     else:
         write_results_csv(root / "results.csv", scores)
-        lines = [f"# Study `{config.name}`", "", f"Config: `{config.path}`. Backbones: {', '.join(backbones)}; "
-                 f"first stage `{config.first_stage}` reranked to depth {config.depth}; cross-fitted over "
-                 f"{len(plan.folds)} article folds.", "", comparison, ""]
-        pool = [s for s in scores if s.setting == "pool"]
-        if pool:
-            lines += ["## Multilingual pool (setting `pool`)", "",
-                      "| backbone | method | " + " | ".join(MEASURES) + " | bias (max rank distance) |",
-                      "|---|---|" + "---|" * (len(MEASURES) + 1)]
-            means: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-            for s in pool:
-                means[(s.backbone, s.method, s.metric)].append(s.value)
-            for backbone in backbones:
-                for method in [m.name for m in config.methods]:
-                    if (backbone, method, "P@5") in means:
-                        cells = [f"{np.mean(means[(backbone, method, m)]):.4f}" for m in (*MEASURES, "bias")]
-                        lines.append(f"| {backbone} | {method} | " + " | ".join(cells) + " |")
-            lines.append("")
-        if costs:
-            lines += ["## Cost", "", "| step | wall s | examples/s or pairs/s | note |", "|---|---|---|---|"]
-            for step, row in costs.items():
-                rate = row.get("examples/s") or row.get("pairs/s")
-                wall = row.get("wall_s")
-                lines.append(f"| {step} | {wall if wall is None else round(float(wall))} | "
-                             f"{'' if rate is None else f'{float(rate):.2f}'} | {row.get('note', '')} |")
-            lines.append("")
         with atomic_open(root / "report.md") as handle:
-            handle.write("\n".join(lines))
+            handle.write(_single_backbone_report(plan, scores, costs, comparison))
     logger.info("report: %s", root / "report.md")
     return root / "report.md"

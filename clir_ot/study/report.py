@@ -18,9 +18,9 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -36,7 +36,10 @@ __all__ = [
     "GainRow",
     "QueryScore",
     "Report",
+    "ScoreKey",
+    "StepCost",
     "build_report",
+    "render_markdown",
     "read_results_csv",
     "write_report",
     "write_results_csv",
@@ -80,11 +83,21 @@ class QueryScore:
     value: float
 
 
-Key = tuple[str, str, str, str, str]  # (backbone, method, language, setting, metric)
+class ScoreKey(NamedTuple):
+    """What a per-query value is of: everything of a :class:`QueryScore` but the query."""
+
+    backbone: str
+    method: str
+    language: str
+    setting: str
+    metric: str
 
 
-def _key(score: QueryScore) -> Key:
-    return (score.backbone, score.method, score.language, score.setting, score.metric)
+Key = ScoreKey
+
+
+def _key(score: QueryScore) -> ScoreKey:
+    return ScoreKey(score.backbone, score.method, score.language, score.setting, score.metric)
 
 
 def _group(scores: Iterable[QueryScore]) -> dict[Key, dict[str, float]]:
@@ -154,13 +167,13 @@ def read_results_csv(path: str | Path) -> list[QueryScore]:
                 continue
             if len(row) != len(CSV_COLUMNS):
                 raise InputFormatError(path, line, f"expected {len(CSV_COLUMNS)} fields; got {len(row)}")
+            backbone, method, language, setting, metric, qid, text = row
             try:
-                value = float(row[6])
+                value = float(text)
             except ValueError:
-                raise InputFormatError(path, line, f"value {row[6]!r} is not a number") from None
-            backbone, method, language, setting, metric, qid = row[:6]
+                raise InputFormatError(path, line, f"value {text!r} is not a number") from None
             if qid == SUMMARY_QID:
-                summaries[(backbone, method, language, setting, metric)] = (line, value)
+                summaries[ScoreKey(backbone, method, language, setting, metric)] = (line, value)
             else:
                 records.append(QueryScore(backbone, method, language, setting, metric, qid, value))
     grouped = _group(records)
@@ -194,10 +207,30 @@ class GainRow:
 
 
 @dataclass(frozen=True)
+class StepCost:
+    """What one study step cost: wall seconds, a throughput (``rate`` in ``rate_unit``, e.g.
+    ``examples/s`` for training, ``pairs/s`` for reranking) and a note (e.g. where it was reused from)."""
+
+    wall_s: float | None
+    rate: float | None = None
+    rate_unit: str | None = None
+    note: str | None = None
+
+    def cells(self) -> list[tuple[str, object]]:
+        """(column, value) of the cost table, in column order: wall seconds, the rate, the note."""
+        out: list[tuple[str, object]] = [("wall_s", self.wall_s)]
+        if self.rate_unit is not None:
+            out.append((self.rate_unit, self.rate))
+        if self.note is not None:
+            out.append(("note", self.note))
+        return out
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything :func:`build_report` computed, and the markdown text of ``report.md``.
 
-    ``means`` maps (backbone, method, language, setting, metric) to the mean over queries;
+    ``grouped`` maps each :class:`ScoreKey` to its per-query values and ``means`` to their mean;
     ``gains[backbone]`` holds one :class:`GainRow` per language of the ``cross`` setting;
     ``answer`` is the study's statistic and ``sentence`` its one-sentence reading.
     """
@@ -206,7 +239,7 @@ class Report:
     markdown: str
     sentence: str
     answer: GainDifference
-    means: dict[Key, float]
+    means: dict[ScoreKey, float]
     gains: dict[str, tuple[GainRow, ...]]
     group_gains: dict[str, float]
     backbones: tuple[str, ...]
@@ -217,6 +250,10 @@ class Report:
     metric: str
     method: str
     baseline: str
+    grouped: dict[ScoreKey, dict[str, float]] = field(default_factory=dict)
+    costs: dict[str, StepCost] = field(default_factory=dict)
+    n_resamples: int = 10000
+    seed: int = 0
 
 
 def _order_languages(present: Iterable[str], resource_order: Sequence[str]) -> tuple[str, ...]:
@@ -251,7 +288,7 @@ def _method_name(method: str) -> str:
 
 
 def _metric_table(
-    means: Mapping[Key, float],
+    means: Mapping[ScoreKey, float],
     setting: str,
     metric: str,
     columns: Sequence[tuple[str, str]],
@@ -260,7 +297,7 @@ def _metric_table(
     header = ["language", *(f"{b} · {m}" for b, m in columns)]
     rows = []
     for language in languages:
-        cells = [means.get((b, m, language, setting, metric), math.nan) for b, m in columns]
+        cells = [means.get(ScoreKey(b, m, language, setting, metric), math.nan) for b, m in columns]
         if all(math.isnan(c) for c in cells):
             continue
         rows.append([language, *(_plain(c) for c in cells)])
@@ -275,6 +312,77 @@ def _fmt_cost(value: object) -> str:
     return str(value)
 
 
+# --------------------------------------------------------------------------------------------------
+# Computing the report: checks, per-language gains, the answer
+
+
+def _check_report_inputs(grouped: Mapping[ScoreKey, Mapping[str, float]], backbones: Sequence[str],
+                         low_resource: Sequence[str], baseline: str, method: str,
+                         metric: str) -> tuple[tuple[str, ...], tuple[str, ...], set[str]]:
+    """The chosen backbones, the low-resource group and the languages with ``cross`` results, or a
+    :class:`ConfigError` naming what the results lack."""
+    if not grouped:
+        raise ConfigError("no scores: the report needs per-query results")
+    chosen = tuple(dict.fromkeys(backbones))
+    if len(chosen) < 2:
+        raise ConfigError(f"backbones must name at least two backbones, smaller to larger; got {tuple(backbones)!r}")
+    group = tuple(dict.fromkeys(low_resource))
+    if not group:
+        raise ConfigError("low_resource is empty: name the low-resource languages, e.g. ('th', 'hi', 'el')")
+    cross = [k for k in grouped if k.setting == CROSS]
+    present_backbones = {k.backbone for k in cross}
+    for backbone in chosen:
+        if backbone not in present_backbones:
+            raise ConfigError(
+                f"backbone {backbone!r} has no '{CROSS}' results; available: {', '.join(sorted(present_backbones)) or 'none'}"
+            )
+    for needed in (baseline, method):
+        for backbone in chosen:
+            if not any(k.backbone == backbone and k.method == needed and k.metric == metric for k in cross):
+                raise ConfigError(f"no '{CROSS}' {metric} results for method {needed!r} of backbone {backbone!r}")
+    cross_languages = {k.language for k in cross if k.metric == metric}
+    for language in group:
+        if language not in cross_languages:
+            raise ConfigError(
+                f"low-resource language {language!r} has no '{CROSS}' {metric} results; "
+                f"available: {', '.join(sorted(cross_languages))}"
+            )
+    return chosen, group, cross_languages
+
+
+def _language_gains(grouped: Mapping[ScoreKey, Mapping[str, float]], backbone: str, languages: Sequence[str], *,
+                    method: str, baseline: str, metric: str, n_resamples: int, seed: int) -> tuple[GainRow, ...]:
+    """Per-language gains of ``method`` over ``baseline`` on one backbone, Holm across its languages."""
+    raw: dict[str, tuple[float, float, int]] = {}
+    for language in languages:
+        treated = grouped.get(ScoreKey(backbone, method, language, CROSS, metric))
+        control = grouped.get(ScoreKey(backbone, baseline, language, CROSS, metric))
+        if treated is None or control is None:
+            continue
+        if set(treated) != set(control):
+            raise ConsistencyError(
+                f"{metric} of {backbone!r}/{language!r}: methods {method!r} and {baseline!r} cover different "
+                f"queries ({len(set(treated) ^ set(control))} differ); a paired test needs the same queries"
+            )
+        qids = sorted(treated)
+        a = np.array([treated[q] for q in qids], dtype=float)
+        b = np.array([control[q] for q in qids], dtype=float)
+        p = paired_randomization_test(a, b, n_resamples=n_resamples, seed=seed)
+        raw[language] = (float((a - b).mean()), p, len(qids))
+    adjusted = holm({language: p for language, (_, p, _) in raw.items()})
+    return tuple(GainRow(language, gain, p, adjusted[language], n) for language, (gain, p, n) in raw.items())
+
+
+def _group_gain(rows: Sequence[GainRow], group: Sequence[str], backbone: str, method: str, baseline: str,
+                metric: str) -> float:
+    """Mean gain over the low-resource group (every language of it must have a gain)."""
+    by_language = {row.language: row.gain for row in rows}
+    missing = [language for language in group if language not in by_language]
+    if missing:
+        raise ConsistencyError(f"backbone {backbone!r} lacks {method!r}/{baseline!r} {metric} results for {missing}")
+    return float(np.mean([by_language[language] for language in group]))
+
+
 def build_report(
     scores: Iterable[QueryScore],
     *,
@@ -286,7 +394,7 @@ def build_report(
     seed: int = 0,
     n_resamples: int = 10000,
     confidence: float = 0.95,
-    costs: Mapping[str, Mapping[str, object]] | None = None,
+    costs: Mapping[str, StepCost] | None = None,
     resource_order: Sequence[str] = DEFAULT_RESOURCE_ORDER,
     title: str = "Scaling study: does a larger backbone change the OT-distillation gain on low-resource languages?",
 ) -> Report:
@@ -307,7 +415,7 @@ def build_report(
         baseline, method: the compared methods (``none`` = zero-shot teacher, ``ot``).
         metric: the metric of the answer and the gain tables.
         seed, n_resamples, confidence: of the randomization tests and of the bootstrap.
-        costs: optional step name -> ``{"wall_s": ..., "examples_per_s": ...}`` (any columns).
+        costs: optional step name -> :class:`StepCost`.
         resource_order: languages from most to least pre-training data (table rows, plot x axis).
         title: heading of ``report.md``.
 
@@ -317,125 +425,43 @@ def build_report(
         ConsistencyError: method and baseline do not cover the same queries of a language.
     """
     grouped = _group(scores)
-    if not grouped:
-        raise ConfigError("no scores: the report needs per-query results")
-    chosen = tuple(dict.fromkeys(backbones))
-    if len(chosen) < 2:
-        raise ConfigError(f"backbones must name at least two backbones, smaller to larger; got {tuple(backbones)!r}")
-    group = tuple(dict.fromkeys(low_resource))
-    if not group:
-        raise ConfigError("low_resource is empty: name the low-resource languages, e.g. ('th', 'hi', 'el')")
-
-    cross = {k: v for k, v in grouped.items() if k[3] == CROSS}
-    present_backbones = {k[0] for k in cross}
-    for backbone in chosen:
-        if backbone not in present_backbones:
-            raise ConfigError(
-                f"backbone {backbone!r} has no '{CROSS}' results; available: {', '.join(sorted(present_backbones)) or 'none'}"
-            )
-    for needed in (baseline, method):
-        for backbone in chosen:
-            if not any(k[0] == backbone and k[1] == needed and k[4] == metric for k in cross):
-                raise ConfigError(f"no '{CROSS}' {metric} results for method {needed!r} of backbone {backbone!r}")
-    cross_languages = {k[2] for k in cross if k[4] == metric}
-    for language in group:
-        if language not in cross_languages:
-            raise ConfigError(
-                f"low-resource language {language!r} has no '{CROSS}' {metric} results; "
-                f"available: {', '.join(sorted(cross_languages))}"
-            )
-
-    means = {k: float(np.mean(list(v.values()))) for k, v in grouped.items()}
-    all_backbones = chosen + tuple(sorted({k[0] for k in grouped} - set(chosen)))
-    seen_methods = list(dict.fromkeys(k[1] for k in grouped))
-    methods = tuple([baseline] + [m for m in seen_methods if m != baseline])
+    chosen, group, cross_languages = _check_report_inputs(grouped, backbones, low_resource, baseline, method, metric)
     languages = _order_languages(cross_languages, resource_order)
-
-    # Per-language gains with paired tests, Holm across languages per backbone.
-    gains: dict[str, tuple[GainRow, ...]] = {}
-    group_gains: dict[str, float] = {}
-    for backbone in chosen:
-        raw: dict[str, tuple[float, float, int]] = {}
-        for language in languages:
-            treated = cross.get((backbone, method, language, CROSS, metric))
-            control = cross.get((backbone, baseline, language, CROSS, metric))
-            if treated is None or control is None:
-                continue
-            if set(treated) != set(control):
-                raise ConsistencyError(
-                    f"{metric} of {backbone!r}/{language!r}: methods {method!r} and {baseline!r} cover different "
-                    f"queries ({len(set(treated) ^ set(control))} differ); a paired test needs the same queries"
-                )
-            qids = sorted(treated)
-            a = np.array([treated[q] for q in qids], dtype=float)
-            b = np.array([control[q] for q in qids], dtype=float)
-            p = paired_randomization_test(a, b, n_resamples=n_resamples, seed=seed)
-            raw[language] = (float((a - b).mean()), p, len(qids))
-        adjusted = holm({language: p for language, (_, p, _) in raw.items()})
-        gains[backbone] = tuple(
-            GainRow(language, gain, p, adjusted[language], n) for language, (gain, p, n) in raw.items()
-        )
-        by_language = {row.language: row.gain for row in gains[backbone]}
-        missing = [language for language in group if language not in by_language]
-        if missing:
-            raise ConsistencyError(f"backbone {backbone!r} lacks {method!r}/{baseline!r} {metric} results for {missing}")
-        group_gains[backbone] = float(np.mean([by_language[language] for language in group]))
-
+    gains = {backbone: _language_gains(grouped, backbone, languages, method=method, baseline=baseline, metric=metric,
+                                       n_resamples=n_resamples, seed=seed) for backbone in chosen}
+    group_gains = {backbone: _group_gain(gains[backbone], group, backbone, method, baseline, metric)
+                   for backbone in chosen}
     answer_scores = {
-        (backbone, m, language): cross[(backbone, m, language, CROSS, metric)]
+        (backbone, m, language): grouped[ScoreKey(backbone, m, language, CROSS, metric)]
         for backbone in (chosen[0], chosen[-1])
         for m in (baseline, method)
         for language in group
     }
-    answer = gain_difference(
-        answer_scores,
-        backbones=(chosen[0], chosen[-1]),
-        languages=group,
-        method=method,
-        baseline=baseline,
-        n_resamples=n_resamples,
-        seed=seed,
-        confidence=confidence,
-    )
-    sentence = _answer_sentence(answer, group_gains, chosen, metric)
-
-    markdown = _markdown(
+    answer = gain_difference(answer_scores, backbones=(chosen[0], chosen[-1]), languages=group, method=method,
+                             baseline=baseline, n_resamples=n_resamples, seed=seed, confidence=confidence)
+    seen_methods = list(dict.fromkeys(k.method for k in grouped))
+    report = Report(
         title=title,
-        sentence=sentence,
+        markdown="",
+        sentence=_answer_sentence(answer, group_gains, chosen, metric),
         answer=answer,
-        grouped=grouped,
-        means=means,
+        means={k: float(np.mean(list(v.values()))) for k, v in grouped.items()},
         gains=gains,
         group_gains=group_gains,
-        backbones=all_backbones,
-        methods=methods,
-        languages=languages,
-        group=group,
-        resource_order=tuple(resource_order),
-        metric=metric,
-        method=method,
-        baseline=baseline,
-        costs=costs,
-        n_resamples=n_resamples,
-        seed=seed,
-    )
-    return Report(
-        title=title,
-        markdown=markdown,
-        sentence=sentence,
-        answer=answer,
-        means=means,
-        gains=gains,
-        group_gains=group_gains,
-        backbones=all_backbones,
-        methods=methods,
+        backbones=chosen + tuple(sorted({k.backbone for k in grouped} - set(chosen))),
+        methods=tuple([baseline] + [m for m in seen_methods if m != baseline]),
         languages=languages,
         low_resource=group,
         resource_order=tuple(resource_order),
         metric=metric,
         method=method,
         baseline=baseline,
+        grouped=grouped,
+        costs=dict(costs or {}),
+        n_resamples=n_resamples,
+        seed=seed,
     )
+    return replace(report, markdown=render_markdown(report))
 
 
 def _answer_sentence(answer: GainDifference, group_gains: Mapping[str, float], backbones: Sequence[str], metric: str) -> str:
@@ -453,120 +479,129 @@ def _answer_sentence(answer: GainDifference, group_gains: Mapping[str, float], b
     )
 
 
-def _markdown(
-    *,
-    title: str,
-    sentence: str,
-    answer: GainDifference,
-    grouped: Mapping[Key, Mapping[str, float]],
-    means: Mapping[Key, float],
-    gains: Mapping[str, Sequence[GainRow]],
-    group_gains: Mapping[str, float],
-    backbones: Sequence[str],
-    methods: Sequence[str],
-    languages: Sequence[str],
-    group: Sequence[str],
-    resource_order: Sequence[str],
-    metric: str,
-    method: str,
-    baseline: str,
-    costs: Mapping[str, Mapping[str, object]] | None,
-    n_resamples: int,
-    seed: int,
-) -> str:
-    out: list[str] = [f"# {title}", "", "## Answer", "", sentence, ""]
-    out += [
-        f"Gain of a backbone = mean over the low-resource languages of the mean over queries of "
-        f"({method} − {baseline}) {metric}, setting `{CROSS}`. The interval is a percentile bootstrap "
-        f"({answer.n_resamples} resamples, seed {seed}) that resamples query ids once for all languages and both "
-        f"backbones, since the same question is asked in every language.",
-        "",
+# --------------------------------------------------------------------------------------------------
+# report.md: one function per section, each reading the one Report
+
+
+def _columns_for(report: Report, setting: str, metric: str) -> list[tuple[str, str]]:
+    return [
+        (b, m)
+        for b in report.backbones
+        for m in report.methods
+        if any(k.backbone == b and k.method == m and k.setting == setting and k.metric == metric for k in report.grouped)
     ]
 
-    def columns_for(setting: str, metric_name: str) -> list[tuple[str, str]]:
-        return [
-            (b, m)
-            for b in backbones
-            for m in methods
-            if any(k[0] == b and k[1] == m and k[3] == setting and k[4] == metric_name for k in grouped)
-        ]
 
-    # Cross setting: effectiveness tables.
-    cross_metrics = _order_metrics(k[4] for k in grouped if k[3] == CROSS and k[4] != BIAS_METRIC)
-    out += [f"## Cross-lingual retrieval (setting `{CROSS}`: English queries, documents of one language)", ""]
-    out += [f"Low-resource group: {', '.join(group)}. Rows ordered by `resource_order`: {', '.join(resource_order)}.", ""]
-    for metric_name in cross_metrics:
-        out += [f"### {metric_name}", ""]
-        out += _metric_table(means, CROSS, metric_name, columns_for(CROSS, metric_name), languages)
+def _answer_section(report: Report) -> list[str]:
+    return [f"# {report.title}", "", "## Answer", "", report.sentence, "",
+            f"Gain of a backbone = mean over the low-resource languages of the mean over queries of "
+            f"({report.method} − {report.baseline}) {report.metric}, setting `{CROSS}`. The interval is a percentile "
+            f"bootstrap ({report.answer.n_resamples} resamples, seed {report.seed}) that resamples query ids once for "
+            f"all languages and both backbones, since the same question is asked in every language.",
+            ""]
+
+
+def _cross_tables(report: Report) -> list[str]:
+    """One table per ``cross`` metric: languages x (backbone, method)."""
+    metrics = _order_metrics(k.metric for k in report.grouped if k.setting == CROSS and k.metric != BIAS_METRIC)
+    out = [f"## Cross-lingual retrieval (setting `{CROSS}`: English queries, documents of one language)", "",
+           f"Low-resource group: {', '.join(report.low_resource)}. Rows ordered by `resource_order`: "
+           f"{', '.join(report.resource_order)}.", ""]
+    for metric in metrics:
+        out += [f"### {metric}", ""]
+        out += _metric_table(report.means, CROSS, metric, _columns_for(report, CROSS, metric), report.languages)
         out.append("")
+    return out
 
-    # Gap to English.
-    if any(k[2] == "en" and k[3] == CROSS and k[4] == metric for k in grouped):
-        columns = columns_for(CROSS, metric)
-        out += [f"### Gap to English ({metric} of the language − {metric} of `en`)", ""]
-        rows = []
-        for language in languages:
-            if language == "en":
-                continue
-            cells = []
-            for b, m in columns:
-                here = means.get((b, m, language, CROSS, metric))
-                english = means.get((b, m, "en", CROSS, metric))
-                cells.append("—" if here is None or english is None else _signed(here - english))
-            rows.append([language, *cells])
-        out += _table(["language", *(f"{b} · {m}" for b, m in columns)], rows)
-        out.append("")
 
-    # Gains with tests.
-    out += [f"### Gain of `{method}` over `{baseline}` ({metric}, setting `{CROSS}`)", ""]
-    out += [
-        f"Paired randomization test (sign flips, {n_resamples} resamples or exact enumeration, two-sided); "
-        "Holm-adjusted across the languages of each backbone.",
-        "",
-    ]
-    for backbone, rows in gains.items():
+def _gap_table(report: Report) -> list[str]:
+    """Each language's metric minus English's, when English was evaluated."""
+    metric = report.metric
+    if not any(k.language == "en" and k.setting == CROSS and k.metric == metric for k in report.grouped):
+        return []
+    columns = _columns_for(report, CROSS, metric)
+    rows = []
+    for language in report.languages:
+        if language == "en":
+            continue
+        cells = []
+        for b, m in columns:
+            here = report.means.get(ScoreKey(b, m, language, CROSS, metric))
+            english = report.means.get(ScoreKey(b, m, "en", CROSS, metric))
+            cells.append("—" if here is None or english is None else _signed(here - english))
+        rows.append([language, *cells])
+    out = [f"### Gap to English ({metric} of the language − {metric} of `en`)", ""]
+    return out + _table(["language", *(f"{b} · {m}" for b, m in columns)], rows) + [""]
+
+
+def _gain_tables(report: Report) -> list[str]:
+    """Per backbone: the method's gain per language with its tests, and the low-resource mean."""
+    out = [f"### Gain of `{report.method}` over `{report.baseline}` ({report.metric}, setting `{CROSS}`)", "",
+           f"Paired randomization test (sign flips, {report.n_resamples} resamples or exact enumeration, two-sided); "
+           "Holm-adjusted across the languages of each backbone.", ""]
+    group = ", ".join(report.low_resource)
+    for backbone, rows in report.gains.items():
         out += [f"**{backbone}**", ""]
         body = [[r.language, _signed(r.gain), f"{r.p_randomization:.4f}", f"{r.p_holm:.4f}", str(r.n_queries)] for r in rows]
-        body.append([f"low-resource mean ({', '.join(group)})", _signed(group_gains[backbone]), "", "", ""])
+        body.append([f"low-resource mean ({group})", _signed(report.group_gains[backbone]), "", "", ""])
         out += _table(["language", "gain", "p (randomization)", "p (Holm)", "queries"], body)
         out.append("")
+    return out
 
-    # Pool setting.
-    pool_metrics = _order_metrics(k[4] for k in grouped if k[3] == POOL and k[4] != BIAS_METRIC)
-    pool_languages = _order_languages({k[2] for k in grouped if k[3] == POOL}, resource_order)
-    if pool_metrics:
-        out += [f"## Multilingual pool (setting `{POOL}`: documents of all languages)", ""]
-        for metric_name in pool_metrics:
-            out += [f"### {metric_name}", ""]
-            out += _metric_table(means, POOL, metric_name, columns_for(POOL, metric_name), pool_languages)
-            out.append("")
-    bias_settings = sorted({k[3] for k in grouped if k[4] == BIAS_METRIC})
-    for setting in bias_settings:
-        bias_languages = _order_languages({k[2] for k in grouped if k[3] == setting and k[4] == BIAS_METRIC}, resource_order)
+
+def _pool_tables(report: Report) -> list[str]:
+    """One table per ``pool`` metric (documents of all languages together)."""
+    metrics = _order_metrics(k.metric for k in report.grouped if k.setting == POOL and k.metric != BIAS_METRIC)
+    if not metrics:
+        return []
+    languages = _order_languages({k.language for k in report.grouped if k.setting == POOL}, report.resource_order)
+    out = [f"## Multilingual pool (setting `{POOL}`: documents of all languages)", ""]
+    for metric in metrics:
+        out += [f"### {metric}", ""]
+        out += _metric_table(report.means, POOL, metric, _columns_for(report, POOL, metric), languages)
+        out.append("")
+    return out
+
+
+def _bias_tables(report: Report) -> list[str]:
+    """The language bias (maximum rank distance) per setting that has it."""
+    out: list[str] = []
+    for setting in sorted({k.setting for k in report.grouped if k.metric == BIAS_METRIC}):
+        languages = _order_languages({k.language for k in report.grouped
+                                      if k.setting == setting and k.metric == BIAS_METRIC}, report.resource_order)
         out += [
             f"### Language bias (setting `{setting}`; mean over queries of the maximum rank distance between a "
             "query's parallel relevant documents; lower is better)",
             "",
         ]
-        out += _metric_table(means, setting, BIAS_METRIC, columns_for(setting, BIAS_METRIC), bias_languages)
+        out += _metric_table(report.means, setting, BIAS_METRIC, _columns_for(report, setting, BIAS_METRIC), languages)
         out.append("")
+    return out
 
-    # Costs.
-    if costs:
-        names = list(dict.fromkeys(name for row in costs.values() for name in row))
-        out += ["## Cost", ""]
-        out += _table(["step", *names], [[step, *(_fmt_cost(row.get(n)) for n in names)] for step, row in costs.items()])
-        out.append("")
 
-    out += [
-        "## Plots",
-        "",
-        f"![{metric} by language, method and backbone]({PLOT_METRIC})",
-        "",
-        f"![Gain of {method} over {baseline} by language]({PLOT_GAIN})",
-        "",
-    ]
-    return "\n".join(out)
+def _cost_section(report: Report) -> list[str]:
+    if not report.costs:
+        return []
+    names = list(dict.fromkeys(name for cost in report.costs.values() for name, _ in cost.cells()))
+    rows = []
+    for step, cost in report.costs.items():
+        values = dict(cost.cells())
+        rows.append([step, *(_fmt_cost(values.get(n)) for n in names)])
+    return ["## Cost", ""] + _table(["step", *names], rows) + [""]
+
+
+def _plots_section(report: Report) -> list[str]:
+    return ["## Plots", "", f"![{report.metric} by language, method and backbone]({PLOT_METRIC})", "",
+            f"![Gain of {report.method} over {report.baseline} by language]({PLOT_GAIN})", ""]
+
+
+SECTIONS = (_answer_section, _cross_tables, _gap_table, _gain_tables, _pool_tables, _bias_tables, _cost_section,
+            _plots_section)
+
+
+def render_markdown(report: Report) -> str:
+    """``report.md``: every section of :data:`SECTIONS`, in order, from the one report."""
+    return "\n".join(line for section in SECTIONS for line in section(report))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -585,9 +620,9 @@ def _plot(report: Report, folder: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written = []
-    shown = [k for k in report.means if k[3] == CROSS and k[4] == report.metric]
-    cross_methods = [m for m in report.methods if any(k[1] == m for k in shown)]
-    panels = [b for b in report.backbones if any(k[0] == b for k in shown)]
+    shown = [k for k in report.means if k.setting == CROSS and k.metric == report.metric]
+    cross_methods = [m for m in report.methods if any(k.method == m for k in shown)]
+    panels = [b for b in report.backbones if any(k.backbone == b for k in shown)]
     languages = list(report.languages)
     x = np.arange(len(languages))
     width = 0.8 / max(1, len(cross_methods))
@@ -595,7 +630,7 @@ def _plot(report: Report, folder: Path) -> list[Path]:
     figure, axes = plt.subplots(1, len(panels), figsize=size, sharey=True, squeeze=False)
     for axis, backbone in zip(axes[0], panels):
         for i, m in enumerate(cross_methods):
-            heights = [report.means.get((backbone, m, lang, CROSS, report.metric), math.nan) for lang in languages]
+            heights = [report.means.get(ScoreKey(backbone, m, lang, CROSS, report.metric), math.nan) for lang in languages]
             axis.bar(x + (i - (len(cross_methods) - 1) / 2) * width, heights, width, label=m)
         axis.set_title(backbone)
         axis.set_xticks(x, languages)

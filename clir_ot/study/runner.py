@@ -7,102 +7,120 @@ Steps (each an artifact of :mod:`clir_ot.study.artifacts`, keyed by its inputs):
               :func:`clir_ot.training.train_cross_encoder` -- or reused from a ``clir-ot xquad-teacher``
               folder (``teachers:``), in which case its weights' hash is its key;
 ``student``   one distilled student per backbone x method x language x fold x seed
-              (:func:`clir_ot.distill.pipeline.distill_student`), from that fold's teacher;
+              (:func:`clir_ot.distill.pipeline.distill_student`), from that fold's teacher; on a
+              ``bi-encoder`` backbone one per backbone x method x language x seed, from the encoder;
 ``rerank``    the first stage's top ``depth`` reranked per backbone x method x language x seed, each
-              fold's questions by its own fold's model, merged into one run with a manifest.
+              fold's questions by its own fold's model, merged into one run
+              (:func:`clir_ot.rerank.rerank_cross_fitted`);
+``search``    on a ``bi-encoder`` backbone: the language's paragraphs encoded by the student and searched
+              with the unchanged query encoder (``none`` is the baseline's dense run itself).
 
 Evaluation (seconds) is redone on every run from the finished runs: ``results.csv`` (per query),
 ``report.md`` and plots (:mod:`clir_ot.study.report`). A killed study restarts where it stopped:
 finished artifacts are reused, an unfinished training resumes from its checkpoints, an unfinished
-reranking from its journal.
+reranking from its journal. Every input path comes from :class:`clir_ot.datasets.XQuADLayout`.
 """
 from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
+import torch
+from tqdm.auto import tqdm
+
+from clir_ot.datasets.layout import XQuADLayout
+from clir_ot.datasets.xquad import read_folds
+from clir_ot.distill import read_bitext, tatoeba_files, tatoeba_pairs
+from clir_ot.distill.pipeline import distill_student
 from clir_ot.errors import ConfigError, ConsistencyError
-from clir_ot.formats import atomic_open
+from clir_ot.formats import atomic_open, iter_corpus, load_corpus, read_qrels, read_topics
+from clir_ot.models import BiEncoderModel
+from clir_ot.models.derive import keep_layers
+from clir_ot.models.loading import resolve_precision
+from clir_ot.rerank import CrossEncoderReranker, rerank_cross_fitted
 from clir_ot.rerank.base import SCORING_VERSION, recorded_scoring_version
+from clir_ot.retrieval.dense import DenseSearcher, dense_search_to_run, encode_corpus
 from clir_ot.study.artifacts import Artifact, ArtifactStore, artifact_key, cached_sha256, hash_model_folder
-from clir_ot.study.config import BASELINE_METHOD, BackboneSpec, MethodSpec, StudyConfig, describe
+from clir_ot.study.config import BackboneSpec, MethodSpec, StudyConfig, describe, load_study_config
+from clir_ot.study.evaluate import write_study_report
+from clir_ot.study.plan import Cell, Step, StudyPlan, Work
+from clir_ot.training import DataSpec, selected_model, train_cross_encoder
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Step", "StudyPlan", "plan_study", "run_study"]
+__all__ = ["Cell", "Step", "StudyPlan", "Work", "format_plan", "plan_study", "run_study"]
 
 #: Rough costs on the 2-core CPU this toolkit is developed on, for --dry-run estimates before any
-#: artifact of a kind has measured its own (seconds per training step, pairs per second at 12 layers).
-DEFAULT_RATES = {"teacher_s_per_step": 7.0, "student_s_per_step": 0.35, "rerank_pairs_per_s": 40.0}
+#: artifact of a kind has measured its own (seconds per training step, pairs per second at 12 layers;
+#: passages per second for a dense student's encoding is a guess, replaced by the first measurement).
+DEFAULT_RATES = {"teacher_s_per_step": 7.0, "student_s_per_step": 0.35, "rerank_pairs_per_s": 40.0,
+                 "search_passages_per_s": 20.0}
+DEFAULT_BASE = "multilingual-e5-small (offline default)"
 
 
 @dataclass
-class Step:
-    id: str
-    kind: str
-    artifact: Artifact | None           # None: an external input (reused teacher)
-    deps: list[str]
-    settings: dict[str, Any]
-    inputs: dict[str, Any]
-    action: Callable[["Step", "StudyPlan"], dict[str, Any]] | None = None
-    work: dict[str, float] = field(default_factory=dict)  # {"train_steps": n} or {"pairs": n}
-    model: Path | None = None          # for model steps: the folder downstream steps load
-    run: Path | None = None            # for rerank steps: the merged run
-    meta: dict[str, Any] = field(default_factory=dict)
+class _Context:
+    """What every planning function needs: the config, the baseline's layout, the store, the folds."""
 
-    @property
-    def key(self) -> str:
-        return self.artifact.key if self.artifact else self.inputs["weights"]
-
-    @property
-    def done(self) -> bool:
-        return self.artifact is None or self.artifact.done
-
-
-@dataclass
-class StudyPlan:
     config: StudyConfig
-    root: Path
+    layout: XQuADLayout
     store: ArtifactStore
-    steps: dict[str, Step]
     folds: list[dict]
+    hashes: dict[Path, str] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
 
-    def order(self) -> list[Step]:
-        return list(self.steps.values())  # built in dependency order
+    def sha(self, path: Path) -> str:
+        if path not in self.hashes:
+            self.hashes[path] = _sha(path)
+        return self.hashes[path]
 
-    def pending(self) -> list[Step]:
-        return [s for s in self.order() if not s.done]
+    def common(self) -> dict[str, str]:
+        """Topics and folds: inputs of every cross-fitted step."""
+        collection = self.layout.collection
+        return {"topics": self.sha(collection.topics("en")), "folds": self.sha(collection.folds)}
+
+    def english_training(self) -> dict[str, str]:
+        """The English training files' hashes (teachers, and students that train on queries)."""
+        files = self.layout.english_training
+        return {**self.common(), "qrels": self.sha(files.qrels), "corpus": self.sha(files.corpus),
+                "run": self.sha(files.run)}
+
+    def queries(self, lang: str) -> int:
+        if lang not in self.counts:
+            self.counts[lang] = len(read_qrels(self.layout.collection.qrels(lang)))
+        return self.counts[lang]
 
 
 # --------------------------------------------------------------------------------------------------
 # planning
 
 
-def _collection(config: StudyConfig) -> Path:
-    return config.baseline / "collection"
+def baseline_layout(config: StudyConfig) -> XQuADLayout:
+    """The layout of the study's baseline folder (collection and first-stage runs)."""
+    return XQuADLayout(config.baseline, first_stage=config.first_stage)
 
 
-def _first_stage_run(config: StudyConfig, lang: str) -> Path:
-    return config.baseline / f"run.xquad.{config.first_stage}.cross.en-{lang}.txt"
+def _needs_folds(config: StudyConfig) -> bool:
+    return any(not b.dense for b in config.backbones)
 
 
-def _negatives_run(config: StudyConfig) -> Path:
-    return config.baseline / f"run.xquad.bm25+{config.first_stage}.rrf.cross.en-en.txt"
-
-
-def _check_baseline(config: StudyConfig) -> None:
-    collection = _collection(config)
-    needed = [collection / "folds.json", collection / "topics.xquad.en.tsv", _negatives_run(config)]
+def _check_baseline(config: StudyConfig, layout: XQuADLayout) -> None:
+    collection = layout.collection
+    needed = [collection.topics("en")]
+    if _needs_folds(config):
+        needed += [collection.folds, layout.negatives_run]
     for lang in config.evaluated_languages:
-        needed += [_first_stage_run(config, lang), collection / f"qrels.xquad.cross.{lang}.txt", collection / "corpus" / lang]
+        needed += [layout.first_stage_run(lang), collection.qrels(lang), collection.corpus(lang)]
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
         raise ConfigError(
@@ -119,141 +137,201 @@ def _sha(path: Path) -> str:
 
 
 def _rerank_settings(config: StudyConfig) -> dict[str, Any]:
-    return {"depth": config.depth, "scoring": SCORING_VERSION, "batch_size": int(config.rerank.get("batch_size", 32)),
-            "max_length": int(config.rerank.get("max_length", 256)), "dtype": str(config.rerank.get("dtype", "auto"))}
+    return {"depth": config.depth, "scoring": SCORING_VERSION, **asdict(config.rerank)}
 
 
 def _bitext_inputs(config: StudyConfig, lang: str) -> dict[str, str]:
-    from clir_ot.distill.bitext import tatoeba_files
-
     if config.bitext_kind == "tatoeba":
         return {p.name: cached_sha256(p) for p in tatoeba_files(config.bitext[lang], lang)}
     return {config.bitext[lang].name: cached_sha256(config.bitext[lang])}
 
 
-def _selected_model(folder: Path) -> Path:
-    return folder / "best" if (folder / "best").is_dir() else folder
+def _base_inputs(backbone: BackboneSpec) -> dict[str, Any]:
+    """What identifies a backbone's base model: its name, and its weights' hash when it is a folder."""
+    inputs: dict[str, Any] = {"base": backbone.base or DEFAULT_BASE}
+    if backbone.base and Path(backbone.base).is_dir():
+        inputs["weights"] = hash_model_folder(backbone.base)
+    return inputs
+
+
+def _cells(config: StudyConfig, backbone: BackboneSpec) -> Iterator[Cell]:
+    """Every (method, language, seed) of ``backbone`` whose run the study evaluates, in plan order."""
+    for lang in config.evaluated_languages:
+        for method in config.methods_for(lang):
+            for seed in (None,) if method.is_baseline else config.seeds:
+                yield Cell(backbone, method, lang, seed)
+
+
+def _run_label(cell: Cell) -> tuple[str, str]:
+    """The (step id, artifact label) of a cell's run step."""
+    seed = "" if cell.seed is None else f"/seed{cell.seed}"
+    label = f"{cell.backbone.name}.{cell.method.name}.{cell.language}{'' if cell.seed is None else f'.seed{cell.seed}'}"
+    return f"{cell.backbone.name}/{cell.method.name}/{cell.language}{seed}", label
+
+
+def _artifact_step(ctx: _Context, kind: str, sid: str, label: str, cell: Cell, settings: dict[str, Any],
+                   inputs: dict[str, Any], **fields: Any) -> Step:
+    """A step built here: keyed by its settings and inputs, located in the store (or a reused one)."""
+    key = artifact_key(kind, settings, inputs)
+    artifact = ctx.store.locate(kind, label, key)
+    return Step(sid, kind, key, artifact, cell, settings, inputs, **fields)
+
+
+def _backbone_step(ctx: _Context, backbone: BackboneSpec) -> Step | None:
+    if backbone.layers is None or backbone.teachers:  # reused teachers need no backbone
+        return None
+    step = _artifact_step(ctx, "backbone", f"backbone/{backbone.name}", backbone.name, Cell(backbone),
+                          {"layers": backbone.layers}, _base_inputs(backbone), action=_build_backbone)
+    return replace(step, model=step.artifact.folder / "model")
+
+
+def _reused_teacher_step(ctx: _Context, backbone: BackboneSpec, fold: int) -> Step:
+    folder = selected_model(XQuADLayout(backbone.teachers, first_stage=ctx.config.first_stage).teacher(fold))
+    if not (folder / "config.json").is_file():
+        raise ConfigError(f"{ctx.config.path}: backbone {backbone.name!r}: no trained teacher for fold {fold} in "
+                          f"{backbone.teachers} (expected {folder})")
+    weights = hash_model_folder(folder)
+    return Step(f"teacher/{backbone.name}/fold{fold}", "teacher", weights, None, Cell(backbone, fold=fold), {},
+                {"weights": weights, "path": str(folder)}, model=folder)
+
+
+def _teacher_step(ctx: _Context, backbone: BackboneSpec, base: Step | None, fold: int) -> Step:
+    if backbone.teachers:
+        return _reused_teacher_step(ctx, backbone, fold)
+    inputs = {"base": base.key if base else _base_inputs(backbone), **ctx.english_training()}
+    settings = {"fold": fold, "training": ctx.config.teacher.to_dict()}
+    step = _artifact_step(ctx, "teacher", f"teacher/{backbone.name}/fold{fold}", f"{backbone.name}.fold{fold}",
+                          Cell(backbone, fold=fold), settings, inputs,
+                          deps=(base.id,) if base else (), sources=(base.id,) if base else (),
+                          action=_train_teacher, work=Work(train_steps=_teacher_steps_estimate(ctx, fold)))
+    return replace(step, model=step.artifact.folder / "model")
+
+
+def _student_work(config: StudyConfig, lang: str, training, distill) -> Work:
+    pairs = _bitext_size(config, lang)
+    per_step = training.batch_size * training.grad_accum
+    return Work(train_steps=training.max_steps or training.epochs * max(1, int(pairs * (1 - distill.valid_fraction)) // per_step))
+
+
+def _student_step(ctx: _Context, cell: Cell, teacher: Step) -> Step:
+    """A cross-encoder student of ``cell`` (its fold's teacher distilled on the language's bitext)."""
+    config, backbone, method, lang = ctx.config, cell.backbone, cell.method, cell.language
+    training, distill = config.distill_settings(method, cell.seed)
+    settings = {"training": training.to_dict(), "distill": distill.to_dict(), "fold": cell.fold, "language": lang}
+    if distill.method == "score-kd" or distill.score_weight > 0 or distill.rank_weight > 0:
+        # these students train on the cross-encoder's logits: scored with the
+        # float32 head since scoring version 2 (older ones regressed bf16 logits)
+        settings["scoring"] = SCORING_VERSION
+    inputs = {"teacher": teacher.key, "bitext": _bitext_inputs(config, lang)}
+    if distill.uses_queries or distill.rank_weight > 0:
+        inputs.update(ctx.english_training())
+    step = _artifact_step(ctx, "student", f"student/{backbone.name}/{method.name}/{lang}/fold{cell.fold}/seed{cell.seed}",
+                          f"{backbone.name}.{method.name}.{lang}.fold{cell.fold}.seed{cell.seed}", cell, settings, inputs,
+                          deps=(teacher.id,) if teacher.artifact else (), sources=(teacher.id,), action=_distil,
+                          work=_student_work(config, lang, training, distill))
+    return replace(step, model=step.artifact.folder / "model")
+
+
+def _rerank_step(ctx: _Context, cell: Cell, models: Sequence[Step]) -> Step:
+    """The cross-fitted rerank of ``cell``'s first-stage run by ``models`` (one per fold)."""
+    lang = cell.language
+    settings = {**_rerank_settings(ctx.config), "language": lang, "method": cell.method.name, "seed": cell.seed}
+    inputs = {"models": [m.key for m in models], "first_stage": ctx.sha(ctx.layout.first_stage_run(lang)),
+              "corpus": ctx.sha(ctx.layout.collection.corpus(lang)), **ctx.common()}
+    sid, label = _run_label(cell)
+    step = _artifact_step(ctx, "rerank", f"rerank/{sid}", label, cell, settings, inputs,
+                          deps=tuple(m.id for m in models if m.artifact), sources=tuple(m.id for m in models),
+                          action=_rerank, work=Work(pairs=ctx.queries(lang) * ctx.config.depth))
+    return replace(step, run=step.artifact.folder / "run.txt")
+
+
+def _plan_reranker(ctx: _Context, backbone: BackboneSpec) -> list[Step]:
+    """A cross-encoder backbone: (backbone,) teachers per fold, students per fold, cross-fitted reranks."""
+    base = _backbone_step(ctx, backbone)
+    teachers = [_teacher_step(ctx, backbone, base, k) for k in range(len(ctx.folds))]
+    steps = ([base] if base else []) + teachers
+    for cell in _cells(ctx.config, backbone):
+        if cell.method.is_baseline:
+            models = teachers
+        else:
+            models = [_student_step(ctx, replace(cell, fold=k), teacher) for k, teacher in enumerate(teachers)]
+            steps += models
+        steps.append(_rerank_step(ctx, cell, models))
+    return steps
+
+
+def _dense_student_step(ctx: _Context, cell: Cell) -> Step:
+    """A bi-encoder student of ``cell``: the encoder distilled on the language's bitext (no folds)."""
+    config, backbone, method, lang = ctx.config, cell.backbone, cell.method, cell.language
+    training, distill = config.distill_settings(method, cell.seed, backbone.kind)
+    settings = {"training": training.to_dict(), "distill": distill.to_dict(), "language": lang}
+    inputs = {"encoder": _base_inputs(backbone), "bitext": _bitext_inputs(config, lang)}
+    step = _artifact_step(ctx, "student", f"student/{backbone.name}/{method.name}/{lang}/seed{cell.seed}",
+                          f"{backbone.name}.{method.name}.{lang}.seed{cell.seed}", cell, settings, inputs,
+                          action=_distil, work=_student_work(config, lang, training, distill))
+    return replace(step, model=step.artifact.folder / "model")
+
+
+def _first_stage_step(ctx: _Context, cell: Cell) -> Step:
+    """``none`` on a bi-encoder backbone: the baseline's dense run itself (an external input)."""
+    run = ctx.layout.first_stage_run(cell.language)
+    sid, _ = _run_label(cell)
+    digest = ctx.sha(run)
+    return Step(f"search/{sid}", "search", digest, None, cell, {}, {"run": digest, "path": str(run)}, run=run)
+
+
+def _search_step(ctx: _Context, cell: Cell, student: Step) -> Step:
+    """The language's paragraphs encoded by ``student``, searched by the unchanged query encoder."""
+    lang = cell.language
+    collection = ctx.layout.collection
+    settings = {**asdict(ctx.config.search), "language": lang, "method": cell.method.name, "seed": cell.seed}
+    inputs = {"student": student.key, "encoder": _base_inputs(cell.backbone),
+              "corpus": ctx.sha(collection.corpus(lang)), "topics": ctx.sha(collection.topics("en"))}
+    sid, label = _run_label(cell)
+    passages = sum(1 for _ in iter_corpus(collection.corpus(lang)))
+    step = _artifact_step(ctx, "search", f"search/{sid}", label, cell, settings, inputs, deps=(student.id,),
+                          sources=(student.id,), action=_search, work=Work(passages=passages))
+    return replace(step, run=step.artifact.folder / "run.txt")
+
+
+def _plan_dense(ctx: _Context, backbone: BackboneSpec) -> list[Step]:
+    """A bi-encoder backbone: the baseline's dense run as ``none``; per method a student and its search."""
+    steps: list[Step] = []
+    for cell in _cells(ctx.config, backbone):
+        if cell.method.is_baseline:
+            steps.append(_first_stage_step(ctx, cell))
+        else:
+            student = _dense_student_step(ctx, cell)
+            steps += [student, _search_step(ctx, cell, student)]
+    return steps
 
 
 def plan_study(config: StudyConfig, root: str | Path | None = None) -> StudyPlan:
     """Every step of the study with its key and whether it is finished; nothing is built."""
-    from clir_ot.datasets.xquad import read_folds
-    from clir_ot.distill.bitext import tatoeba_files
-    from clir_ot.formats import read_qrels
-    from clir_ot.pipelines.xquad_teacher import teacher_dir
-
-    _check_baseline(config)
+    layout = baseline_layout(config)
+    _check_baseline(config, layout)
     root = Path(root) if root is not None else Path("runs") / config.name
     store = ArtifactStore(root, config.reuse)
-    collection = _collection(config)
-    folds = read_folds(collection / "folds.json")
+    folds = read_folds(layout.collection.folds) if _needs_folds(config) else []
+    ctx = _Context(config, layout, store, folds)
     steps: dict[str, Step] = {}
-    common = {"topics": _sha(collection / "topics.xquad.en.tsv"), "folds": _sha(collection / "folds.json")}
-    rerank_settings = _rerank_settings(config)
-
-    def add(step: Step) -> Step:
-        steps[step.id] = step
-        return step
-
     for backbone in config.backbones:
-        # the backbone itself
-        base_step = None
-        base_inputs: dict[str, Any] = {"base": backbone.base or "multilingual-e5-small (offline default)"}
-        if backbone.base and Path(backbone.base).is_dir():
-            base_inputs["weights"] = hash_model_folder(backbone.base)
-        if backbone.layers is not None and not backbone.teachers:  # reused teachers need no backbone
-            settings = {"layers": backbone.layers}
-            key = artifact_key("backbone", settings, base_inputs)
-            base_step = add(Step(f"backbone/{backbone.name}", "backbone",
-                                 store.locate("backbone", backbone.name, key), [], settings, base_inputs,
-                                 action=_build_backbone, meta={"backbone": backbone}))
-            base_step.model = base_step.artifact.folder / "model"
-        # teachers, one per fold
-        teacher_steps = []
-        for k in range(len(folds)):
-            sid = f"teacher/{backbone.name}/fold{k}"
-            if backbone.teachers:
-                folder = _selected_model(teacher_dir(Path(backbone.teachers), k, config.first_stage))
-                if not (folder / "config.json").is_file():
-                    raise ConfigError(f"{config.path}: backbone {backbone.name!r}: no trained teacher for fold {k} in "
-                                      f"{backbone.teachers} (expected {folder})")
-                step = add(Step(sid, "teacher", None, [], {}, {"weights": hash_model_folder(folder),
-                                                               "path": str(folder)}, model=folder))
-            else:
-                data_inputs = {**common, "qrels": _sha(collection / "qrels.xquad.cross.en.txt"),
-                               "corpus": _sha(collection / "corpus" / "en"), "run": _sha(_negatives_run(config))}
-                inputs = {"base": base_step.key if base_step else base_inputs, **data_inputs}
-                settings = {"fold": k, "training": config.teacher.to_dict()}
-                key = artifact_key("teacher", settings, inputs)
-                step = add(Step(sid, "teacher", store.locate("teacher", f"{backbone.name}.fold{k}", key),
-                                [base_step.id] if base_step else [], settings, inputs, action=_train_teacher,
-                                meta={"backbone": backbone, "fold": k, "base_step": base_step.id if base_step else None}))
-                step.model = step.artifact.folder / "model"
-                step.work = {"train_steps": _teacher_steps_estimate(config, folds, k)}
-            teacher_steps.append(step)
-
-        for lang in config.evaluated_languages:
-            qrels_count = len(read_qrels(collection / f"qrels.xquad.cross.{lang}.txt"))
-            for method in config.methods_for(lang):
-                seeds = (None,) if method.name == BASELINE_METHOD else config.seeds
-                for seed in seeds:
-                    fold_models = []
-                    if method.name == BASELINE_METHOD:
-                        fold_models = teacher_steps
-                    else:
-                        training, distill = config.distill_settings(method, seed)
-                        for k, teacher in enumerate(teacher_steps):
-                            settings = {"training": training.to_dict(), "distill": distill.to_dict(), "fold": k,
-                                        "language": lang}
-                            if distill.method == "score-kd" or distill.score_weight > 0 or distill.rank_weight > 0:
-                                # these students train on the cross-encoder's logits: scored with the
-                                # float32 head since scoring version 2 (older ones regressed bf16 logits)
-                                settings["scoring"] = SCORING_VERSION
-                            inputs = {"teacher": teacher.key, "bitext": _bitext_inputs(config, lang)}
-                            if distill.uses_queries or distill.rank_weight > 0:
-                                inputs.update(common, qrels=_sha(collection / "qrels.xquad.cross.en.txt"),
-                                              corpus=_sha(collection / "corpus" / "en"),
-                                              run=_sha(_negatives_run(config)))
-                            key = artifact_key("student", settings, inputs)
-                            label = f"{backbone.name}.{method.name}.{lang}.fold{k}.seed{seed}"
-                            step = add(Step(f"student/{backbone.name}/{method.name}/{lang}/fold{k}/seed{seed}", "student",
-                                            store.locate("student", label, key),
-                                            [teacher.id] if teacher.artifact else [], settings, inputs,
-                                            action=_distil, meta={"teacher": teacher.id, "language": lang,
-                                                                  "method": method, "seed": seed, "fold": k}))
-                            step.model = step.artifact.folder / "model"
-                            pairs = _bitext_size(config, lang)
-                            per_step = training.batch_size * training.grad_accum
-                            step.work = {"train_steps": training.max_steps or training.epochs * max(1, int(pairs * (1 - distill.valid_fraction)) // per_step)}
-                            fold_models.append(step)
-                    settings = {**rerank_settings, "language": lang, "method": method.name, "seed": seed}
-                    inputs = {"models": [m.key for m in fold_models], "first_stage": _sha(_first_stage_run(config, lang)),
-                              "corpus": _sha(collection / "corpus" / lang), **common}
-                    key = artifact_key("rerank", settings, inputs)
-                    seed_part = "" if seed is None else f".seed{seed}"
-                    label = f"{backbone.name}.{method.name}.{lang}{seed_part}"
-                    step = add(Step(f"rerank/{backbone.name}/{method.name}/{lang}{'' if seed is None else f'/seed{seed}'}",
-                                    "rerank", store.locate("rerank", label, key),
-                                    [m.id for m in fold_models if m.artifact], settings, inputs, action=_rerank,
-                                    meta={"backbone": backbone, "method": method, "language": lang, "seed": seed,
-                                          "models": [m.id for m in fold_models]}))
-                    step.run = step.artifact.folder / "run.txt"
-                    step.work = {"pairs": qrels_count * config.depth}
-    return StudyPlan(config, root, store, steps, folds)
+        for step in (_plan_dense(ctx, backbone) if backbone.dense else _plan_reranker(ctx, backbone)):
+            steps[step.id] = step
+    return StudyPlan(config, root, store, steps, folds, layout)
 
 
 def _bitext_size(config: StudyConfig, lang: str) -> int:
-    from clir_ot.distill.bitext import tatoeba_files
-
     path = tatoeba_files(config.bitext[lang], lang)[0] if config.bitext_kind == "tatoeba" else config.bitext[lang]
     with open(path, "rb") as handle:
         return sum(1 for line in handle if line.strip())
 
 
-def _teacher_steps_estimate(config: StudyConfig, folds: Sequence[Mapping], k: int) -> int:
-    questions = sum(len(f["qids"]) for i, f in enumerate(folds) if i != k)
-    per_step = config.teacher.batch_size * config.teacher.grad_accum
-    return config.teacher.max_steps or config.teacher.epochs * max(1, int(questions * 0.9) // per_step)
+def _teacher_steps_estimate(ctx: _Context, k: int) -> int:
+    teacher = ctx.config.teacher
+    questions = sum(len(f["qids"]) for i, f in enumerate(ctx.folds) if i != k)
+    per_step = teacher.batch_size * teacher.grad_accum
+    return teacher.max_steps or teacher.epochs * max(1, int(questions * 0.9) // per_step)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -261,27 +339,19 @@ def _teacher_steps_estimate(config: StudyConfig, folds: Sequence[Mapping], k: in
 
 
 def _build_backbone(step: Step, plan: StudyPlan) -> dict[str, Any]:
-    from clir_ot.models.derive import keep_layers
-
-    backbone: BackboneSpec = step.meta["backbone"]
     started = time.time()
     if not (step.model / "config.json").is_file():
-        keep_layers(backbone.base, step.model, backbone.layers, overwrite=True)
+        keep_layers(step.cell.backbone.base, step.model, step.cell.backbone.layers, overwrite=True)
     return {"wall_s": round(time.time() - started, 1)}
 
 
 def _train_teacher(step: Step, plan: StudyPlan) -> dict[str, Any]:
-    from clir_ot.training import DataSpec, train_cross_encoder
-
-    config = plan.config
-    backbone: BackboneSpec = step.meta["backbone"]
-    base = plan.steps[step.meta["base_step"]].model if step.meta["base_step"] else backbone.base
-    collection = _collection(config)
-    spec = DataSpec(topics=collection / "topics.xquad.en.tsv", qrels=collection / "qrels.xquad.cross.en.txt",
-                    corpus=collection / "corpus" / "en", run=_negatives_run(config), folds=collection / "folds.json",
-                    exclude_fold=step.meta["fold"], valid_fraction=0.1)
+    backbone = step.cell.backbone
+    base = plan.steps[step.sources[0]].model if step.sources else backbone.base
+    spec = DataSpec(**plan.layout.english_training._asdict(), exclude_fold=step.cell.fold, valid_fraction=0.1)
     resume = step.model.exists()  # resume=True also restarts a run killed before its first checkpoint
-    result = train_cross_encoder(None if base is None else str(base), step.model, spec, config.teacher, resume=resume)
+    result = train_cross_encoder(None if base is None else str(base), step.model, spec, plan.config.teacher,
+                                 resume=resume)
     return _training_record(result)
 
 
@@ -292,38 +362,31 @@ def _training_record(result) -> dict[str, Any]:
 
 
 def _distil(step: Step, plan: StudyPlan) -> dict[str, Any]:
-    from clir_ot.distill import read_bitext, tatoeba_files, tatoeba_pairs
-    from clir_ot.distill.pipeline import distill_student
-    from clir_ot.training import DataSpec
-
-    config = plan.config
-    lang, method, seed = step.meta["language"], step.meta["method"], step.meta["seed"]
-    training, distill = config.distill_settings(method, seed)
+    config, cell = plan.config, step.cell
+    lang = cell.language
+    training, distill = config.distill_settings(cell.method, cell.seed, cell.backbone.kind)
     if config.bitext_kind == "tatoeba":
         pairs, files = tatoeba_pairs(config.bitext[lang], lang), list(tatoeba_files(config.bitext[lang], lang))
     else:
         pairs, files = read_bitext(config.bitext[lang]), [config.bitext[lang]]
     rank = None
     if distill.uses_queries or distill.rank_weight > 0:
-        collection = _collection(config)
-        rank = DataSpec(topics=collection / "topics.xquad.en.tsv", qrels=collection / "qrels.xquad.cross.en.txt",
-                        corpus=collection / "corpus" / "en", run=_negatives_run(config),
-                        folds=collection / "folds.json", exclude_fold=step.meta["fold"])
-    teacher = plan.steps[step.meta["teacher"]].model
+        rank = DataSpec(**plan.layout.english_training._asdict(), exclude_fold=cell.fold)
+    # a cross-encoder student starts from its fold's teacher (the folder that step trained, as it
+    # always has); a bi-encoder student from the encoder of the baseline's dense run
+    teacher = plan.steps[step.sources[0]].model if step.sources else cell.backbone.base
     resume = step.model.exists()  # resume=True also restarts a run killed before its first checkpoint
-    result = distill_student(str(teacher), step.model, pairs, training, distill, rank_data=rank, bitext_files=files,
-                             resume=resume)
+    result = distill_student(None if teacher is None else str(teacher), step.model, pairs, training, distill,
+                             rank_data=rank, bitext_files=files, resume=resume)
     return _training_record(result)
 
 
-def _rerank(step: Step, plan: StudyPlan) -> dict[str, Any]:
-    from clir_ot.formats import RunWriter, iter_run_by_query, load_corpus, read_topics
-    from clir_ot.rerank import CrossEncoderReranker, rerank_run
+def _run_tag(cell: Cell) -> str:
+    return f"{cell.backbone.name}.{cell.method.name}.en-{cell.language}"
 
-    config = plan.config
-    backbone: BackboneSpec = step.meta["backbone"]
-    method: MethodSpec = step.meta["method"]
-    lang = step.meta["language"]
+
+def _rerank(step: Step, plan: StudyPlan) -> dict[str, Any]:
+    config, cell = plan.config, step.cell
     folder = step.artifact.folder
     folder.mkdir(parents=True, exist_ok=True)
     imported = _importable_teacher_run(config, step)
@@ -332,30 +395,39 @@ def _rerank(step: Step, plan: StudyPlan) -> dict[str, Any]:
         os.replace(folder / ".run.txt.tmp", step.run)
         logger.info("%s: reused %s (clir-ot xquad-teacher with the same teachers)", step.id, imported)
         return {"imported_from": str(imported), "imported_sha256": cached_sha256(imported), "wall_s": 0.0}
-    collection = _collection(config)
-    topics = read_topics(collection / "topics.xquad.en.tsv")
-    corpus = load_corpus(collection / "corpus" / lang)
-    settings = _rerank_settings(config)
-    started, pairs, scoring = time.time(), 0, 0.0
-    parts = []
-    for k, model_step in enumerate(step.meta["models"]):
-        model = _selected_model(plan.steps[model_step].model)
-        reranker = CrossEncoderReranker(str(model), batch_size=settings["batch_size"],
-                                        max_length=settings["max_length"], dtype=settings["dtype"])
-        part = folder / f"fold{k}.txt"
-        report = rerank_run(reranker, _first_stage_run(config, lang), topics, corpus, part, depth=config.depth,
-                            tag=f"{backbone.name}.{method.name}.en-{lang}", qids=set(plan.folds[k]["qids"]))
-        pairs += report["pairs"]
-        scoring += report["pairs"] / report["pairs_per_second"] if report["pairs_per_second"] else 0.0
-        parts.append(part)
-    with RunWriter(step.run, tag=f"{backbone.name}.{method.name}.en-{lang}", keep_order=True) as writer:
-        for part in parts:
-            for qid, hits in iter_run_by_query(part):
-                writer.write(qid, hits)
-    for part in parts:
-        part.unlink()
-    return {"wall_s": round(time.time() - started, 1), "pairs": pairs,
-            "pairs_per_s": round(pairs / scoring, 2) if scoring else None}
+    started = time.time()
+    collection = plan.layout.collection
+    rerankers = [CrossEncoderReranker(str(selected_model(plan.steps[sid].model)), batch_size=config.rerank.batch_size,
+                                      max_length=config.rerank.max_length, dtype=config.rerank.dtype)
+                 for sid in step.sources]
+    report = rerank_cross_fitted(rerankers, [fold["qids"] for fold in plan.folds],
+                                 plan.layout.first_stage_run(cell.language), read_topics(collection.topics("en")),
+                                 load_corpus(collection.corpus(cell.language)), step.run,
+                                 [folder / f"fold{k}.txt" for k in range(len(rerankers))],
+                                 depth=config.depth, tag=_run_tag(cell))
+    return {"wall_s": round(time.time() - started, 1), "pairs": report.pairs,
+            "pairs_per_s": round(report.pairs_per_second, 2) if report.pairs_per_second else None}
+
+
+def _search(step: Step, plan: StudyPlan) -> dict[str, Any]:
+    config, cell = plan.config, step.cell
+    settings = config.search
+    collection = plan.layout.collection
+    started = time.time()
+    query_model = BiEncoderModel.from_pretrained(cell.backbone.base)
+    precision = resolve_precision(settings.dtype, query_model.device)
+    student = BiEncoderModel.from_pretrained(selected_model(plan.steps[step.sources[0]].model))
+    index_dir = step.artifact.folder / "index"
+    encode_corpus(collection.corpus(cell.language), index_dir, student, batch_size=settings.batch_size,
+                             max_length=settings.max_length, dtype=precision)
+    encoded = time.time()
+    dense_search_to_run(DenseSearcher(index_dir, query_model), read_topics(collection.topics("en")), step.run,
+                        k=settings.hits, batch_size=settings.batch_size, max_length=settings.max_length,
+                        dtype=precision, tag=f"{plan.layout.student_tag(cell.method.name)}.en-{cell.language}")
+    passages = step.work.passages or 0
+    encode_s = encoded - started
+    return {"wall_s": round(time.time() - started, 1), "passages": passages, "precision": precision,
+            "passages_per_s": round(passages / encode_s, 2) if encode_s > 0 else None}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -373,17 +445,13 @@ def _execute(step: Step, plan: StudyPlan) -> None:
         shutil.rmtree(step.model / "checkpoints")  # finished: checkpoints only served resuming (GBs each)
     ArtifactStore.finish(step.artifact, {"step": step.id, "settings": step.settings, "inputs": step.inputs,
                                          "deps": {d: plan.steps[d].key for d in step.deps},
-                                         "study": plan.config.name, "seed": step.meta.get("seed"), **record})
+                                         "study": plan.config.name, "seed": step.cell.seed, **record})
     logger.info("step %s: done in %.0f s", step.id, time.time() - started)
 
 
 def run_step_by_id(config_path: str, root: str, step_id: str, threads: int | None = None) -> str:
     """Build one step (used by the parallel workers and under torchrun)."""
-    from clir_ot.study.config import load_study_config
-
     if threads:
-        import torch
-
         torch.set_num_threads(threads)
     plan = plan_study(load_study_config(config_path), root)
     step = plan.steps[step_id]
@@ -394,8 +462,6 @@ def run_step_by_id(config_path: str, root: str, step_id: str, threads: int | Non
 
 def _devices() -> int:
     try:
-        import torch
-
         return torch.cuda.device_count()
     except Exception:  # pragma: no cover
         return 0
@@ -422,8 +488,6 @@ def run_study(config: StudyConfig, root: str | Path | None = None, *, jobs: int 
     logger.info("study %s: %d steps, %d to build (%s)", config.name, len(plan.steps), len(pending),
                 estimate_text(plan))
     devices = _devices()
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=len(pending), desc=f"study {config.name}", unit="step")
     try:
         if jobs <= 1:
@@ -439,16 +503,11 @@ def run_study(config: StudyConfig, root: str | Path | None = None, *, jobs: int 
         bar.close()
     plan = plan_study(config, root)  # re-read what is finished
     if report:
-        from clir_ot.study.evaluate import write_study_report
-
         write_study_report(plan)
     return plan
 
 
 def _run_parallel(plan: StudyPlan, pending: list[Step], jobs: int, bar) -> None:
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
     threads = max(1, (os.cpu_count() or 1) // jobs)
     waiting = {s.id: s for s in pending}
     done_ids = {s.id for s in plan.order() if s.done}
@@ -470,45 +529,50 @@ def _run_parallel(plan: StudyPlan, pending: list[Step], jobs: int, bar) -> None:
                 bar.update(1)
 
 
+# --------------------------------------------------------------------------------------------------
+# estimates and the --dry-run table
+
+
+def _mean_rate(plan: StudyPlan, kind: str, rate: Callable[[Mapping[str, Any]], float | None]) -> float | None:
+    values = [rate(s.artifact.record()) for s in plan.steps.values()
+              if s.kind == kind and s.artifact is not None and s.artifact.done]
+    values = [v for v in values if v]
+    return sum(values) / len(values) if values else None
+
+
 def _rates(plan: StudyPlan) -> dict[str, float]:
     """Measured rates from finished artifacts (seconds per step, pairs per second), else the defaults."""
-    rates = dict(DEFAULT_RATES)
-    for kind, key in (("teacher", "teacher_s_per_step"), ("student", "student_s_per_step")):
-        values = []
-        for step in plan.steps.values():
-            if step.kind == kind and step.artifact is not None and step.artifact.done:
-                record = step.artifact.record()
-                if record.get("train_s") and record.get("steps"):
-                    values.append(record["train_s"] / record["steps"])
-        if values:
-            rates[key] = sum(values) / len(values)
-    values = [s.artifact.record().get("pairs_per_s") for s in plan.steps.values()
-              if s.kind == "rerank" and s.artifact is not None and s.artifact.done]
-    values = [v for v in values if v]
-    if values:
-        rates["rerank_pairs_per_s"] = sum(values) / len(values)
-    return rates
+    def per_step(record: Mapping[str, Any]) -> float | None:
+        return record["train_s"] / record["steps"] if record.get("train_s") and record.get("steps") else None
+
+    measured = {"teacher_s_per_step": _mean_rate(plan, "teacher", per_step),
+                "student_s_per_step": _mean_rate(plan, "student", per_step),
+                "rerank_pairs_per_s": _mean_rate(plan, "rerank", lambda r: r.get("pairs_per_s")),
+                "search_passages_per_s": _mean_rate(plan, "search", lambda r: r.get("passages_per_s"))}
+    return {name: measured[name] or default for name, default in DEFAULT_RATES.items()}
 
 
 def _importable_teacher_run(config: StudyConfig, step: Step) -> Path | None:
     """The `clir-ot xquad-teacher` run a ``none`` rerank step can reuse: from the backbone's teachers
     folder and scored with the current :data:`~clir_ot.rerank.base.SCORING_VERSION`; ``None`` otherwise."""
-    backbone, method, lang = step.meta["backbone"], step.meta["method"], step.meta["language"]
-    if method.name != BASELINE_METHOD or not backbone.teachers:
+    cell = step.cell
+    if step.kind != "rerank" or not cell.method.is_baseline or not cell.backbone.teachers:
         return None
-    run = Path(backbone.teachers) / f"run.xquad.{config.first_stage}+teacher.cross.en-{lang}.txt"
+    run = XQuADLayout(cell.backbone.teachers, first_stage=config.first_stage).teacher_run(cell.language)
     return run if run.is_file() and recorded_scoring_version(run) == SCORING_VERSION else None
 
 
 def _seconds(config: StudyConfig, step: Step, rates: Mapping[str, float]) -> float:
     if step.kind == "teacher":
-        return step.work.get("train_steps", 0) * rates["teacher_s_per_step"]
+        return (step.work.train_steps or 0) * rates["teacher_s_per_step"]
     if step.kind == "student":
-        return step.work.get("train_steps", 0) * rates["student_s_per_step"]
+        return (step.work.train_steps or 0) * rates["student_s_per_step"]
     if step.kind == "rerank":
         if _importable_teacher_run(config, step) is not None:
             return 0.0
-        return step.work.get("pairs", 0) / rates["rerank_pairs_per_s"]
+        return (step.work.pairs or 0) / rates["rerank_pairs_per_s"]
+    if step.kind == "search":
+        return (step.work.passages or 0) / rates["search_passages_per_s"]
     return 10.0
 
 
@@ -519,24 +583,24 @@ def estimate_text(plan: StudyPlan) -> str:
            f"{rates['student_s_per_step']:.1f} s per distillation step"
 
 
+def _status(plan: StudyPlan, step: Step) -> str:
+    if step.artifact is None:
+        return "reused teacher" if step.kind == "teacher" else "baseline run"
+    if step.done:
+        return "cached" if plan.root in step.artifact.folder.parents else \
+            f"reused ({step.artifact.folder.parents[2].name})"
+    return "partial (will resume)" if step.artifact.folder.exists() else "to build"
+
+
 def format_plan(plan: StudyPlan) -> str:
     """The --dry-run table: every step, whether it is cached (and where), and the work left."""
     rates = _rates(plan)
     lines = [f"study {plan.config.name} ({plan.config.path}) -> {plan.root}", ""]
     lines.append(f"{'step':58s} {'status':26s} {'work':>14s} {'est.':>8s}")
     for step in plan.order():
-        if step.artifact is None:
-            status = "reused teacher"
-        elif step.done:
-            status = "cached" if plan.root in step.artifact.folder.parents else \
-                f"reused ({step.artifact.folder.parents[2].name})"
-        elif step.artifact.folder.exists():
-            status = "partial (will resume)"
-        else:
-            status = "to build"
-        work = " ".join(f"{int(v)} {k.replace('_', ' ')}" for k, v in step.work.items()) if not step.done else ""
+        work = step.work.describe() if not step.done else ""
         est = f"{_seconds(plan.config, step, rates) / 60:.1f} min" if not step.done else ""
-        lines.append(f"{step.id:58s} {status:26s} {work:>14s} {est:>8s}")
+        lines.append(f"{step.id:58s} {_status(plan, step):26s} {work:>14s} {est:>8s}")
     pending = plan.pending()
     lines += ["", f"{len(plan.steps)} steps, {len(plan.steps) - len(pending)} finished, {len(pending)} to build; "
               + estimate_text(plan)]

@@ -29,6 +29,7 @@ from clir_ot.training.data import (
 )
 from clir_ot.training.losses import ListwiseSoftmaxLoss, PairwiseMarginLoss, build_loss
 from clir_ot.training.pipeline import train_cross_encoder
+from clir_ot.training.selection import selected_model
 from clir_ot.training.trainer import Trainer, TrainerState, TrainingConfig, TrainingResult
 from clir_ot.training.validation import MrrValidator
 
@@ -52,6 +53,7 @@ __all__ = [
     "load_training_data",
     "read_groups",
     "read_triples",
+    "selected_model",
     "split_groups",
     "train_cross_encoder",
     "write_groups",
