@@ -12,10 +12,15 @@ import pytest
 
 from clir_ot.distill.bitext import (
     BitextPair,
+    discover_bitext,
+    find_bitext,
+    iter_bitext,
+    iter_parallel_files,
     read_bitext,
     read_parallel_files,
     shuffled_control,
     split_bitext,
+    take_pairs,
     tatoeba_files,
     tatoeba_pairs,
     write_bitext,
@@ -343,3 +348,111 @@ def test_xquad_paragraph_pairs_come_from_training_folds_only(xquad_collection):
     assert all(p.english != p.foreign and p.foreign for p in pairs)
     with pytest.raises(ConfigError, match="no fold 7"):
         xquad_paragraph_pairs(xquad_collection, "el", exclude_fold=7)
+
+
+# --------------------------------------------------------------------------------------------------
+# Discovery by any code of the language, in every layout
+
+
+def bitext_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "bitext"
+    folder.mkdir()
+    write(folder / "tatoeba.ron-eng.ron", "Bună ziua!\nMulțumesc.\n")
+    write(folder / "tatoeba.ron-eng.eng", "Good day!\nThank you.\n")
+    write(folder / "WikiMatrix.en-sw.en", "Thank you.\nGood morning.\n")
+    write(folder / "WikiMatrix.en-sw.sw", "Asante.\nHabari za asubuhi.\n")
+    write(folder / "bitext.en-yo.tsv", "Thank you.\tẸ ṣé.\n")
+    write(folder / "amh.jsonl", json.dumps({"english": "Thank you.", "foreign": "አመሰግናለሁ።"}, ensure_ascii=False) + "\n")
+    with gzip.open(folder / "corpus.km-en.km.gz", "wt", encoding="utf-8") as handle:
+        handle.write("អរគុណ។\n")
+    with gzip.open(folder / "corpus.km-en.en.gz", "wt", encoding="utf-8") as handle:
+        handle.write("Thank you.\n")
+    write(folder / "README.txt", "not bitext\n")
+    write(folder / "notes.en-xx.xx", "a half pair of a code that is no language\n")
+    return folder
+
+
+@pytest.mark.parametrize("codes, layout, first", [
+    (["ro", "ron", "rum", "ron_Latn", "mo"], "tatoeba", "Bună ziua!"),
+    (["sw", "swh", "swa", "swh_Latn"], "opus", "Asante."),
+    (["yo", "yor", "yor_Latn"], "tsv", "Ẹ ṣé."),
+    (["am", "amh", "amh_Ethi"], "jsonl", "አመሰግናለሁ።"),
+    (["km", "khm", "khm_Khmr"], "opus", "អរគុណ។"),
+])
+def test_find_bitext_by_every_code_form(codes, layout, first, tmp_path):
+    folder = bitext_folder(tmp_path)
+    found = {find_bitext(folder, code) for code in codes}
+    assert len(found) == 1
+    (files,) = found
+    assert files.layout == layout
+    pairs = list(files.pairs())
+    assert pairs[0].foreign == first and pairs[0].english in ("Good day!", "Thank you.")
+
+
+def test_discover_bitext_lists_every_language(tmp_path):
+    found = discover_bitext(bitext_folder(tmp_path))
+    assert sorted((f.code, f.layout) for f in found) == [
+        ("amh", "jsonl"), ("km", "opus"), ("ron", "tatoeba"), ("sw", "opus"), ("yo", "tsv")]
+
+
+def test_tatoeba_files_takes_the_two_file_layouts_only(tmp_path):
+    folder = bitext_folder(tmp_path)
+    assert [p.name for p in tatoeba_files(folder, "sw")] == ["WikiMatrix.en-sw.sw", "WikiMatrix.en-sw.en"]
+    with pytest.raises(ConfigError, match=r"no bitext for language 'yo' \(Yoruba\).*has bitext.en-yo.tsv \(tsv\) for it"):
+        tatoeba_files(folder, "yo")  # a TSV is not a two-file layout
+    write(folder / "tatoeba.swh-eng.swh", "Asante sana.\n")
+    write(folder / "tatoeba.swh-eng.eng", "Thank you very much.\n")
+    assert tatoeba_files(folder, "sw")[0].name == "tatoeba.swh-eng.swh"  # Tatoeba's layout first
+    write(folder / "OpenSubtitles.en-sw.sw", "Asante.\n")
+    write(folder / "OpenSubtitles.en-sw.en", "Thanks.\n")
+    with pytest.raises(ConfigError, match="2 opus bitexts for sw"):
+        find_bitext(folder, "sw", layouts=("opus",))
+
+
+def test_shared_copy_by_every_code_form(tatoeba_dir):
+    for codes in (["sw", "swh", "swa", "swh_Latn"], ["zh", "cmn", "zh-Hans", "zho_Hans"], ["ar", "ara", "arb"],
+                  ["tl", "tgl", "fil"], ["km", "khm"], ["am", "amh"], ["jv", "jav"], ["kk", "kaz"]):
+        assert len({tatoeba_files(tatoeba_dir, c) for c in codes}) == 1, codes
+    assert len(discover_bitext(tatoeba_dir)) == 22
+
+
+# --------------------------------------------------------------------------------------------------
+# Streaming: a large bitext is never loaded whole
+
+
+def test_readers_are_lazy_streams(tmp_path):
+    """The first pairs come out although line 5 of each format is broken: nothing past them is read."""
+    f, e = two_files(tmp_path, "a\nb\nc\nd\n\nf\n", "1\n2\n3\n4\n5\n6\n")
+    stream = iter_parallel_files(f, e)
+    assert next(stream).foreign == "a"
+    assert [p.foreign for p in take_pairs(iter_parallel_files(f, e), 3)] == ["a", "b", "c"]
+    with pytest.raises(InputFormatError, match=r"tatoeba\.ell-eng\.ell:5: empty line"):
+        list(iter_parallel_files(f, e))
+    tsv = write(tmp_path / "b.tsv", "e1\tf1\ne2\tf2\ne3\tf3\ne4\tf4\nbroken line\n")
+    assert [p.foreign for p in take_pairs(iter_bitext(tsv), 2)] == ["f1", "f2"]
+    with pytest.raises(InputFormatError, match=r"b\.tsv:5"):
+        read_bitext(tsv)
+
+
+def test_reservoir_sample_of_a_large_bitext_holds_only_the_sample(tmp_path):
+    import tracemalloc
+
+    n, k = 30_000, 200
+    f, e = tmp_path / "corpus.en-sw.sw", tmp_path / "corpus.en-sw.en"
+    f.write_text("".join(f"sentensi ya {i} kwa Kiswahili, ndefu kidogo kuliko kawaida\n" for i in range(n)))
+    e.write_text("".join(f"sentence number {i} in English, a little longer than usual\n" for i in range(n)))
+    tracemalloc.start()
+    sample = take_pairs(iter_parallel_files(f, e), k, seed=3)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    whole = sum(len(line) for line in f.read_text().splitlines()) + sum(len(line) for line in e.read_text().splitlines())
+    assert peak < whole / 4, (peak, whole)  # the text (and more as objects) never held at once
+    lines = [p.line for p in sample]
+    assert len(sample) == k and lines == sorted(lines) and len(set(lines)) == k
+    assert max(lines) > n // 2 and min(lines) < n // 2  # a sample of the whole file, not its head
+    assert all(p.foreign.startswith(f"sentensi ya {p.line - 1} ") for p in sample)  # still aligned
+    assert take_pairs(iter_parallel_files(f, e), k, seed=3) == sample  # deterministic in the seed
+    assert take_pairs(iter_parallel_files(f, e), k, seed=4) != sample
+    assert [p.line for p in tatoeba_pairs(tmp_path, "swh", limit=5)] == [1, 2, 3, 4, 5]
+    with pytest.raises(ConfigError, match="at least 1 pair"):
+        take_pairs(iter_parallel_files(f, e), 0)

@@ -355,10 +355,13 @@ def find_bitext(folder: PathLike, lang: str, layouts: Sequence[str] = LAYOUTS) -
             return matches[0]
     available = sorted({f"{_code_of(f.code)} ({f.code})" for f in found if f.layout in layouts})
     lacking = [h.name for h in halves if any(_code_of(part) == wanted.code for part in re.split(r"[.-]", h.name))]
+    elsewhere = [f"{f.foreign.name} ({f.layout})" for f in found if _code_of(f.code) == wanted.code]
     raise ConfigError(
         f"no bitext for language {lang!r} ({wanted.name}) in {folder}: looked for "
         f"{', '.join(_LAYOUT_NAMES[l] for l in layouts)}"
         + (f"; {', '.join(lacking)} lacks its counterpart file" if lacking else "")
+        + (f"; the folder has {', '.join(elsewhere)} for it, in another layout: pass that file as the bitext"
+           if elsewhere else "")
         + (f"; the folder has bitext for {', '.join(available)}" if available else "; the folder has none")
     )
 
