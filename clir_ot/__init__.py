@@ -1,8 +1,18 @@
 """clir_ot: optimal-transport distillation for low-resource cross-lingual IR, in a Pyserini pipeline.
 
+Dependencies point one way: ``cli`` -> ``study`` / ``pipelines`` -> stages -> ``formats`` / ``io`` /
+``settings`` / ``errors``; nothing imports upward and there are no cycles
+(``python ../shared/tools/import_graph.py .`` checks both).
+
+At the bottom, used by every stage:
+
+* :mod:`clir_ot.errors` -- the one exception hierarchy (:class:`ClirOtError` and its subclasses)
+* :mod:`clir_ot.io` -- atomic files and folders, ``PathLike``, SHA-256 identities, format by file suffix
+* :mod:`clir_ot.settings` -- settings dataclasses' type check and unknown-key rejection, the derived seed
+* :mod:`clir_ot.formats` -- TREC runs, qrels, topics, JSONL corpora and folds (all TREC I/O) and :class:`Hit`
+
 Stages, one module or package each:
 
-* :mod:`clir_ot.formats` -- TREC runs, qrels, topics and JSONL corpora (all TREC I/O) and :class:`Hit`
 * :mod:`clir_ot.datasets` -- collections built from public data (XQuAD)
 * :mod:`clir_ot.java` -- starting the JVM that Pyserini/Anserini need
 * :mod:`clir_ot.retrieval` -- first-stage retrieval (BM25 over Lucene, dense faiss search, fusion)

@@ -23,6 +23,7 @@ from clir_ot.errors import ConfigError
 
 __all__ = [
     "DERIVED_SEED_STREAM",
+    "check_choice",
     "check_known_keys",
     "check_setting_types",
     "derived_rng",
@@ -40,6 +41,13 @@ def derived_rng(seed: int) -> np.random.Generator:
     """A generator for a stage's own draws (splits, pairings) from the user's ``seed``:
     ``numpy.random.default_rng([seed, DERIVED_SEED_STREAM])``."""
     return np.random.default_rng([seed, DERIVED_SEED_STREAM])
+
+
+def check_choice(name: str, value: Any, valid: Collection[Any]) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is one of ``valid``:
+    ``method must be one of ('auto', 'log', 'scaling'); got 'fast'``."""
+    if value not in valid:
+        raise ConfigError(f"{name} must be one of {valid}; got {value!r}")
 
 
 def check_known_keys(data: Mapping[str, Any], known: Collection[str], where: str, what: str = "setting") -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from clir_ot import __version__
 from clir_ot.cli.arguments import ArgumentParser, one_line, parse_or_exit_code
 from clir_ot.errors import ClirOtError
+from clir_ot.java import HEAP_ENV
 
 logger = logging.getLogger("clir_ot")
 
@@ -29,6 +31,7 @@ VERBS = {
     "models": "models",
     "encode": "encode",
     "rerank": "rerank",
+    "interpolate": "interpolate",
     "train": "train",
     "xquad-teacher": "xquad_teacher",
     "distill": "distill",
@@ -83,10 +86,6 @@ def main(argv: list[str] | None = None) -> int:
         return args
     configure_logging(args.verbose, args.quiet)
     if args.jvm_heap:
-        import os
-
-        from clir_ot.java import HEAP_ENV
-
         os.environ[HEAP_ENV] = args.jvm_heap
     try:
         return int(args.func(args) or 0)

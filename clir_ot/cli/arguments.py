@@ -25,6 +25,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
+from clir_ot.errors import ConfigError
+from clir_ot.evaluation import parse_measures
+
 __all__ = [
     "ArgumentParser",
     "add_files_argument",
@@ -217,9 +220,6 @@ def output_dir(text: str) -> str:
 
 def measure(text: str) -> str:
     """A trec_eval / pytrec_eval / ir_measures measure name (``P@5``, ``ndcg_cut.10``, ``P.5,10``)."""
-    from clir_ot.errors import ConfigError
-    from clir_ot.evaluation import parse_measures
-
     try:
         parse_measures([text])
     except ConfigError as err:

@@ -6,6 +6,7 @@ import sys
 
 from clir_ot.cli.arguments import output_dir, positive_int, xquad_source
 from clir_ot.datasets.xquad import DEFAULT_LANGUAGES, XQUAD_LANGUAGES
+from clir_ot.models import BiEncoderModel, is_prepared, prepare_default_model
 from clir_ot.models.loading import DTYPES
 from clir_ot.pipelines.xquad_baseline import (
     DENSE_MEASURES,
@@ -50,8 +51,6 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(render_table(result.table))
     if args.no_dense:
         return 0
-    from clir_ot.models import BiEncoderModel, is_prepared, prepare_default_model
-
     if args.encoder is None and not is_prepared():
         prepare_default_model()
     model = BiEncoderModel.from_pretrained(args.encoder)

@@ -20,7 +20,12 @@ from clir_ot.cli.arguments import (
     positive_float,
     positive_int,
 )
+from clir_ot.distill import read_bitext, tatoeba_files, tatoeba_pairs, xquad_paragraph_pairs
+from clir_ot.distill.pipeline import distill_student
+from clir_ot.distill.trainer import split_settings
 from clir_ot.errors import ConfigError
+from clir_ot.io import is_tsv
+from clir_ot.training import DataSpec
 
 # flag -> setting; a flag given on the command line wins over --config
 SETTING_FLAGS = {
@@ -106,8 +111,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def build_settings(args: argparse.Namespace):
     """(TrainingConfig, DistillationConfig) from --config and the flags."""
-    from clir_ot.distill.trainer import split_settings
-
     data: dict = {}
     if args.config is not None:
         path = Path(args.config)
@@ -124,8 +127,6 @@ def build_settings(args: argparse.Namespace):
 
 
 def read_pairs(args: argparse.Namespace):
-    from clir_ot.distill import read_bitext, tatoeba_files, tatoeba_pairs
-
     if (args.bitext is None) == (args.tatoeba is None):
         raise ConfigError("give exactly one bitext source: --bitext FILE or --tatoeba DIR --language L")
     if args.tatoeba is not None:
@@ -136,14 +137,11 @@ def read_pairs(args: argparse.Namespace):
 
 
 def rank_spec(args: argparse.Namespace):
-    from clir_ot.training import DataSpec
-
     collection = [args.topics, args.qrels, args.corpus, args.run]
     if args.groups is None and all(p is None for p in collection):
         return None
     if args.groups is not None:
-        suffixes = [s for s in Path(args.groups).suffixes if s != ".gz"]
-        triples = args.groups if suffixes and suffixes[-1] in (".tsv", ".txt") else None
+        triples = args.groups if is_tsv(args.groups) else None
         return DataSpec(triples=triples, groups=None if triples else args.groups)
     return DataSpec(topics=args.topics, qrels=args.qrels, corpus=args.corpus, run=args.run, folds=args.folds,
                     exclude_fold=args.exclude_fold)
@@ -162,9 +160,6 @@ def _teacher_test_fold(teacher: str) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clir_ot.distill import read_bitext
-    from clir_ot.distill.pipeline import distill_student
-
     config, distill = build_settings(args)
     if args.add_xquad_paragraphs:
         if args.exclude_fold is None or not args.language:
@@ -179,8 +174,6 @@ def run(args: argparse.Namespace) -> int:
                               "fold as its teacher, or the reranked test questions' paragraphs leak into training")
     pairs, files = read_pairs(args)
     if args.add_xquad_paragraphs:
-        from clir_ot.distill import xquad_paragraph_pairs
-
         pairs = pairs + xquad_paragraph_pairs(args.add_xquad_paragraphs, args.language, args.exclude_fold)
         files = files + [args.add_xquad_paragraphs]
     valid = read_bitext(args.valid_bitext) if args.valid_bitext else None

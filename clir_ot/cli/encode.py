@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 
 from clir_ot.cli.arguments import input_path, output_dir, positive_int
-from clir_ot.models.loading import DTYPES
-from clir_ot.retrieval.dense import INDEX_TYPES
+from clir_ot.models import BiEncoderModel
+from clir_ot.models.loading import DTYPES, resolve_precision
+from clir_ot.retrieval.dense import INDEX_TYPES, encode_corpus
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -30,10 +31,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clir_ot.models import BiEncoderModel
-    from clir_ot.models.loading import resolve_precision
-    from clir_ot.retrieval.dense import encode_corpus
-
     model = BiEncoderModel.from_pretrained(args.encoder, device=args.device)
     encode_corpus(args.corpus, args.index, model, batch_size=args.batch_size, max_length=args.max_length,
                   index_type=args.index_type, hnsw_m=args.hnsw_m, dtype=resolve_precision(args.dtype, model.device))

@@ -8,6 +8,7 @@ import sys
 from clir_ot.cli.arguments import input_file, input_path, output_file, positive_int
 from clir_ot.formats import load_corpus, read_topics
 from clir_ot.models.loading import DTYPES
+from clir_ot.rerank import BiEncoderReranker, CrossEncoderReranker, rerank_run
 
 MODEL_TYPES = ("cross-encoder", "bi-encoder")
 
@@ -38,8 +39,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clir_ot.rerank import BiEncoderReranker, CrossEncoderReranker, rerank_run
-
     topics = read_topics(args.topics)
     corpus = load_corpus(args.corpus)
     kind = CrossEncoderReranker if args.model_type == "cross-encoder" else BiEncoderReranker

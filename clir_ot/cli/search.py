@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from clir_ot.cli.arguments import input_dir, input_file, nonnegative_float, output_file, positive_int
 from clir_ot.formats import read_topics
-from clir_ot.models.loading import DTYPES
+from clir_ot.models import BiEncoderModel
+from clir_ot.models.loading import DTYPES, resolve_precision
 from clir_ot.retrieval.analysis import THAI_TOKENIZERS
+from clir_ot.retrieval.dense import DenseSearcher, dense_search_to_run
 from clir_ot.retrieval.lucene import DEFAULT_B, DEFAULT_K1, BM25Searcher, search_to_run
 
 
@@ -52,13 +56,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_dense(args: argparse.Namespace, topics: dict[str, str]) -> int:
-    import json
-    from pathlib import Path
-
-    from clir_ot.models import BiEncoderModel
-    from clir_ot.models.loading import resolve_precision
-    from clir_ot.retrieval.dense import DenseSearcher, dense_search_to_run
-
     encoder = args.encoder
     manifest = Path(args.index) / "clir_ot.json"
     if encoder is None and manifest.is_file():

@@ -4,6 +4,10 @@ from __future__ import annotations
 import argparse
 
 from clir_ot.cli.arguments import input_file, output_dir, positive_int
+from clir_ot.errors import ConfigError
+from clir_ot.study.config import load_study_config
+from clir_ot.study.evaluate import write_study_report
+from clir_ot.study.runner import plan_study, run_study
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -23,16 +27,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clir_ot.errors import ConfigError
-    from clir_ot.study.config import load_study_config
-    from clir_ot.study.runner import plan_study, run_study
-
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
     config = load_study_config(args.config)
     if args.report_only:
-        from clir_ot.study.evaluate import write_study_report
-
         write_study_report(plan_study(config, args.output))
         return 0
     run_study(config, args.output, jobs=args.jobs, dry_run=args.dry_run)

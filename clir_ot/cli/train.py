@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from clir_ot.cli.arguments import (
     fraction,
@@ -21,6 +20,8 @@ from clir_ot.cli.arguments import (
     probability,
 )
 from clir_ot.errors import ConfigError
+from clir_ot.io import is_jsonl, is_tsv
+from clir_ot.training import DataSpec, TrainingConfig, train_cross_encoder
 
 # flag -> TrainingConfig field; a flag given on the command line wins over --config
 CONFIG_FLAGS = {
@@ -129,16 +130,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _data_spec(args: argparse.Namespace):
-    from clir_ot.training import DataSpec
-
     triples, groups = args.triples, args.groups
     if args.train is not None:
         if triples is not None or groups is not None:
             raise ConfigError("give --train, --triples or --groups, not several")
-        suffixes = [s for s in Path(args.train).suffixes if s != ".gz"]
-        if suffixes and suffixes[-1] in (".jsonl", ".json"):
+        if is_jsonl(args.train):
             groups = args.train
-        elif suffixes and suffixes[-1] in (".tsv", ".txt"):
+        elif is_tsv(args.train):
             triples = args.train
         else:
             raise ConfigError(f"--train {args.train}: name triples '.tsv' and groups '.jsonl' (or use --triples/--groups)")
@@ -149,8 +147,6 @@ def _data_spec(args: argparse.Namespace):
 
 
 def build_config(args: argparse.Namespace):
-    from clir_ot.training import TrainingConfig
-
     overrides = {field: getattr(args, flag) for flag, field in CONFIG_FLAGS.items() if getattr(args, flag) is not None}
     if args.warmup is not None:
         overrides.update(args.warmup)
@@ -160,8 +156,6 @@ def build_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from clir_ot.training import train_cross_encoder
-
     result = train_cross_encoder(args.base, args.out, _data_spec(args), build_config(args), resume=args.resume,
                                  head=args.head, device=args.device)
     summary = {"output": str(result.output), "best": str(result.best) if result.best else None, "steps": result.steps,

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 from clir_ot.cli.arguments import input_dir, input_file, output_dir
+from clir_ot.errors import ConfigError
+from clir_ot.pipelines.xquad_dense_students import run_xquad_dense_students
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -32,9 +34,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clir_ot.errors import ConfigError
-    from clir_ot.pipelines.xquad_dense_students import run_xquad_dense_students
-
     settings = {}
     if args.config:
         try:

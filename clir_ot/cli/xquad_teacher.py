@@ -7,6 +7,9 @@ import sys
 from clir_ot.cli.arguments import input_dir, input_file, positive_float, positive_int
 from clir_ot.datasets.xquad import DEFAULT_LANGUAGES, XQUAD_LANGUAGES
 from clir_ot.models.loading import DTYPES
+from clir_ot.pipelines.xquad_baseline import render_table
+from clir_ot.pipelines.xquad_teacher import MEASURES, SETTINGS, run_xquad_teacher
+from clir_ot.training import TrainingConfig
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -34,10 +37,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clir_ot.pipelines.xquad_teacher import MEASURES, SETTINGS, run_xquad_teacher
-    from clir_ot.pipelines.xquad_baseline import render_table
-    from clir_ot.training import TrainingConfig
-
     overrides = {k: v for k, v in {"epochs": args.epochs, "max_steps": args.max_steps, "batch_size": args.batch_size,
                                    "lr": args.lr, "max_length": args.max_length, "dtype": args.dtype}.items()
                  if v is not None}

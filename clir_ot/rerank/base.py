@@ -18,7 +18,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from clir_ot.errors import InputFormatError
-from clir_ot.formats import Hit, PathLike, atomic_open, strictly_decreasing
+from clir_ot.formats import Hit, strictly_decreasing
+from clir_ot.io import PathLike, atomic_open
 
 __all__ = ["Reranker", "as_hit", "assemble_ranking", "hits_from_pyserini"]
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -26,7 +25,8 @@ from tqdm.auto import tqdm
 
 from clir_ot import __version__
 from clir_ot.errors import ConfigError, InputFormatError
-from clir_ot.formats import Hit, RunWriter, atomic_open, iter_corpus, sha256_of, strictly_decreasing
+from clir_ot.formats import Hit, RunWriter, iter_corpus, strictly_decreasing
+from clir_ot.io import PathLike, atomic_dir, atomic_open, sha256_of
 from clir_ot.retrieval.lucene import MANIFEST
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ __all__ = ["DenseSearcher", "INDEX_TYPES", "PyseriniQueryEncoder", "dense_search
 
 
 def _faiss():
-    import faiss
+    import faiss  # loaded only where an index is built or read: it picks its SIMD build and logs on import
 
     return faiss
 
@@ -57,8 +57,8 @@ def _build_faiss(vectors: np.ndarray, index_type: str, hnsw_m: int):
 
 
 def encode_corpus(
-    corpus: str | os.PathLike,
-    index_dir: str | os.PathLike,
+    corpus: PathLike,
+    index_dir: PathLike,
     model,
     batch_size: int = 32,
     max_length: int | None = None,
@@ -94,18 +94,11 @@ def encode_corpus(
             continue
         texts = [d.contents for d in docs[s * shard_size:(s + 1) * shard_size]]
         vectors = model.encode_passages(texts, batch_size=batch_size, max_length=max_length, dtype=dtype)
-        tmp = work / f".shard-{s:05d}.tmp.npy"
-        np.save(tmp, vectors)
-        os.replace(tmp, path)
+        with atomic_open(path, "wb") as handle:
+            np.save(handle, vectors)
         shards.append(vectors)
     vectors = np.concatenate(shards)
     index = _build_faiss(vectors, index_type, hnsw_m)
-    building = index_dir.parent / f".{index_dir.name}.building"
-    shutil.rmtree(building, ignore_errors=True)
-    building.mkdir(parents=True)
-    _faiss().write_index(index, str(building / "index"))
-    with atomic_open(building / "docid") as out:
-        out.writelines(f"{d.docid}\n" for d in docs)
     manifest = {
         "kind": "faiss",
         "index_type": index_type,
@@ -121,11 +114,12 @@ def encode_corpus(
         "clir_ot": __version__,
         "seconds": round(time.time() - started, 3),
     }
-    with atomic_open(building / MANIFEST) as out:
-        json.dump(manifest, out, indent=2)
-    if index_dir.exists():
-        shutil.rmtree(index_dir)
-    os.replace(building, index_dir)
+    with atomic_dir(index_dir) as building:  # an existing index is replaced only by a complete one
+        _faiss().write_index(index, str(building / "index"))
+        with atomic_open(building / "docid") as out:
+            out.writelines(f"{d.docid}\n" for d in docs)
+        with atomic_open(building / MANIFEST) as out:
+            json.dump(manifest, out, indent=2)
     shutil.rmtree(work, ignore_errors=True)
     logger.info("encoded %d passages into %s (%s, dim %d) in %.1fs", len(docs), index_dir, index_type,
                 manifest["dim"], manifest["seconds"])
@@ -135,7 +129,7 @@ def encode_corpus(
 class DenseSearcher:
     """Inner-product search of a faiss index written by :func:`encode_corpus` (or by Pyserini)."""
 
-    def __init__(self, index_dir: str | os.PathLike, model, ef_search: int = 128):
+    def __init__(self, index_dir: PathLike, model, ef_search: int = 128):
         self.index_dir = Path(index_dir)
         for name in ("index", "docid"):
             if not (self.index_dir / name).is_file():
@@ -170,7 +164,7 @@ class DenseSearcher:
         yield from self.search_vectors(vectors, qids, k)
 
 
-def dense_search_to_run(searcher: DenseSearcher, topics: Mapping[str, str], output: str | os.PathLike,
+def dense_search_to_run(searcher: DenseSearcher, topics: Mapping[str, str], output: PathLike,
                         k: int = 1000, batch_size: int = 32, max_length: int | None = None,
                         dtype: str = "fp32", tag: str = "dense") -> Path:
     """Search all topics densely and write a TREC run atomically."""

@@ -10,12 +10,12 @@ and ``k = 60`` by default, as Pyserini's ``pyserini.fusion`` uses. Ranks are tho
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from clir_ot.errors import ConfigError
 from clir_ot.formats import Hit, RunWriter, iter_run_by_query, strictly_decreasing
+from clir_ot.io import PathLike
 
 __all__ = ["fuse_run_files", "reciprocal_rank_fusion"]
 
@@ -44,8 +44,8 @@ def reciprocal_rank_fusion(
 
 
 def fuse_run_files(
-    runs: Sequence[str | os.PathLike],
-    output: str | os.PathLike,
+    runs: Sequence[PathLike],
+    output: PathLike,
     k: float = 60.0,
     depth: int | None = 1000,
     weights: Sequence[float] | None = None,

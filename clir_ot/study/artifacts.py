@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from clir_ot.formats import PathLike, atomic_open, sha256_of
+from clir_ot.io import PathLike, atomic_open, sha256_of
+from clir_ot.training.trainer import code_version
 
 __all__ = ["ARTIFACT_FILE", "ArtifactStore", "artifact_key", "hash_model_folder", "package_versions"]
 
@@ -111,8 +112,6 @@ class ArtifactStore:
     @staticmethod
     def finish(artifact: Artifact, record: Mapping[str, Any]) -> None:
         """Mark ``artifact`` finished: write ``artifact.json`` atomically (last)."""
-        from clir_ot.training.trainer import code_version
-
         payload = {"kind": artifact.kind, "label": artifact.label, "key": artifact.key, **record,
                    "code": code_version(), "packages": package_versions()}
         artifact.folder.mkdir(parents=True, exist_ok=True)

@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 import sys
 
+# `python -m clir_ot.study.worker` imports the parent package clir_ot first, which installs the JVM
+# hook before anything imports pyserini, so the runner can be imported here at the top.
+from clir_ot.study.runner import run_step_by_id
+
 
 def main(argv: list[str] | None = None) -> int:
-    import clir_ot  # noqa: F401  (installs the JVM hook before anything imports pyserini)
-    from clir_ot.study.runner import run_step_by_id
-
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 3:
         sys.stderr.write("usage: python -m clir_ot.study.worker CONFIG ROOT STEP_ID\n")

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from clir_ot.io import atomic_dir, remove_tree
 
 logger = logging.getLogger(__name__)
 
@@ -40,54 +40,18 @@ def checkpoint_name(step: int) -> str:
     return f"{PREFIX}{step:06d}"
 
 
-def _fsync_tree(folder: Path) -> None:
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _remove(path: Path) -> None:
-    """Delete a folder so that it is never seen half-deleted under its visible name."""
-    hidden = path.with_name(f".{path.name}.{os.getpid()}.deleting")
-    os.replace(path, hidden)
-    shutil.rmtree(hidden, ignore_errors=True)
-
-
 def write_checkpoint(root: Path, step: int, write: Callable[[Path], None]) -> Path:
-    """Create ``root/step-NNNNNN`` atomically: ``write(tmp)`` fills a hidden folder that is then renamed."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    name = checkpoint_name(step)
-    target = root / name
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root))
-    try:
+    """Create ``root/step-NNNNNN`` atomically: ``write(tmp)`` fills a hidden folder that is then renamed.
+
+    The folder is flushed to disk before and after the rename (:func:`clir_ot.io.atomic_dir` with
+    ``durable=True``); the same step written again (a replay after resuming from an older one)
+    replaces the earlier folder.
+    """
+    target = Path(root) / checkpoint_name(step)
+    with atomic_dir(target, durable=True, shared=False) as tmp:
         write(tmp)
         if not (tmp / STATE_FILE).is_file():
             raise RuntimeError(f"checkpoint writer left no {STATE_FILE}")
-        _fsync_tree(tmp)
-        os.chmod(tmp, 0o755)
-        if target.exists():  # the same step written again (a replay after resuming from an older one)
-            _remove(target)
-        os.replace(tmp, target)
-        _fsync_dir(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
@@ -115,7 +79,7 @@ def prune_checkpoints(root: Path, keep: int) -> list[Path]:
     found = list_checkpoints(root)
     doomed = [path for _, path in found[: max(0, len(found) - keep)]]
     for path in doomed:
-        _remove(path)
+        remove_tree(path)
     return doomed
 
 

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import clir_ot
 from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError
 from clir_ot.io import PathLike, atomic_open
 from clir_ot.models.loading import compute_precision, resolve_precision
@@ -313,8 +314,6 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
 
 def code_version() -> dict[str, Any]:
     """``clir_ot.__version__`` and, when the package sits in a git checkout, its commit and dirty flag."""
-    import clir_ot
-
     info: dict[str, Any] = {"clir_ot": clir_ot.__version__, "torch": torch.__version__}
     try:
         import transformers

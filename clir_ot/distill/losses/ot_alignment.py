@@ -9,6 +9,7 @@ from torch import nn
 from clir_ot.distill.losses._checks import as_float, as_layers, check_same_batch_and_dim, check_token_states
 from clir_ot.errors import ConfigError
 from clir_ot.ot import DIFFERENTIATE, EPSILON_MODES, METHODS, OTResult, token_alignment
+from clir_ot.settings import check_choice
 
 __all__ = ["OTAlignmentLoss"]
 
@@ -86,12 +87,9 @@ class OTAlignmentLoss(nn.Module):
         differentiate: str = "envelope",
     ):
         super().__init__()
-        if epsilon_mode not in EPSILON_MODES:
-            raise ConfigError(f"epsilon_mode must be one of {EPSILON_MODES}; got {epsilon_mode!r}")
-        if method not in METHODS:
-            raise ConfigError(f"method must be one of {METHODS}; got {method!r}")
-        if differentiate not in DIFFERENTIATE:
-            raise ConfigError(f"differentiate must be one of {DIFFERENTIATE}; got {differentiate!r}")
+        check_choice("epsilon_mode", epsilon_mode, EPSILON_MODES)
+        check_choice("method", method, METHODS)
+        check_choice("differentiate", differentiate, DIFFERENTIATE)
         if not epsilon > 0:
             raise ConfigError(f"epsilon must be positive; got {epsilon!r}")
         self.epsilon = float(epsilon)
