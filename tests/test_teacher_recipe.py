@@ -222,3 +222,32 @@ def test_choose_weight_picks_the_best_weight_on_the_tuning_queries():
     assert [h.docid for h in run["q1"]][0] == "b" and [h.docid for h in run["q2"]][0] == "x"
     with pytest.raises(ConsistencyError, match="none of the tuning queries has qrels"):
         choose_weight(first, reranked, {"q9": {"a": 1}}, depth=3)
+
+
+def test_interpolate_cli_with_a_given_and_a_tuned_weight(tmp_path, capsys):
+    from clir_ot.cli import main
+    from clir_ot.formats import load_run
+
+    first = {"q1": _hits("q1", [("a", 3.0), ("b", 2.0), ("c", 0.0)]),
+             "q2": _hits("q2", [("x", 3.0), ("y", 2.5), ("z", 0.0)])}
+    reranked = {"q1": _hits("q1", [("b", 1.0), ("c", 0.5), ("a", 0.0)]),
+                "q2": _hits("q2", [("y", 1.0), ("x", 0.9), ("z", 0.0)])}
+    write_run(tmp_path / "first.txt", first)
+    write_run(tmp_path / "reranked.txt", reranked)
+    write_qrels(tmp_path / "qrels.txt", {"q1": {"b": 1}, "q2": {"x": 1}})
+    args = ["interpolate", "--run", str(tmp_path / "reranked.txt"), "--first-stage", str(tmp_path / "first.txt"),
+            "--depth", "3"]
+    assert main([*args, "--weight", "0", "--output", str(tmp_path / "w0.txt")]) == 0
+    w0 = load_run(tmp_path / "w0.txt")
+    assert max(w0["q1"], key=w0["q1"].get) == "a" and max(w0["q2"], key=w0["q2"].get) == "x"
+    tune = ["--tune-run", str(tmp_path / "reranked.txt"), "--tune-first-stage", str(tmp_path / "first.txt"),
+            "--tune-qrels", str(tmp_path / "qrels.txt")]
+    assert main([*args, *tune, "--output", str(tmp_path / "tuned.txt")]) == 0
+    tuned = load_run(tmp_path / "tuned.txt")
+    assert max(tuned["q1"], key=tuned["q1"].get) == "b" and max(tuned["q2"], key=tuned["q2"].get) == "x"
+    # neither or both ways of giving the weight: one clear error, nothing written
+    assert main([*args, "--output", str(tmp_path / "none.txt")]) == 2
+    assert main([*args, "--weight", "0.5", *tune, "--output", str(tmp_path / "both.txt")]) == 2
+    assert not (tmp_path / "none.txt").exists() and not (tmp_path / "both.txt").exists()
+    assert main([*args, "--weight", "1.5", "--output", str(tmp_path / "bad.txt")]) == 2
+    assert "must be a number in [0, 1]" in capsys.readouterr().err

@@ -1,0 +1,64 @@
+"""``clir-ot interpolate``: a reranked run combined with its first stage, score by score."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from clir_ot.cli.arguments import input_file, measure, output_file, positive_int
+from clir_ot.errors import ConfigError
+from clir_ot.formats import iter_run_by_query, load_run, read_qrels, write_run
+from clir_ot.rerank.interpolation import choose_weight, interpolate_run
+
+logger = logging.getLogger(__name__)
+
+
+def weight_value(text: str) -> float:
+    """A reranker weight: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
+    return value
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "interpolate", help="combine a reranked run with its first stage's scores",
+        description="Reranking interpolation: for each query's first-stage top DEPTH, w * minmax(reranker) + "
+        "(1 - w) * minmax(first stage); the rest keeps its first-stage order. The weight is given (--weight) or "
+        "chosen on held-out queries (--tune-run/--tune-first-stage/--tune-qrels: runs of other queries, e.g. "
+        "validation questions), never on the queries it is applied to.",
+    )
+    parser.add_argument("--run", required=True, type=input_file, help="the reranked run (clir-ot rerank's output)")
+    parser.add_argument("--first-stage", required=True, type=input_file, help="the run that was reranked")
+    parser.add_argument("--output", required=True, type=output_file, help="the interpolated run")
+    parser.add_argument("--depth", type=positive_int, default=100, help="how many hits were reranked (default 100)")
+    parser.add_argument("--weight", type=weight_value, default=None, help="reranker weight in [0, 1]")
+    tune = parser.add_argument_group("choosing the weight on held-out queries")
+    tune.add_argument("--tune-run", type=input_file, default=None, help="reranked run of the tuning queries")
+    tune.add_argument("--tune-first-stage", type=input_file, default=None, help="their first-stage run")
+    tune.add_argument("--tune-qrels", type=input_file, default=None, help="their qrels")
+    tune.add_argument("--tune-measure", type=measure, default="RR@10", help="measure to maximise (default RR@10)")
+    parser.add_argument("--run-tag", default="interpolated")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    tuning = (args.tune_run, args.tune_first_stage, args.tune_qrels)
+    if (args.weight is None) == all(t is None for t in tuning) or (any(tuning) and not all(tuning)):
+        raise ConfigError("give --weight, or all of --tune-run, --tune-first-stage and --tune-qrels (not both)")
+    weight = args.weight
+    if weight is None:
+        choice = choose_weight(dict(iter_run_by_query(args.tune_first_stage)), load_run(args.tune_run),
+                               read_qrels(args.tune_qrels), depth=args.depth, measure=args.tune_measure)
+        weight = choice.weight
+        logger.info("weight %.2f chosen on %d queries (%s %.4f); curve %s", weight, choice.queries, choice.measure,
+                    choice.value, json.dumps(choice.curve))
+    mixed = interpolate_run(dict(iter_run_by_query(args.first_stage)), load_run(args.run), weight, args.depth)
+    write_run(args.output, mixed, tag=args.run_tag, keep_order=True)
+    logger.info("wrote %d queries to %s (reranker weight %.2f)", len(mixed), args.output, weight)
+    return 0
