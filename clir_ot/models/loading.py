@@ -27,10 +27,11 @@ import hashlib
 import inspect
 import logging
 import os
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -290,18 +291,90 @@ def load_encoder(
     if _accepts_pooling_flag(config):
         # the pooler is unused by clir_ot; passed with an explicit config, the flag reaches __init__
         kwargs["add_pooling_layer"] = False
-    try:
-        model = AutoModel.from_pretrained(source.location, config=config, **kwargs)
-    except (OSError, ValueError, RuntimeError, KeyError) as err:
-        raise _wrap(source, "weights", err) from err
+    with _held_load_report() as held:
+        try:
+            model, info = AutoModel.from_pretrained(source.location, config=config, output_loading_info=True, **kwargs)
+        except (OSError, ValueError, RuntimeError, KeyError) as err:
+            for report in held:  # the keys that made it fail
+                logger.warning("%s", report)
+            raise _wrap(source, "weights", err) from err
     model.eval()
     if device is not None:
         model.to(device)
+    left_out = _report_loading(source, info)
     logger.info(
-        "loaded %s (%s, %s layers, hidden %s)", source.location, config.model_type,
+        "loaded %s (%s, %s layers, hidden %s%s)", source.location, config.model_type,
         getattr(config, "num_hidden_layers", "?"), getattr(config, "hidden_size", "?"),
+        f"; not part of the encoder, left out: {left_out}" if left_out else "",
     )
     return LoadedEncoder(model, tokenizer, source)
+
+
+#: Weight names of the parts of a checkpoint that are not the encoder: task heads and the pooler, which
+#: ``AutoModel`` (without its pooler) leaves out by design, e.g. reading a ``*ForSequenceClassification``.
+_HEAD_PARTS = frozenset({"classifier", "pooler", "lm_head", "cls", "qa_outputs", "score", "pre_classifier",
+                         "seq_relationship", "predictions"})
+
+
+class _HoldLoadReport(logging.Filter):
+    """Keeps transformers' LOAD REPORT table (MISSING / UNEXPECTED keys) off the log; :func:`load_encoder`
+    says in one line what it means, and warns only when the keys are not the expected ones."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "LOAD REPORT" in message:
+            self.held.append(message)
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _held_load_report() -> Iterator[list[str]]:
+    hf_logger = logging.getLogger("transformers.modeling_utils")
+    hold = _HoldLoadReport()
+    hf_logger.addFilter(hold)
+    try:
+        yield hold.held
+    finally:
+        hf_logger.removeFilter(hold)
+
+
+def _key_patterns(keys: Any) -> str:
+    """Weight names, sorted and comma-separated; beyond five, layer numbers are folded (``encoder.layer.*.x``)."""
+    names = {str(k) for k in keys}
+    if len(names) > 5:
+        names = {re.sub(r"(?<=\.)\d+(?=\.|$)", "*", k) for k in names}
+    return ", ".join(sorted(names))
+
+
+def _report_loading(source: ModelSource, info: Mapping[str, Any]) -> str:
+    """Warn about weights that do not fit the encoder; return what was left out by design ("" if nothing).
+
+    Expected: checkpoint weights of a head or the pooler that the encoder has no place for (UNEXPECTED
+    keys under :data:`_HEAD_PARTS`). Anything else -- encoder weights missing from the checkpoint (they
+    were freshly initialised), other unexpected weights, weights of another shape -- is a warning.
+    """
+    missing = set(info.get("missing_keys") or ())
+    unexpected = set(info.get("unexpected_keys") or ())
+    mismatched = {entry[0] if isinstance(entry, tuple) else entry for entry in info.get("mismatched_keys") or ()}
+    by_design = {k for k in unexpected if _HEAD_PARTS.intersection(str(k).split("."))}
+    problems = []
+    if missing:
+        problems.append(f"not in the checkpoint, freshly initialised: {_key_patterns(missing)}")
+    if unexpected - by_design:
+        problems.append(f"in the checkpoint but not in the model, ignored: {_key_patterns(unexpected - by_design)}")
+    if mismatched:
+        problems.append(f"of another shape in the checkpoint: {_key_patterns(mismatched)}")
+    if problems:
+        logger.warning("%s: the checkpoint's weights do not fit the encoder -- %s", source.location, "; ".join(problems))
+    if not by_design:
+        return ""
+    parts = sorted({part for k in by_design for part in str(k).split(".") if part in _HEAD_PARTS})
+    return f"its {' and '.join(parts)} weights ({len(by_design)})"
 
 
 # --------------------------------------------------------------------------------------------------
