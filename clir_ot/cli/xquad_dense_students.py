@@ -1,4 +1,9 @@
-"""``clir-ot xquad-dense-students``: distil the dense first stage per language and evaluate it on XQuAD."""
+"""``clir-ot xquad-dense-students``: distil the dense first stage per language and evaluate it on XQuAD.
+
+A thin alias over the study of ``tools/studies/xquad-dense-students.yaml`` (a ``bi-encoder`` backbone):
+its arguments become that study's config (``<output>/dense-students/study.yaml``), the study runs it, and
+``table.dense-students.md`` is written from the study's results (:mod:`clir_ot.study.dense_students`).
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +12,7 @@ from pathlib import Path
 
 from clir_ot.cli.arguments import input_dir, input_file, output_dir
 from clir_ot.errors import ConfigError
-from clir_ot.pipelines.xquad_dense_students import run_xquad_dense_students
+from clir_ot.study.dense_students import run_xquad_dense_students
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -16,10 +21,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Needs the outputs of `clir-ot baseline`. For each language and method: distil a bi-encoder "
         "student from multilingual-e5-small on Tatoeba bitext, encode the language's XQuAD paragraphs with it, "
         "search them with the original English query encoder, and compare with the dense first stage (paired "
-        "randomization test, Holm-corrected). Writes table.dense-students.md. Finished steps are reused.",
+        "randomization test, Holm-corrected). Writes table.dense-students.md. The same study as "
+        "`clir-ot study --config tools/studies/xquad-dense-students.yaml`, with its steps under "
+        "<output>/dense-students; finished steps are reused.",
     )
     parser.add_argument("--output", default="runs/xquad", type=input_dir, help="folder of the baseline outputs (default runs/xquad)")
-    parser.add_argument("--index-root", default="indexes", type=output_dir, help="where the students' faiss indexes go")
+    parser.add_argument("--index-root", default=None, type=output_dir,
+                        help="ignored: each student's faiss index is kept in its study step's folder")
     parser.add_argument("--tatoeba", required=True, type=input_dir, help="Tatoeba folder (two-file layout)")
     parser.add_argument("--languages", nargs="+", default=["th", "hi", "el"])
     parser.add_argument("--methods", nargs="+", default=["mse-sent", "ot", "ot-shuffled"],
@@ -40,6 +48,6 @@ def run(args: argparse.Namespace) -> int:
             settings = json.loads(Path(args.config).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as err:
             raise ConfigError(f"--config {args.config}: {err}") from None
-    run_xquad_dense_students(args.output, args.index_root, args.tatoeba, settings, languages=args.languages,
-                             methods=args.methods, dtype=args.dtype, encoder=args.encoder)
+    run_xquad_dense_students(args.output, args.tatoeba, settings, languages=args.languages, methods=args.methods,
+                             dtype=args.dtype, encoder=args.encoder)
     return 0
