@@ -5,10 +5,11 @@ import argparse
 import json
 import sys
 
-from clir_ot.cli.arguments import input_file, input_path, output_file, positive_int
-from clir_ot.formats import load_corpus, read_topics
+from clir_ot.cli.arguments import input_dir, input_file, input_path, output_file, positive_int
+from clir_ot.formats import read_topics
 from clir_ot.models.loading import DTYPES
 from clir_ot.rerank import BiEncoderReranker, CrossEncoderReranker, rerank_run
+from clir_ot.store import passage_store
 
 MODEL_TYPES = ("cross-encoder", "bi-encoder")
 
@@ -21,7 +22,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--run", required=True, type=input_file, help="first-stage TREC run")
     parser.add_argument("--topics", required=True, type=input_file, help="topics: TSV qid<TAB>text or JSONL")
-    parser.add_argument("--corpus", required=True, type=input_path, help="JSONL corpus (file or folder) with the passages")
+    passages = parser.add_mutually_exclusive_group(required=True)
+    passages.add_argument("--corpus", type=input_path, default=None,
+                          help="the passages: JSONL corpus (file or folder) or id<TAB>text TSV (collection.tsv), read "
+                          "on demand through an on-disk index")
+    passages.add_argument("--index", type=input_dir, default=None,
+                          help="the passages from a Pyserini/Lucene index with stored raw documents (-storeRaw), "
+                          "instead of --corpus")
     parser.add_argument("--output", required=True, type=output_file, help="reranked run to write")
     parser.add_argument("--model", default=None,
                         help="hub name or folder (default: the offline multilingual-e5-small backbone)")
@@ -40,7 +47,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     topics = read_topics(args.topics)
-    corpus = load_corpus(args.corpus)
+    corpus = passage_store(corpus=args.corpus, index=args.index)
     kind = CrossEncoderReranker if args.model_type == "cross-encoder" else BiEncoderReranker
     reranker = kind(args.model, batch_size=args.batch_size, max_length=args.max_length, dtype=args.dtype,
                     device=args.device)

@@ -1,7 +1,8 @@
 """Rerank a TREC run file: streamed query by query, scored in cross-query batches, resumable.
 
 The run is read one query at a time (:func:`clir_ot.formats.iter_run_by_query`), so its size does
-not matter. Queries are gathered until ``chunk_pairs`` (query, passage) pairs are waiting, and the
+not matter; passages are looked up one at a time too, so an on-disk store (:mod:`clir_ot.store`)
+keeps the collection's size from mattering either. Queries are gathered until ``chunk_pairs`` (query, passage) pairs are waiting, and the
 chunk is scored at once, so length-sorted batching works across queries; then each query's top
 ``depth`` is reordered and its tail kept below (:func:`clir_ot.rerank.base.assemble_ranking`).
 Finished chunks are checkpointed: a killed job restarted with the same arguments continues after
@@ -44,6 +45,11 @@ def rerank_run(
     qids: Collection[str] | None = None,
 ) -> RerankReport:
     """Rerank the top ``depth`` of every query of ``run``; write the new run to ``output``.
+
+    ``corpus`` maps docids to passage texts: a dict, or an on-disk store read on demand
+    (:class:`~clir_ot.store.TextStore` over a JSONL/TSV corpus, :class:`~clir_ot.store.LuceneTextStore`
+    over a Lucene index with stored raw documents; :func:`clir_ot.store.passage_store`), so with the run
+    streamed query by query neither the run nor the collection is held in memory.
 
     ``qids``, when given, restricts the job to those queries (the others are not written), e.g. the
     test fold of a cross-fitted model.

@@ -17,6 +17,25 @@ from clir_ot.store._lines import LineFile
 from clir_ot.store._lucene import LuceneTextStore, raw_text
 from clir_ot.store._texts import ID_KEYS, TEXT_KEYS, TextStore
 
+
+def passage_store(corpus=None, index=None):
+    """Passages by id for a reranker, read on demand: a :class:`LuceneTextStore` over the Lucene
+    ``index``, or a :class:`TextStore` over ``corpus`` (exactly one of them). A ``.gz`` corpus cannot be
+    read at offsets, so it is read into memory (a dict) and the log says so."""
+    if (corpus is None) == (index is None):
+        raise ValueError("give exactly one of corpus and index")
+    if index is not None:
+        return LuceneTextStore(index)
+    if str(corpus).endswith(".gz"):
+        import logging
+
+        from clir_ot.formats import load_corpus
+
+        logging.getLogger(__name__).info("%s is compressed: reading it into memory (decompress it to read "
+                                         "passages on demand)", corpus)
+        return load_corpus(corpus)
+    return TextStore(corpus, "passage")
+
 __all__ = [
     "ID_KEYS",
     "LineFile",
@@ -26,6 +45,7 @@ __all__ = [
     "TextStore",
     "content_identity",
     "file_identity",
+    "passage_store",
     "raw_text",
     "store_dir",
 ]

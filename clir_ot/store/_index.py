@@ -1,7 +1,7 @@
 """Index files: fixed-size records over a text file, built once, rebuilt when the source changes.
 
-An index file holds a JSON header (what it indexes: each source file's identity, the record
-layout, counts) and then ``count`` fixed-size little-endian records. It is read with ``os.pread``
+An index file holds ``count`` fixed-size little-endian records and then a JSON header (what it
+indexes: each source file's identity, the record layout, counts), its length and a magic number. It is read with ``os.pread``
 -- never memory-mapped or loaded whole -- so a process holds only the records it asked for, however
 large the source: resident memory does not grow with the data.
 
@@ -133,19 +133,25 @@ class IndexFile:
 
 
 def _read_header(path: Path) -> tuple[dict[str, Any], int] | None:
+    """The header of an index file (records first, then the JSON header, its length and the magic)."""
     try:
+        size = path.stat().st_size
         with open(path, "rb") as handle:
-            if handle.read(8) != MAGIC:
+            if size < 16:
                 return None
-            length = int.from_bytes(handle.read(8), "little")
+            handle.seek(size - 16)
+            tail = handle.read(16)
+            if tail[8:] != MAGIC:
+                return None
+            length = int.from_bytes(tail[:8], "little")
+            handle.seek(size - 16 - length)
             header = json.loads(handle.read(length).decode("utf-8"))
     except (OSError, ValueError):
         return None
-    data_start = 16 + length
-    expected = data_start + int(header.get("count", -1)) * int(header.get("record_size", 0))
-    if header.get("format") != FORMAT or path.stat().st_size != expected:
+    expected = int(header.get("count", -1)) * int(header.get("record_size", 0)) + length + 16
+    if header.get("format") != FORMAT or size != expected:
         return None
-    return header, data_start
+    return header, 0
 
 
 def _stale_reason(header: dict[str, Any], sources: list[dict[str, Any]], kind: str) -> str | None:
@@ -173,33 +179,24 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def build_index_file(path: Path, header: dict[str, Any], write_records: Callable[[Any], int], record_size: int) -> None:
-    """Write an index file atomically: ``write_records(handle)`` writes the records and returns their count."""
+    """Write an index file atomically: ``write_records(handle)`` writes the records and returns their
+    count; the header (encoded after the records, so a build may fill it in) follows them."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as body:
-            count = write_records(body)
-            body.flush()
-            os.fsync(body.fileno())
-        full = {**header, "format": FORMAT, "count": count, "record_size": record_size}
-        encoded = json.dumps(full, sort_keys=True).encode("utf-8")
-        fd2, final_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        final = Path(final_name)
-        try:
-            with os.fdopen(fd2, "wb") as out, open(tmp, "rb") as records:
-                out.write(MAGIC + len(encoded).to_bytes(8, "little") + encoded)
-                for block in iter(lambda: records.read(1 << 22), b""):
-                    out.write(block)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(final, 0o644)
-            os.replace(final, path)
-        except BaseException:
-            final.unlink(missing_ok=True)
-            raise
-    finally:
+        with os.fdopen(fd, "wb") as out:
+            count = write_records(out)
+            full = {**header, "format": FORMAT, "count": count, "record_size": record_size}
+            encoded = json.dumps(full, sort_keys=True).encode("utf-8")
+            out.write(encoded + len(encoded).to_bytes(8, "little") + MAGIC)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
 
 
 def open_index(sources: Sequence[Path], kind: str, build: Callable[[Path, dict[str, Any]], None],

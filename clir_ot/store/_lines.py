@@ -90,7 +90,7 @@ class LineFile:
                             note(number, values)
                     offsets.append(start)
                     count += 1
-                    if len(offsets) >= 1 << 20:
+                    if len(offsets) >= 1 << 16:
                         offsets.tofile(handle)
                         offsets = array.array("Q")
                         bar.update(offset - bar.n)
