@@ -225,6 +225,7 @@ class TrainerState:
     last_validation: dict[str, Any] | None = None
     interval_loss: float = 0.0  # sum of step losses since the last logged step
     interval_steps: int = 0
+    interval_parts: dict[str, float] = field(default_factory=dict)  # step_parts summed over the same steps
     stopped_early: int | None = None  # the step at which early stopping ended training
 
 
@@ -547,6 +548,7 @@ class Trainer:
                      "interval_loss", "interval_steps"):
             setattr(state, name, saved[name])
         state.stopped_early = saved.get("stopped_early")
+        state.interval_parts = dict(saved.get("interval_parts", {}))  # older checkpoints: terms since the resume
 
     def _write_checkpoint(self, optimizer, scheduler, state: TrainerState) -> None:
         rng = self.dist.gather(_rng_state())
@@ -556,7 +558,7 @@ class Trainer:
             "step": state.step, "epoch": state.epoch, "step_in_epoch": state.step - state.epoch * self.steps_per_epoch,
             "examples": state.examples, "train_seconds": state.train_seconds, "wall_seconds": state.wall_seconds,
             "best": state.best, "last_validation": state.last_validation, "interval_loss": state.interval_loss,
-            "interval_steps": state.interval_steps, "world_size": self.dist.world_size,
+            "interval_steps": state.interval_steps, "interval_parts": state.interval_parts, "world_size": self.dist.world_size,
             "stopped_early": state.stopped_early,
             "total_steps": self.total_steps, "data_fingerprint": self.fingerprint, "config": self.config.to_dict(),
             "settings": self.resume_settings(),
@@ -683,7 +685,6 @@ class Trainer:
         started_wall = time.perf_counter()
         wall_before = state.wall_seconds
         interval_seconds, interval_timed = 0.0, 0
-        interval_parts: dict[str, float] = {}  # step_parts summed over the steps since the last log line
         bar = tqdm(total=self.total_steps, initial=state.step, desc="training", unit="step",
                    disable=(not self.dist.is_main) or (None if self.progress is None else not self.progress))
         try:
@@ -716,7 +717,7 @@ class Trainer:
                 state.interval_loss += step_loss
                 state.interval_steps += 1
                 for name, value in self.step_parts.items():
-                    interval_parts[name] = interval_parts.get(name, 0.0) + value
+                    state.interval_parts[name] = state.interval_parts.get(name, 0.0) + value
                 interval_seconds += seconds
                 interval_timed += 1
                 bar.update(1)
@@ -729,11 +730,11 @@ class Trainer:
                         "lr": lr, "grad_norm": grad_norm, "examples_per_s": examples / interval_seconds,
                         "pairs_per_s": examples * self.group_size / interval_seconds,
                         "elapsed_s": wall_before + time.perf_counter() - started_wall,
-                        **({"terms": {name: value / interval_timed for name, value in interval_parts.items()}}
-                           if interval_parts else {}),
+                        **({"terms": {name: value / state.interval_steps for name, value in state.interval_parts.items()}}
+                           if state.interval_parts else {}),
                     })
                     state.interval_loss, state.interval_steps = 0.0, 0
-                    interval_parts = {}
+                    state.interval_parts = {}
                     interval_seconds, interval_timed = 0.0, 0
                 state.wall_seconds = wall_before + time.perf_counter() - started_wall
                 for callback in self.callbacks:
