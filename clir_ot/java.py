@@ -11,7 +11,8 @@ Pyserini 1.6.0 needs Java 21 class files and starts the JVM itself with
 2. ``JAVA_HOME`` is set and its ``bin/`` is put first on ``PATH`` -- some Pyserini modules spawn
    ``java`` in a subprocess (``pyserini.eval.trec_eval``);
 3. the JVM starts with the Anserini fat jar on the class path, the heap from ``--jvm-heap`` or
-   ``$CLIR_OT_JVM_HEAP`` and the vector module only where the runtime has it;
+   ``$CLIR_OT_JVM_HEAP``, the vector module only where the runtime has it, and, on Java >= 23,
+   ``--sun-misc-unsafe-memory-access=allow`` (see :func:`jvm_options`);
 4. ``OPENAI_API_KEY`` gets a placeholder, because ``pyserini.encode`` builds an OpenAI client at
    import and recent ``openai`` releases refuse an empty key (no request is ever made).
 
@@ -39,6 +40,11 @@ logger = logging.getLogger(__name__)
 
 MIN_JAVA = 21
 HEAP_ENV = "CLIR_OT_JVM_HEAP"
+UNSAFE_MEMORY_ACCESS_OPTION = "--sun-misc-unsafe-memory-access=allow"
+"""Lets Lucene's ``MMapDirectory`` unmap files through ``sun.misc.Unsafe::invokeCleaner`` without the
+three-line warning Java 24+ prints on every search (JEP 498); the option exists since Java 23 (JEP 471)
+and an older JVM refuses to start with it."""
+UNSAFE_MEMORY_ACCESS_SINCE = 23
 _SEARCH_GLOBS = (
     "/usr/lib/jvm/*",
     "/usr/java/*",
@@ -56,6 +62,7 @@ __all__ = [
     "find_java",
     "install_pyserini_import_hook",
     "jvm_info",
+    "jvm_options",
     "run_pyserini_module",
     "thai_segmentation_available",
 ]
@@ -99,7 +106,7 @@ def inspect_java_home(home: str | Path, source: str) -> JavaRuntime | None:
     if not (home / "bin").is_dir():
         return None
     version: int | None = None
-    modules: frozenset[str] | None = field(default=None, repr=False)
+    modules: frozenset[str] | None = None
     release = home / "release"
     if release.is_file():
         for line in release.read_text(errors="replace").splitlines():
@@ -214,11 +221,7 @@ def ensure_jvm(heap: str | None = None) -> JavaRuntime:
     os.environ["JAVA_HOME"] = str(runtime.home)
     _prepend_path(runtime.home / "bin")
     jnius_config.add_classpath(str(jar))
-    options = []
-    if runtime.has_vector_module:
-        options.append("--add-modules=jdk.incubator.vector")
-    if heap:
-        options.append(f"-Xmx{heap}")
+    options = jvm_options(runtime, heap)
     if options:
         jnius_config.add_options(*options)
     import jnius  # noqa: F401  (starts the JVM)
@@ -226,6 +229,24 @@ def ensure_jvm(heap: str | None = None) -> JavaRuntime:
     _booted = runtime
     logger.info("JVM started: %s%s", runtime.describe(), f", heap {heap}" if heap else "")
     return runtime
+
+
+def jvm_options(runtime: JavaRuntime, heap: str | None = None) -> list[str]:
+    """The options :func:`ensure_jvm` starts ``runtime`` with.
+
+    * ``--add-modules=jdk.incubator.vector`` where the runtime has the module (Lucene's vector search);
+    * :data:`UNSAFE_MEMORY_ACCESS_OPTION` on Java >= 23, where the option exists: Lucene 9's
+      ``MMapDirectory`` calls ``sun.misc.Unsafe::invokeCleaner``, which Java 24+ would report on stderr;
+    * ``-Xmx<heap>`` when a heap is asked for.
+    """
+    options = []
+    if runtime.has_vector_module:
+        options.append("--add-modules=jdk.incubator.vector")
+    if runtime.version >= UNSAFE_MEMORY_ACCESS_SINCE:
+        options.append(UNSAFE_MEMORY_ACCESS_OPTION)
+    if heap:
+        options.append(f"-Xmx{heap}")
+    return options
 
 
 def jvm_info() -> JavaRuntime | None:

