@@ -461,3 +461,71 @@ def test_readme_headline_is_the_committed_report():
     theirs = first_table(section_lines(REPORT, "P@5"))
     theirs.pop(next(iter(theirs)))
     assert ours and ours == theirs, f"README.md's headline P@5 table differs from {REPORT.relative_to(ROOT)}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# the dependency rule the README states
+
+LAYERS = {"entry": 0, "orchestration": 1, "stage": 2, "foundation": 3}
+# what the README's layout section says each stage builds on; every other stage-to-stage import breaks it
+STAGE_BUILDS_ON = {
+    "rerank": {"models", "evaluation"},
+    "training": {"models"},
+    "distill": {"models", "training", "ot"},
+}
+
+
+def layout_layers() -> dict[str, int]:
+    """``{unit: layer}`` from the README's layout table (``clir_ot/ot.py`` -> ``ot``; 'stage: x' -> stage)."""
+    prose, _ = split_page(README)
+    section, result = False, {}
+    for line in prose:
+        if line.text.startswith("## "):
+            section = github_anchor(line.text[3:]) == "layout-and-the-dependency-rule"
+        elif section and line.text.startswith("| `clir_ot/"):
+            cells = [c.strip() for c in line.text.strip().strip("|").split("|")]
+            unit = cells[0].strip("`").removeprefix("clir_ot/").rstrip("/").removesuffix(".py")
+            result[unit] = LAYERS[cells[1].split(":")[0].strip()]
+    return result
+
+
+def clir_ot_imports() -> list[tuple[str, str, str]]:
+    """(importing unit, imported unit, file:line) for every clir_ot import, function-level ones too."""
+    package = ROOT / "clir_ot"
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        unit = parts[1] if len(parts) > 2 or parts[-1] not in {"__init__", "__main__"} else None
+        if unit is None:
+            continue
+        here = list(parts if path.name == "__init__.py" else parts[:-1])
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = here[:len(here) - node.level + 1] if node.level else []
+                names = [".".join(base + ([node.module] if node.module else []))]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                target = name.split(".")
+                if target[0] == "clir_ot" and len(target) > 1 and target[1] != unit:
+                    found.append((unit, target[1], f"{path.relative_to(ROOT)}:{node.lineno}"))
+    return found
+
+
+def test_the_readme_dependency_rule_holds():
+    layers = layout_layers()
+    assert layers, "README.md's layout table gives no layers"
+    imports = clir_ot_imports()
+    assert ("distill", "ot") in {(s, t) for s, t, _ in imports}, "the import scan found no distill -> ot import"
+    problems = []
+    for source, target, where in imports:
+        if source not in layers or target not in layers:
+            continue  # an unlisted module: test_readme_layout_lists_every_module names it
+        if layers[target] < layers[source]:
+            problems.append(f"{where}: {source} imports {target}, a layer above it")
+        elif layers[source] == layers[target] == LAYERS["stage"] and target not in STAGE_BUILDS_ON.get(source, ()):
+            problems.append(f"{where}: stage {source} imports stage {target}, which README.md's layout "
+                            f"section does not let it build on")
+    assert not problems, "the dependency rule of README.md is broken:\n" + "\n".join(sorted(set(problems)))
