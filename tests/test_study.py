@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -14,12 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clir_ot.cli import main
 from clir_ot.errors import ConfigError
 from clir_ot.formats import Document, Hit, write_corpus, write_qrels, write_run, write_topics
 from clir_ot.models import CrossEncoderModel, tiny_random_model
 from clir_ot.study.artifacts import artifact_key
 from clir_ot.study.config import load_study_config
-from clir_ot.study.report import read_results_csv
+from clir_ot.study.report import build_report, read_results_csv
 from clir_ot.study.runner import plan_study, run_study
 
 WORDS = "the a cat dog house tree river city book water red green big small runs sees eats old new".split()
@@ -89,16 +91,35 @@ def finished(root: Path) -> dict[str, float]:
     return {str(p.parent.relative_to(root)): p.stat().st_mtime_ns for p in root.glob("artifacts/*/*/artifact.json")}
 
 
-def test_tiny_study_end_to_end_then_everything_is_reused(world, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def tiny_study(world, tmp_path_factory) -> Path:
+    """The tiny study run once without interruption (its folder)."""
+    root = tmp_path_factory.mktemp("uninterrupted") / "tiny"
+    run_study(load_study_config(write_config(world)), root)
+    return root
+
+
+def results(root: Path) -> dict[tuple[str, str, str, str, str, str], float]:
+    return {(s.backbone, s.method, s.language, s.setting, s.metric, s.qid): s.value
+            for s in read_results_csv(root / "results.csv")}
+
+
+def test_tiny_study_end_to_end_then_everything_is_reused(world, tiny_study, capsys):
     config = load_study_config(write_config(world))
-    root = tmp_path / "tiny"
-    plan = run_study(config, root)
+    root = tiny_study
+    plan = plan_study(config, root)
     assert not plan.pending()
     kinds = sorted(s.kind for s in plan.steps.values())
     assert kinds.count("teacher") == 4 and kinds.count("student") == 4 and kinds.count("backbone") == 1
     assert kinds.count("rerank") == 2 * (1 + 2)  # en (none) + el (none, ot) per backbone
     report = (root / "report.md").read_text()
-    assert "distinguishable from zero" in report and "95%" in report
+    # the answer sentence is the one the report's statistic gives, recomputed here from results.csv
+    expected = build_report(read_results_csv(root / "results.csv"), low_resource=["el"], backbones=["tiny-1l", "tiny"],
+                            n_resamples=500)
+    assert expected.sentence in report and "95% bootstrap CI" in expected.sentence
+    verdict = re.search(r"which is (not )?distinguishable from zero\.", expected.sentence)
+    assert verdict is not None and (verdict.group(1) is None) == expected.answer.distinguishable_from_zero
+    assert expected.answer.distinguishable_from_zero == (expected.answer.low > 0 or expected.answer.high < 0)
     assert (root / "metric_by_language.png").stat().st_size > 0
     scores = read_results_csv(root / "results.csv")
     assert {(s.backbone, s.method) for s in scores if s.language == "el"} == {
@@ -139,7 +160,7 @@ def test_keys_change_with_inputs_and_only_downstream(world):
         write_config(world)
 
 
-def test_killed_study_resumes_and_redoes_only_the_unfinished_step(world, tmp_path):
+def test_killed_study_resumes_and_redoes_only_the_unfinished_step(world, tiny_study, tmp_path):
     config_path = write_config(world, name="killed")
     root = tmp_path / "killed"
     command = [sys.executable, "-m", "clir_ot", "study", "--config", str(config_path), "--output", str(root)]
@@ -149,7 +170,7 @@ def test_killed_study_resumes_and_redoes_only_the_unfinished_step(world, tmp_pat
     while time.time() < deadline and len(finished(root)) < 3 and process.poll() is None:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
-    process.wait()
+    assert process.wait() == -signal.SIGKILL, "the study should have died of the signal, not finished or failed"
     before = finished(root)
     assert 3 <= len(before) < 15, "the kill should land mid-study"
     plan = run_study(load_study_config(config_path), root)
@@ -157,6 +178,9 @@ def test_killed_study_resumes_and_redoes_only_the_unfinished_step(world, tmp_pat
     after = finished(root)
     assert all(after[name] == stamp for name, stamp in before.items())  # finished steps untouched
     assert len(after) == 15  # 1 backbone + 4 teachers + 4 students + 6 reranked runs
+    # the resumed study has the results of the uninterrupted one, query by query
+    resumed, whole = results(root), results(tiny_study)
+    assert resumed.keys() == whole.keys() and all(abs(resumed[k] - whole[k]) < 1e-9 for k in whole)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -175,11 +199,19 @@ def test_killed_study_resumes_and_redoes_only_the_unfinished_step(world, tmp_pat
     ({"distill": {"epsilonn": 1}}, "unknown setting"),
     ({"backbones": [{"name": "a", "teachers": "/no/such/dir"}]}, "teachers folder"),
 ])
-def test_bad_configs_fail_before_any_work(world, tmp_path, change, message, monkeypatch):
+def test_bad_configs_fail_before_any_work(world, tmp_path, change, message, monkeypatch, caplog, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = write_config(world, name="bad", **change)
     with pytest.raises(ConfigError, match=message):
-        load_study_config(write_config(world, name="bad", **change))
-    assert not (Path("runs") / "bad").exists()
+        load_study_config(path)
+    # the verb: one clear line, a non-zero status, and nothing written where the study would go
+    output = tmp_path / "bad"
+    caplog.clear()
+    assert main(["study", "--config", str(path), "--output", str(output)]) != 0
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and re.search(message, errors[0].getMessage()) and "\n" not in errors[0].getMessage()
+    assert "Traceback" not in capsys.readouterr().err
+    assert not output.exists()
 
 
 def test_named_variant_is_its_objective_with_its_settings(world, tmp_path, monkeypatch):

@@ -90,15 +90,20 @@ class BackboneSpec:
 
     ``kind`` is ``cross-encoder`` (the reranker: teachers, cross-fitted students, reranked runs) or
     ``bi-encoder`` (the dense first stage: ``base`` is the encoder of the baseline's dense run, its
-    students are searched with the unchanged query encoder; no ``layers`` or ``teachers``)."""
+    students are searched with the unchanged query encoder; no ``layers`` or ``teachers``). A
+    bi-encoder's ``students``: a folder of earlier ``clir-ot xquad-dense-students`` outputs whose
+    ``dense-student.<first_stage>.<method>.<L>`` students are reused when their ``training.json``
+    records the settings and encoder asked for (otherwise, or when the folder is absent, the study
+    trains its own)."""
 
     name: str
     base: str | None = None
     layers: int | None = None
     teachers: str | None = None
     kind: str = CROSS_ENCODER
+    students: str | None = None
 
-    KEYS = ("name", "kind", "base", "layers", "teachers")
+    KEYS = ("name", "kind", "base", "layers", "teachers", "students")
 
     @property
     def dense(self) -> bool:
@@ -294,6 +299,9 @@ def _parse_backbone(item: Any, i: int, path: Path) -> BackboneSpec:
     if kind == BI_ENCODER and (layers is not None or teachers is not None):
         raise ConfigError(f"{where}: backbone {item['name']!r} is a bi-encoder: its students start from the encoder "
                           "of the baseline's dense run, so it takes no layers and no teachers")
+    students = item.get("students")
+    if students is not None and kind != BI_ENCODER:
+        raise ConfigError(f"{where}: backbone {item['name']!r}: students: reuses dense students; it needs kind: bi-encoder")
     if teachers is not None and not _resolve(path, teachers).is_dir():
         raise ConfigError(f"{where}: backbone {item['name']!r}: teachers folder {teachers} does not exist "
                           "(train them with `clir-ot xquad-teacher`, or remove the entry to train them here)")
@@ -301,7 +309,8 @@ def _parse_backbone(item: Any, i: int, path: Path) -> BackboneSpec:
     if base is not None:
         base = check_base(str(base), path, f"{where}: backbone {item['name']!r}")
     return BackboneSpec(str(item["name"]), None if base is None else str(base), layers,
-                        None if teachers is None else str(_resolve(path, teachers)), kind)
+                        None if teachers is None else str(_resolve(path, teachers)), kind,
+                        None if students is None else str(_resolve(path, students)))
 
 
 def _parse_backbones(data: Mapping[str, Any], path: Path) -> list[BackboneSpec]:

@@ -24,7 +24,13 @@ import yaml
 from clir_ot.datasets.layout import DEFAULT_FIRST_STAGE, XQuADLayout
 from clir_ot.formats import atomic_open
 from clir_ot.study.config import BASELINE_METHOD, BI_ENCODER, load_study_config, study_config_from_data
-from clir_ot.study.evaluate import ComparisonCell, collect_scores, compare_methods, comparison_tables
+from clir_ot.study.evaluate import (
+    ComparisonCell,
+    collect_scores,
+    compare_methods,
+    comparison_tables,
+    training_manifest,
+)
 from clir_ot.study.plan import StudyPlan
 from clir_ot.study.runner import plan_study, run_study
 from clir_ot.training.trainer import TrainingConfig
@@ -79,7 +85,9 @@ def dense_students_config(
     """
     distill = dict(settings)
     seed = distill.pop("seed", TrainingConfig().seed)
-    backbone: dict[str, Any] = {"name": DEFAULT_FIRST_STAGE, "kind": BI_ENCODER}
+    # students of earlier runs of this command (dense-student.* in the output folder) are reused
+    # when they were trained with these settings and this encoder
+    backbone: dict[str, Any] = {"name": DEFAULT_FIRST_STAGE, "kind": BI_ENCODER, "students": str(Path(output).resolve())}
     if encoder is not None:
         backbone["base"] = str(Path(encoder).resolve()) if Path(encoder).exists() else str(encoder)
     return {
@@ -108,7 +116,10 @@ def _costs(plan: StudyPlan) -> dict[str, StudentCost]:
         if step.kind != "search" or step.artifact is None or not step.done:
             continue
         student = plan.steps[step.sources[0]]
-        wall = student.artifact.record().get("wall_s") if student.artifact is not None and student.done else None
+        if student.artifact is not None:
+            wall = student.artifact.record().get("wall_s") if student.done else None
+        else:  # reused from an earlier run: its training.json has the time
+            wall = ((training_manifest(student.model) or {}).get("time") or {}).get("wall_s")
         search = step.artifact.record().get("wall_s")
         cost[f"{step.cell.language}/{step.cell.method.name}"] = StudentCost(
             None if wall is None else round(float(wall), 1), None if search is None else round(float(search), 1))

@@ -42,6 +42,7 @@ __all__ = ["ComparisonCell", "collect_scores", "compare_methods", "comparison_ma
 
 MEASURES = DEFAULT_MEASURES
 REUSED_NOTE = "reused from clir-ot xquad-teacher"
+REUSED_STUDENT_NOTE = "reused from clir-ot xquad-dense-students"
 
 
 class RunKey(NamedTuple):
@@ -63,11 +64,13 @@ class MetricKey(NamedTuple):
 # scores and costs
 
 
-def _reused_teacher_cost(step: Step) -> StepCost | None:
+def _reused_model_cost(step: Step) -> StepCost | None:
+    """The cost a reused teacher or student recorded in its ``training.json``."""
     manifest = _training_manifest(step.model)
     if not manifest:
         return None
-    return StepCost(manifest["time"].get("wall_s"), manifest["time"].get("examples_per_s"), "examples/s", REUSED_NOTE)
+    note = REUSED_NOTE if step.kind == "teacher" else REUSED_STUDENT_NOTE
+    return StepCost(manifest["time"].get("wall_s"), manifest["time"].get("examples_per_s"), "examples/s", note)
 
 
 def _artifact_cost(step: Step) -> StepCost:
@@ -86,8 +89,8 @@ def collect_costs(plan: StudyPlan) -> dict[str, StepCost]:
     """The cost of every finished step (and of reused teachers, from their ``training.json``)."""
     costs: dict[str, StepCost] = {}
     for step in plan.order():
-        if step.artifact is None and step.kind == "teacher":  # reused: its cost is in its training.json
-            cost = _reused_teacher_cost(step)
+        if step.artifact is None and step.kind in ("teacher", "student"):  # reused: cost in its training.json
+            cost = _reused_model_cost(step)
             if cost is not None:
                 costs[step.id] = cost
         elif step.artifact is not None and step.done:
@@ -123,6 +126,11 @@ def collect_scores(plan: StudyPlan) -> tuple[list[QueryScore], dict[str, StepCos
     if config.pool:
         scores += _pool_scores(plan, runs)
     return scores, collect_costs(plan)
+
+
+def training_manifest(model: Path) -> dict | None:
+    """The ``training.json`` of a model folder (or of the run folder a ``best/`` model sits in)."""
+    return _training_manifest(model)
 
 
 def _training_manifest(model: Path) -> dict | None:

@@ -45,6 +45,7 @@ from clir_ot.distill.pipeline import distill_student
 from clir_ot.errors import ConfigError, ConsistencyError
 from clir_ot.formats import atomic_open, iter_corpus, load_corpus, read_qrels, read_topics
 from clir_ot.models import BiEncoderModel
+from clir_ot.models.default import default_model_dir
 from clir_ot.models.derive import keep_layers
 from clir_ot.models.loading import resolve_precision
 from clir_ot.rerank import CrossEncoderReranker, rerank_cross_fitted
@@ -55,6 +56,7 @@ from clir_ot.study.config import BackboneSpec, MethodSpec, StudyConfig, describe
 from clir_ot.study.evaluate import write_study_report
 from clir_ot.study.plan import Cell, Step, StudyPlan, Work
 from clir_ot.training import DataSpec, selected_model, train_cross_encoder
+from clir_ot.training.trainer import RESUMABLE_CHANGES, describe_changes
 
 logger = logging.getLogger(__name__)
 
@@ -260,10 +262,46 @@ def _plan_reranker(ctx: _Context, backbone: BackboneSpec) -> list[Step]:
     return steps
 
 
+def _encoder_location(backbone: BackboneSpec) -> str:
+    """Where a bi-encoder backbone's encoder is read from (as a ``training.json`` records it)."""
+    if backbone.base is None:
+        return str(default_model_dir().resolve())
+    return str(Path(backbone.base).resolve())
+
+
+def _earlier_student(ctx: _Context, cell: Cell, training, distill) -> Step | None:
+    """A student of an earlier ``clir-ot xquad-dense-students`` run (``students:``) with exactly these
+    settings and encoder, as an external input; ``None`` when there is none or it differs."""
+    backbone = cell.backbone
+    folder = XQuADLayout(backbone.students, first_stage=ctx.config.first_stage).dense_student(cell.method.name,
+                                                                                              cell.language)
+    manifest_path = folder / "training.json"
+    if not backbone.students or not manifest_path.is_file():
+        return None
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    was = {**manifest.get("config", {}), **{f"distill.{k}": v for k, v in manifest.get("distillation", {}).items()},
+           "encoder": str(Path((manifest.get("teacher") or {}).get("location", "?")).resolve())}
+    now = {**training.to_dict(), **{f"distill.{k}": v for k, v in distill.to_dict().items()},
+           "encoder": _encoder_location(backbone)}
+    newer = frozenset(k for k in now if k not in was)  # settings added since: their defaults were the behaviour
+    diffs = describe_changes(was, now, ignore=RESUMABLE_CHANGES | newer)
+    if diffs:
+        logger.info("%s: not reused (trained with other settings: %s); the study trains its own", folder, diffs)
+        return None
+    model = selected_model(folder)
+    weights = hash_model_folder(model)
+    return Step(f"student/{backbone.name}/{cell.method.name}/{cell.language}/seed{cell.seed}", "student", weights,
+                None, cell, {}, {"weights": weights, "path": str(folder)}, model=folder)
+
+
 def _dense_student_step(ctx: _Context, cell: Cell) -> Step:
-    """A bi-encoder student of ``cell``: the encoder distilled on the language's bitext (no folds)."""
+    """A bi-encoder student of ``cell``: the encoder distilled on the language's bitext (no folds), or
+    an earlier run's student with the same settings (``students:``)."""
     config, backbone, method, lang = ctx.config, cell.backbone, cell.method, cell.language
     training, distill = config.distill_settings(method, cell.seed, backbone.kind)
+    earlier = _earlier_student(ctx, cell, training, distill) if backbone.students else None
+    if earlier is not None:
+        return earlier
     settings = {"training": training.to_dict(), "distill": distill.to_dict(), "language": lang}
     inputs = {"encoder": _base_inputs(backbone), "bitext": _bitext_inputs(config, lang)}
     step = _artifact_step(ctx, "student", f"student/{backbone.name}/{method.name}/{lang}/seed{cell.seed}",
@@ -289,7 +327,8 @@ def _search_step(ctx: _Context, cell: Cell, student: Step) -> Step:
               "corpus": ctx.sha(collection.corpus(lang)), "topics": ctx.sha(collection.topics("en"))}
     sid, label = _run_label(cell)
     passages = sum(1 for _ in iter_corpus(collection.corpus(lang)))
-    step = _artifact_step(ctx, "search", f"search/{sid}", label, cell, settings, inputs, deps=(student.id,),
+    step = _artifact_step(ctx, "search", f"search/{sid}", label, cell, settings, inputs,
+                          deps=(student.id,) if student.artifact else (),
                           sources=(student.id,), action=_search, work=Work(passages=passages))
     return replace(step, run=step.artifact.folder / "run.txt")
 
@@ -585,7 +624,7 @@ def estimate_text(plan: StudyPlan) -> str:
 
 def _status(plan: StudyPlan, step: Step) -> str:
     if step.artifact is None:
-        return "reused teacher" if step.kind == "teacher" else "baseline run"
+        return {"teacher": "reused teacher", "student": "reused student"}.get(step.kind, "baseline run")
     if step.done:
         return "cached" if plan.root in step.artifact.folder.parents else \
             f"reused ({step.artifact.folder.parents[2].name})"

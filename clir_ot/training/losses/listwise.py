@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from clir_ot.errors import ConfigError
 from clir_ot.training.losses._checks import check_group_scores
 
 __all__ = ["ListwiseSoftmaxLoss"]
@@ -45,7 +46,7 @@ class ListwiseSoftmaxLoss(nn.Module):
     def __init__(self, temperature: float = 1.0):
         super().__init__()
         if not temperature > 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
+            raise ConfigError(f"temperature must be positive, got {temperature}")
         self.temperature = float(temperature)
 
     def forward(self, scores: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from clir_ot.errors import ConfigError
 from clir_ot.training.losses._checks import check_group_scores
 
 __all__ = ["PairwiseMarginLoss"]
@@ -45,7 +46,7 @@ class PairwiseMarginLoss(nn.Module):
     def __init__(self, margin: float = 1.0):
         super().__init__()
         if not margin >= 0:
-            raise ValueError(f"margin must be non-negative, got {margin}")
+            raise ConfigError(f"margin must be non-negative, got {margin}")
         self.margin = float(margin)
 
     def forward(self, scores: torch.Tensor) -> torch.Tensor:
