@@ -295,76 +295,6 @@ def _error(g, lse_col, log_b, fi_b, balanced, b):
     return diff / scale
 
 
-def _scaling_loop(kernel, kernel_t, u, a, b, fi_a, fi_b, balanced, max_iter, tol, check_every, inplace):
-    """Scaling-domain Sinkhorn. All vectors are rows: u, a (B, 1, m); v, b (B, 1, n); fi (B, 1, 1).
-
-    ``kernel`` (B, m, n) and its contiguous transpose ``kernel_t`` (B, n, m) are both kept because a
-    batched row-vector x matrix product is several times faster on CPU than matrix x column-vector.
-    With ``inplace`` (no autograd) the iterations write into preallocated buffers and every element
-    leaves the batch as soon as it has converged, as it would in its own POT call.
-
-    Returns u (B, 1, m), v (B, 1, n), the iteration count and the last error (B,).
-    """
-    B = kernel.shape[0]
-    neg_fa, neg_fb = (None, None) if balanced else (-fi_a, -fi_b)
-    ktu = torch.bmm(u, kernel)  # (B, 1, n)
-    err = torch.full((B,), math.inf, dtype=kernel.dtype, device=kernel.device)
-    log_b = None if balanced else torch.log(b.squeeze(1))
-    if inplace:
-        v, kv = torch.empty_like(b), torch.empty_like(a)
-        out_u, out_v, out_err = torch.empty_like(u), torch.empty_like(b), err.clone()
-        active = None  # indices into the full batch of the rows still iterating; None: all of them
-    it = 0
-    while it < max_iter:
-        it += 1
-        if inplace:
-            if balanced:
-                torch.div(b, ktu, out=v)
-                torch.bmm(v, kernel_t, out=kv)
-                torch.div(a, kv, out=u)
-            else:
-                torch.pow(ktu, neg_fb, out=v).mul_(b)
-                torch.bmm(v, kernel_t, out=kv)
-                torch.pow(kv, neg_fa, out=u).mul_(a)
-            torch.bmm(u, kernel, out=ktu)
-        else:
-            v = b / ktu if balanced else b * ktu.pow(neg_fb)
-            kv = torch.bmm(v, kernel_t)
-            u = a / kv if balanced else a * kv.pow(neg_fa)
-            ktu = torch.bmm(u, kernel)
-        if (it - 1) % check_every and it != max_iter:  # after iterations 1, 1 + k, ... as POT
-            continue
-        with torch.no_grad():
-            if balanced:
-                err = torch.linalg.vector_norm((v * ktu - b).squeeze(1), dim=-1)
-            else:
-                g = torch.log(v.squeeze(1))
-                err = _error(g, torch.log(ktu.squeeze(1)), log_b, fi_b.view(-1, 1), False, None)
-            done = (err < tol) | ~torch.isfinite(err)
-            all_done = bool(done.all())
-        if not inplace:
-            if all_done:
-                break
-            continue
-        if all_done or it == max_iter:
-            done = torch.ones_like(done)
-        elif not bool(done.any()):
-            continue
-        # retire the finished elements: store them, and drop them from the working batch
-        keep, active = _retire(done, active, (out_u, out_v, out_err), (u, v, err))
-        if all_done or it == max_iter:
-            break
-        kernel, kernel_t = kernel.index_select(0, keep), kernel_t.index_select(0, keep)
-        a, b, u, ktu = (x.index_select(0, keep) for x in (a, b, u, ktu))
-        v, kv = torch.empty_like(b), torch.empty_like(a)
-        if not balanced:
-            neg_fa, neg_fb = neg_fa.index_select(0, keep), neg_fb.index_select(0, keep)
-            fi_b, log_b = fi_b.index_select(0, keep), log_b.index_select(0, keep)
-    if inplace:
-        return out_u, out_v, it, out_err
-    return u, v, it, err
-
-
 # --------------------------------------------------------------------------------------------------
 # The solver
 
@@ -571,17 +501,19 @@ def _prepare(cost, a, b, mask_a, mask_b, *, epsilon, epsilon_mode, pair, differe
     c_iter = c_clean if track else c_clean.detach()
 
     with torch.no_grad():
-        flat = c_iter.detach().flatten(1)
-        low, high = flat.amin(1), flat.amax(1)  # with masks: widened by the zeros (aminmax is slower)
+        # row ranges (with masks: widened by the zeros on padding), max over rows: an upper bound on
+        # the reduced cost, as C_ij - r_i - s_j <= max_j C_ij - r_i; and nan/inf show up in them
+        low, high = c_iter.detach().amin(2), c_iter.detach().amax(2)
         if not (bool(torch.isfinite(low).all()) and bool(torch.isfinite(high).all())):
             raise ConfigError("cost has non-finite entries on unmasked pairs")
+        spread = (high - low).amax(1)
         eps = _epsilon(c_iter.detach(), pair_mask, epsilon, epsilon_mode)
     if balanced:
         fi_a = fi_b = torch.ones(B, dtype=dtype, device=device)
     else:
         fi_a = torch.ones_like(eps) if math.isinf(pair[0]) else pair[0] / (pair[0] + eps)
         fi_b = torch.ones_like(eps) if math.isinf(pair[1]) else pair[1] / (pair[1] + eps)
-    problem = _Problem(c_iter, pair_mask, a, b, mask_a, mask_b, eps, fi_a, fi_b, high - low)
+    problem = _Problem(c_iter, pair_mask, a, b, mask_a, mask_b, eps, fi_a, fi_b, spread)
     return problem, c_clean, track, tol
 
 
@@ -761,18 +693,10 @@ def _solve_split(problem, use_scaling, *, fallback, balanced, max_iter, tol, che
     return plan, total, f, g, n_iter, err
 
 
-#: On CPU the iterations are memory-bound: solve the batch in chunks whose two (B, m, n) work
-#: arrays (K and K^T, or -C/eps and a workspace) fit in about this many bytes per thread, so that
-#: they stay in the L2 cache.
-CPU_CHUNK_BYTES = 1 << 20
-
-
 def _chunked(runner, p: _Problem, *, track, **opts):
     """Apply ``runner`` to consecutive chunks of the batch and join the results."""
-    B, m, n = p.c.shape
-    chunk = B
-    if p.c.device.type == "cpu" and not track:
-        chunk = max(1, (CPU_CHUNK_BYTES * torch.get_num_threads()) // (2 * m * n * p.c.element_size()))
+    B = p.c.shape[0]
+    chunk = B if track else _chunk_size(p.c, arrays=2)
     if chunk >= B:
         return runner(p, track=track, **opts)
     plan = torch.empty_like(p.c)
@@ -793,16 +717,6 @@ def _sinkhorn_log(p: _Problem, *, balanced, max_iter, tol, check_every, track):
                     track=track)
 
 
-def _sinkhorn_scaling(p: _Problem, *, balanced, max_iter, tol, check_every, track):
-    """The scaling-domain solver: two batched mat-vec products per iteration on the reduced kernel.
-
-    Only safe where the reduced cost over epsilon is bounded (see :func:`_choose_domains`).
-    Returns ``(plan, cost, f, g, n_iter, err)`` with f, g in units of epsilon.
-    """
-    return _chunked(_run_scaling_chunk, p, balanced=balanced, max_iter=max_iter, tol=tol,
-                    check_every=check_every, track=track)
-
-
 def _run_log_chunk(p: _Problem, *, balanced, max_iter, tol, check_every, track, plan_out=None):
     B = p.c.shape[0]
     log_k = p.c / -p.eps.view(B, 1, 1)  # masked pairs: 0, but their rows/columns have f or g = -inf
@@ -818,28 +732,34 @@ def _run_log_chunk(p: _Problem, *, balanced, max_iter, tol, check_every, track, 
     return plan, total, f, g, it, err
 
 
-def _run_scaling_chunk(p: _Problem, *, balanced, max_iter, tol, check_every, track, plan_out=None):
-    # Scaling domain on the reduced cost C' = C - r - s: P = diag(u') K' diag(v') with
-    # K' = exp(-C'/eps), u' = u exp(-r/eps), v' = v exp(-s/eps). For unbalanced OT the marginals
-    # become a exp((phi_a - 1) r / eps) and b exp((phi_b - 1) s / eps) (the update is not shift-free).
+def _sinkhorn_scaling(p: _Problem, *, balanced, max_iter, tol, check_every, track):
+    """The scaling-domain solver: two batched mat-vec products per iteration on the reduced kernel.
+
+    Scaling domain on the reduced cost :math:`C' = C - r - s` (r, s the row and column minima,
+    Schmitzer 2019): :math:`P = \\operatorname{diag}(u') K' \\operatorname{diag}(v')` with
+    :math:`K' = e^{-C'/\\varepsilon}`, :math:`u' = u e^{-r/\\varepsilon}`, :math:`v' = v e^{-s/\\varepsilon}`;
+    every row and column of :math:`K'` holds a 1, so none underflows to zero. For unbalanced OT the
+    marginals become :math:`a e^{(\\phi_a - 1) r/\\varepsilon}` and :math:`b e^{(\\phi_b - 1) s/\\varepsilon}`
+    (the update is not shift-free). Only safe where :math:`\\max C'/\\varepsilon` is bounded (see
+    :func:`_choose_domains`). Returns ``(plan, cost, f, g, n_iter, err)`` with f, g in units of epsilon.
+    """
+    runner = _scaling_unrolled if track else _scaling_inplace
+    return runner(p, balanced=balanced, max_iter=max_iter, tol=tol, check_every=check_every)
+
+
+def _scaling_start(p: _Problem, row_min, col_min, balanced):
+    """The marginals as rows ``a`` (B, 1, m), ``b`` (B, 1, n) (shifted when unbalanced) and the start u.
+
+    Starts where POT starts (u = 1 before the reduction), so that both follow the same iterates:
+    u' = exp(-r/eps) up to a constant factor, clamped far above underflow; 0 on masked rows.
+    """
     B = p.c.shape[0]
     e3 = p.eps.view(B, 1, 1)
-    with torch.no_grad():
-        reduced, row_min, col_min = _reduce(p.c, p.pair_mask)
-    if track:  # the plan does not depend on the shifts: constants for autograd
-        kernel = torch.exp((p.c - row_min - col_min) / -e3)
-        if p.pair_mask is not None:
-            kernel = kernel.masked_fill(~p.pair_mask, 1.0)
-    else:
-        kernel = reduced.div_(-e3).exp_()  # masked pairs: 1, but their scalings are 0
-    kernel_t = kernel.transpose(1, 2).contiguous()
     r_row = row_min.transpose(1, 2)  # (B, 1, m)
     a3, b3 = p.a.unsqueeze(1), p.b.unsqueeze(1)
     if not balanced:
         a3 = a3 * torch.exp((p.fi_a.view(B, 1, 1) - 1) * r_row / e3)
         b3 = b3 * torch.exp((p.fi_b.view(B, 1, 1) - 1) * col_min / e3)
-    # Start where POT starts (u = 1 before the reduction), so that both follow the same iterates:
-    # u' = exp(-r/eps) up to a constant factor, clamped far above underflow.
     if p.pair_mask is None:
         start = r_row.amin(2, keepdim=True).sub(r_row).div_(e3)
     else:
@@ -848,17 +768,246 @@ def _run_scaling_chunk(p: _Problem, *, balanced, max_iter, tol, check_every, tra
     u0 = start.clamp_min_(-0.5 * SCALING_SAFE_RANGE.get(p.c.dtype, 30.0)).exp_()
     if p.pair_mask is not None:
         u0.masked_fill_(~live, 0.0)
-    u, v, it, err = _scaling_loop(kernel, kernel_t, u0, a3, b3, p.fi_a.view(B, 1, 1), p.fi_b.view(B, 1, 1),
-                                  balanced, max_iter, tol, check_every, inplace=not track)
-    # exactly 0 on masked rows (u = 0) and columns (v = 0)
-    if plan_out is None:
-        plan = kernel * u.transpose(1, 2) * v
-    else:
-        plan = torch.mul(kernel, u.transpose(1, 2), out=plan_out).mul_(v)
-    total = (plan * p.c).sum((1, 2))  # while the chunk is in cache
-    f = (torch.log(u.squeeze(1)) + row_min.squeeze(2) / p.eps.view(B, 1)).masked_fill(~p.mask_a, -math.inf)
-    g = (torch.log(v.squeeze(1)) + col_min.squeeze(1) / p.eps.view(B, 1)).masked_fill(~p.mask_b, -math.inf)
+    return a3, b3, u0
+
+
+def _scaling_error(v, ktu, b, log_b, fi_b, balanced):
+    """Balanced: ||v * K^T u - b||_2, the column marginal's violation (as POT); unbalanced: see _error."""
+    if balanced:
+        return torch.linalg.vector_norm(torch.addcmul(b, v, ktu, value=-1).squeeze(1), dim=-1)
+    return _error(torch.log(v.squeeze(1)), torch.log(ktu.squeeze(1)), log_b, fi_b, False, None)
+
+
+def _potentials(p: _Problem, u, v, row_min, col_min):
+    """Dual potentials in eps units from the reduced scalings: f = log u' + r / eps, -inf on padding."""
+    eps = p.eps.view(-1, 1)
+    f = (torch.log(u.squeeze(1)) + row_min.squeeze(2) / eps).masked_fill(~p.mask_a, -math.inf)
+    g = (torch.log(v.squeeze(1)) + col_min.squeeze(1) / eps).masked_fill(~p.mask_b, -math.inf)
+    return f, g
+
+
+def _scaling_unrolled(p: _Problem, *, balanced, max_iter, tol, check_every):
+    """Scaling domain with autograd through every iteration (``differentiate="unrolled"``)."""
+    B = p.c.shape[0]
+    with torch.no_grad():
+        _, row_min, col_min = _reduce(p.c, p.pair_mask)
+    # the plan does not depend on the shifts: constants for autograd
+    kernel = torch.exp((p.c - row_min - col_min) / -p.eps.view(B, 1, 1))
+    if p.pair_mask is not None:
+        kernel = kernel.masked_fill(~p.pair_mask, 1.0)  # their scalings are 0
+    kernel_t = kernel.transpose(1, 2)
+    a, b, u = _scaling_start(p, row_min, col_min, balanced)
+    fi_a, fi_b = p.fi_a.view(B, 1, 1), p.fi_b.view(B, 1, 1)
+    log_b = None if balanced else torch.log(b.squeeze(1))
+    ktu = torch.bmm(u, kernel)
+    err = torch.full((B,), math.inf, dtype=kernel.dtype, device=kernel.device)
+    it = 0
+    while it < max_iter:
+        it += 1
+        v = b / ktu if balanced else b * ktu.pow(-fi_b)
+        kv = torch.bmm(v, kernel_t)
+        u = a / kv if balanced else a * kv.pow(-fi_a)
+        ktu = torch.bmm(u, kernel)
+        if (it - 1) % check_every and it != max_iter:  # after iterations 1, 1 + k, ... as POT
+            continue
+        with torch.no_grad():
+            err = _scaling_error(v, ktu, b, log_b, fi_b.view(B, 1), balanced)
+            if bool(((err < tol) | ~torch.isfinite(err)).all()):
+                break
+    plan = kernel * u.transpose(1, 2) * v  # exactly 0 on masked rows (u = 0) and columns (v = 0)
+    total = (plan * p.c).sum((1, 2))
+    f, g = _potentials(p, u, v, row_min, col_min)
     return plan, total, f, g, it, err
+
+
+#: On CPU the iterations are memory-bound: solve the batch in chunks whose (B, m, n) work arrays
+#: (the kernel K in the scaling domain; -C/eps and a workspace in the log domain) fit in about this
+#: many bytes per thread, so that they stay in the L2 cache.
+CPU_CHUNK_BYTES = 1 << 20
+
+
+def _chunk_size(c: torch.Tensor, arrays: int) -> int:
+    """Batch elements per chunk: all of them off CPU, else as many as let ``arrays`` (m, n) work
+    arrays per element fit in ``CPU_CHUNK_BYTES`` per thread."""
+    B, m, n = c.shape
+    if c.device.type != "cpu":
+        return B
+    return max(1, min(B, (CPU_CHUNK_BYTES * torch.get_num_threads()) // (arrays * m * n * c.element_size())))
+
+
+def _scaling_inplace(p: _Problem, *, balanced, max_iter, tol, check_every):
+    """Scaling domain without autograd: chunk by chunk, in two reused (chunk, m, n) workspaces.
+
+    Each chunk's reduced kernel and its transpose are built in the workspaces (one fused pass for
+    the exponent), iterated on with every product written into preallocated buffers, and each element's
+    plan and cost are written out the moment it converges, while its kernel is in cache (see
+    :func:`_scaling_loop_inplace`).
+    """
+    B, m, n = p.c.shape
+    chunk = _chunk_size(p.c, arrays=1)
+    out = _ScalingOut(
+        plan=torch.empty_like(p.c), total=p.c.new_empty(B), u=p.c.new_empty(B, 1, m), v=p.c.new_empty(B, 1, n),
+        err=p.c.new_empty(B),
+    )
+    kernel_buf = p.c.new_empty(chunk, m, n)
+    f, g = p.c.new_empty(B, m), p.c.new_empty(B, n)
+    n_iter = 0
+    for start in range(0, B, chunk):
+        size = min(chunk, B - start)
+        q = p.narrow(start, size)
+        kernel = kernel_buf[:size]
+        row_min, col_min = _reduced_kernel_into(kernel, q.c, q.pair_mask, q.eps)
+        a, b, u = _scaling_start(q, row_min, col_min, balanced)
+        chunk_out = out.narrow(start, size)
+        n_iter = max(n_iter, _scaling_loop_inplace(
+            kernel, u, a.clone(), b.clone(), q.fi_a.view(size, 1, 1), q.fi_b.view(size, 1, 1), q.c,
+            chunk_out, balanced=balanced, max_iter=max_iter, tol=tol, check_every=check_every,
+        ))
+        f_q, g_q = _potentials(q, chunk_out.u, chunk_out.v, row_min, col_min)
+        f.narrow(0, start, size).copy_(f_q)
+        g.narrow(0, start, size).copy_(g_q)
+    return out.plan, out.total, f, g, n_iter, out.err
+
+
+def _reduced_kernel_into(out, c, pair_mask, eps):
+    """Write ``exp(-(C - r - s) / eps)`` into ``out`` (B, m, n); return r (B, m, 1) and s (B, 1, n).
+
+    r and s are the row and column minima of the cost (over the unmasked pairs; 0 on padding);
+    masked pairs of the kernel are 1 (their scalings are 0).
+    """
+    B = c.shape[0]
+    if pair_mask is None:
+        row_min = c.amin(2, keepdim=True)
+        torch.sub(c, row_min, out=out)
+        col_min = out.amin(1, keepdim=True)
+    else:
+        outside = ~pair_mask
+        row_min = c.masked_fill(outside, math.inf).amin(2, keepdim=True)
+        row_min.masked_fill_(torch.isinf(row_min), 0.0)
+        torch.sub(c, row_min, out=out).masked_fill_(outside, math.inf)
+        col_min = out.amin(1, keepdim=True)
+        col_min.masked_fill_(torch.isinf(col_min), 0.0)
+    inv = eps.reciprocal().view(B, 1, 1)
+    torch.addcmul(col_min * inv, out, -inv, out=out)  # (s - (C - r)) / eps in one pass
+    if pair_mask is not None:
+        out.masked_fill_(outside, 0.0)
+    out.exp_()
+    return row_min, col_min
+
+
+@dataclass
+class _ScalingOut:
+    """Where :func:`_scaling_loop_inplace` writes each element as it converges (internal)."""
+
+    plan: torch.Tensor  # (B, m, n)
+    total: torch.Tensor  # (B,)  <P, C>_F
+    u: torch.Tensor  # (B, 1, m) reduced scalings
+    v: torch.Tensor  # (B, 1, n)
+    err: torch.Tensor  # (B,)
+
+    def narrow(self, start: int, length: int) -> "_ScalingOut":
+        return _ScalingOut(*(getattr(self, k).narrow(0, start, length) for k in self.__dataclass_fields__))
+
+
+def _scaling_loop_inplace(kernel, u, a, b, fi_a, fi_b, c, out: _ScalingOut, *, balanced, max_iter, tol,
+                          check_every) -> int:
+    """Scaling-domain Sinkhorn iterations in place; returns the iteration count.
+
+    All vectors are rows: u, a (B, 1, m); b (B, 1, n); fi (B, 1, 1). Both products are batched
+    row-vector x matrix products, ``u K`` and ``v K^T`` (K^T a transposed view, not a copy): on CPU
+    they run several times faster than matrix x column-vector, and only K has to stay in cache. The
+    live elements occupy the first ``live`` slots of every buffer; at each check the converged ones are written to ``out``
+    (plan, ``<P, C>``, scalings, error: by their index in the chunk) and their slots are refilled by
+    the last live elements, so that no buffer is reallocated and the others iterate on, each exactly
+    as it would alone (as in its own POT call). ``kernel``, ``u``, ``a`` and ``b`` are overwritten.
+    """
+    B, m, n = kernel.shape
+    ktu = torch.bmm(u, kernel)  # (B, 1, n)
+    v, kv = torch.empty_like(b), torch.empty_like(a)
+    if balanced:
+        state = [kernel, u, ktu, a, b]
+    else:
+        state = [kernel, u, ktu, a, b, -fi_a, -fi_b, fi_b.reshape(B, 1).clone(),
+                 torch.log(b.squeeze(1))]
+    slots = list(range(B))  # the chunk element each slot holds
+    live = B
+    it = 0
+    compacted = True
+    while it < max_iter:
+        if compacted:
+            K, U, KTU, A, Bv, *rest = (x[:live] for x in state)
+            KT = K.transpose(1, 2)
+            V, KV = v[:live], kv[:live]
+            neg_fa, neg_fb, fi_rows, log_b = rest if rest else (None,) * 4
+            compacted = False
+        it += 1
+        if balanced:
+            torch.div(Bv, KTU, out=V)
+            torch.bmm(V, KT, out=KV)
+            torch.div(A, KV, out=U)
+        else:
+            torch.pow(KTU, neg_fb, out=V).mul_(Bv)
+            torch.bmm(V, KT, out=KV)
+            torch.pow(KV, neg_fa, out=U).mul_(A)
+        torch.bmm(U, K, out=KTU)
+        if (it - 1) % check_every and it != max_iter:  # after iterations 1, 1 + k, ... as POT
+            continue
+        err = _scaling_error(V, KTU, Bv, log_b, fi_rows, balanced)
+        if it == max_iter:
+            finished = list(range(live))
+        else:  # done: below tol, or not finite (nan fails both comparisons)
+            going = ((err >= tol) & (err < math.inf)).tolist()
+            finished = [j for j, on in enumerate(going) if not on]
+        if not finished:
+            continue
+        _write_out(finished, slots, K, U, V, err, c, out)
+        if len(finished) == live:
+            break
+        live = _compact(finished, live, slots, state)
+        compacted = True
+    return it
+
+
+def _write_out(finished, slots, kernel, u, v, err, c, out: _ScalingOut) -> None:
+    """Write the plan, ``<P, C>``, scalings and error of the slots ``finished`` to their elements.
+
+    The finished slots' kernels serve as scratch space afterwards (their slots are refilled or dropped).
+    """
+    elements = [slots[j] for j in finished]
+    k, first = len(finished), elements[0]
+    if finished == list(range(k)) and elements == list(range(first, first + k)):  # one block: batched
+        plan = torch.mul(kernel[:k], u[:k].transpose(1, 2), out=out.plan.narrow(0, first, k)).mul_(v[:k])
+        out.total.narrow(0, first, k).copy_(torch.mul(plan, c.narrow(0, first, k), out=kernel[:k]).sum((1, 2)))
+        for dest, src in ((out.u, u), (out.v, v), (out.err, err)):
+            dest.narrow(0, first, k).copy_(src[:k])
+        return
+    if k == 1:
+        j = finished[0]
+        plan = torch.mul(kernel[j], u[j].view(-1, 1), out=out.plan[first]).mul_(v[j])
+        out.total[first] = torch.mul(plan, c[first], out=kernel[j]).sum()
+        out.u[first], out.v[first], out.err[first] = u[j], v[j], err[j]
+        return
+    rows = torch.tensor(finished, device=kernel.device)
+    dest = torch.tensor(elements, device=kernel.device)
+    u_k, v_k = u.index_select(0, rows), v.index_select(0, rows)
+    plan = kernel.index_select(0, rows).mul_(u_k.transpose(1, 2)).mul_(v_k)
+    out.plan.index_copy_(0, dest, plan)
+    out.total.index_copy_(0, dest, plan.mul_(c.index_select(0, dest)).sum((1, 2)))
+    for target, src in ((out.u, u_k), (out.v, v_k), (out.err, err.index_select(0, rows))):
+        target.index_copy_(0, dest, src)
+
+
+def _compact(finished, live, slots, state) -> int:
+    """Refill the finished slots below the new live count with the last live elements; return that count."""
+    new_live = live - len(finished)
+    gone = set(finished)
+    holes = [j for j in finished if j < new_live]
+    movers = [j for j in range(new_live, live) if j not in gone]
+    for hole, mover in zip(holes, movers):
+        for x in state:
+            x[hole].copy_(x[mover])
+        slots[hole] = slots[mover]
+    return new_live
 
 
 # --------------------------------------------------------------------------------------------------
