@@ -12,6 +12,9 @@ bytes per line, in ``$CLIR_OT_STORE_DIR``, default ``~/.cache/clir_ot/stores``),
 first/last MiB change -- never silently stale. Both are read-only :class:`~collections.abc.Mapping` s,
 so they drop in wherever a ``{docid: text}`` dict went (:func:`clir_ot.rerank.rerank_run`).
 """
+import logging
+
+from clir_ot.formats import load_corpus
 from clir_ot.store._index import STORE_DIR_ENV, content_identity, file_identity, store_dir
 from clir_ot.store._lines import LineFile
 from clir_ot.store._lucene import LuceneTextStore, raw_text
@@ -27,10 +30,6 @@ def passage_store(corpus=None, index=None):
     if index is not None:
         return LuceneTextStore(index)
     if str(corpus).endswith(".gz"):
-        import logging
-
-        from clir_ot.formats import load_corpus
-
         logging.getLogger(__name__).info("%s is compressed: reading it into memory (decompress it to read "
                                          "passages on demand)", corpus)
         return load_corpus(corpus)

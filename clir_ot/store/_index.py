@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -30,6 +29,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from clir_ot.errors import ConfigError, InputFormatError
+from clir_ot.io import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -181,22 +181,11 @@ def _locked(path: Path) -> Iterator[None]:
 def build_index_file(path: Path, header: dict[str, Any], write_records: Callable[[Any], int], record_size: int) -> None:
     """Write an index file atomically: ``write_records(handle)`` writes the records and returns their
     count; the header (encoded after the records, so a build may fill it in) follows them."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            count = write_records(out)
-            full = {**header, "format": FORMAT, "count": count, "record_size": record_size}
-            encoded = json.dumps(full, sort_keys=True).encode("utf-8")
-            out.write(encoded + len(encoded).to_bytes(8, "little") + MAGIC)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as out:  # an index file name never ends in .gz: written as it is
+        count = write_records(out)
+        full = {**header, "format": FORMAT, "count": count, "record_size": record_size}
+        encoded = json.dumps(full, sort_keys=True).encode("utf-8")
+        out.write(encoded + len(encoded).to_bytes(8, "little") + MAGIC)
 
 
 def open_index(sources: Sequence[Path], kind: str, build: Callable[[Path, dict[str, Any]], None],

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from clir_ot.errors import ConfigError
-from clir_ot.formats import PathLike
+from clir_ot.io import PathLike
+from clir_ot.java import ensure_jvm
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +58,8 @@ class LuceneTextStore(Mapping):
                 raise ConfigError(f"index {self.index_dir} stores pretokenised text (its raw documents are "
                                   f"{analysis.get('tokenizer', 'segmented')} words, not the passages); rerank with "
                                   "--corpus instead")
-        from clir_ot.java import ensure_jvm
-
         ensure_jvm()
-        from pyserini.search.lucene import LuceneSearcher
+        from pyserini.search.lucene import LuceneSearcher  # only after the JVM is started with our settings
 
         self._searcher = LuceneSearcher(str(self.index_dir))
         self._count = int(self._searcher.num_docs)

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from clir_ot.errors import InputFormatError
 from clir_ot.formats import PathLike, parse_json_line
-from clir_ot.store._index import build_index_file, line_number_at, open_index, plain_file, read_line
+from clir_ot.store._index import build_index_file, content_identity, line_number_at, open_index, plain_file, read_line
 from clir_ot.store._lines import decode_line
 
 logger = logging.getLogger(__name__)
@@ -220,8 +220,6 @@ class TextStore(Mapping):
 
     def describe(self) -> dict[str, Any]:
         """For manifests: the files, their identities (see :func:`~clir_ot.store.content_identity`) and the count."""
-        from clir_ot.store._index import content_identity
-
         return {"path": str(self.path.resolve()), "count": len(self),
                 "files": [content_identity(f) for f in self.files]}
 
