@@ -130,6 +130,8 @@ COUNTS = {
     "distill": (["distill", "--teacher", "{not_a_model}", "--out", "{out}/student", "--bitext", "{bitext}"],
                 ["--epochs", "--batch-size", "--max-length", "--patience", "--save-every"]),
     "study": (["study", "--config", "{study}"], ["--jobs"]),
+    "interpolate": (["interpolate", "--run", "{run}", "--first-stage", "{run2}", "--output", "{out}/i.txt",
+                     "--weight", "0.5"], ["--depth"]),
 }
 COUNT_CASES = [(verb, flag, value) for verb, (_, flags) in COUNTS.items() for flag in flags for value in ("0", "-3")]
 
@@ -195,6 +197,7 @@ MISSING = [
     ["distill", "--teacher", "{not_a_model}", "--out", "{out}/s", "--tatoeba", "{missing}", "--language", "el"],
     ["xquad-dense-students", "--output", "{dir}", "--tatoeba", "{missing}", "--index-root", "{out}/i"],
     ["study", "--config", "{missing}"],
+    ["interpolate", "--run", "{run}", "--first-stage", "{missing}", "--output", "{out}/i.txt", "--weight", "0.5"],
 ]
 
 
@@ -244,6 +247,7 @@ OUTPUTS = [  # every verb that writes, with its output flag; "{target}" is repla
     ["distill", "--teacher", "{not_a_model}", "--out", "{target}", "--bitext", "{bitext}"],
     ["xquad-dense-students", "--output", "{dir}", "--tatoeba", "{dir}", "--index-root", "{target}"],
     ["study", "--config", "{study}", "--output", "{target}"],
+    ["interpolate", "--run", "{run}", "--first-stage", "{run2}", "--output", "{target}", "--weight", "0.5"],
 ]
 OUTPUT_CASES = [(argv, target) for argv in OUTPUTS for target in UNWRITABLE]
 
