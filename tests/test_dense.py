@@ -57,10 +57,12 @@ def test_pyserini_faiss_searcher_reads_the_index(index, bi_encoder):
         assert theirs_scores[hit.docid] == pytest.approx(hit.score, rel=1e-5, abs=1e-6)
 
 
-def test_encoding_resumes_from_finished_shards(tmp_path, bi_encoder):
+def test_encoding_resumes_from_finished_shards_after_a_failed_job(tmp_path, bi_encoder):
+    """A job that fails (raises) on its second shard keeps the first; the rerun encodes only the others.
+    (A real SIGKILL of ``clir-ot encode`` is tested in tests/test_kill.py.)"""
     write_corpus(tmp_path / "c.jsonl", DOCS)
 
-    class Crashing:  # the real model, dying on its second shard
+    class Failing:  # the real model, failing on its second shard
         def __init__(self, model):
             self.model, self.calls = model, 0
             self.name_or_path, self.config = model.name_or_path, model.config
@@ -68,14 +70,14 @@ def test_encoding_resumes_from_finished_shards(tmp_path, bi_encoder):
         def encode_passages(self, texts, **kwargs):
             self.calls += 1
             if self.calls == 2:
-                raise RuntimeError("killed")
+                raise RuntimeError("encoding failed")
             return self.model.encode_passages(texts, **kwargs)
 
-    with pytest.raises(RuntimeError):
-        encode_corpus(tmp_path / "c.jsonl", tmp_path / "faiss", Crashing(bi_encoder), shard_size=5)
+    with pytest.raises(RuntimeError, match="encoding failed"):
+        encode_corpus(tmp_path / "c.jsonl", tmp_path / "faiss", Failing(bi_encoder), shard_size=5)
     assert (tmp_path / ".faiss.encoding" / "shard-00000.npy").is_file() and not (tmp_path / "faiss").exists()
-    counting = Crashing(bi_encoder)
-    counting.calls = 10  # no more crashes
+    counting = Failing(bi_encoder)
+    counting.calls = 10  # no more failures
     encode_corpus(tmp_path / "c.jsonl", tmp_path / "faiss", counting, shard_size=5)
     assert counting.calls == 12  # shards 1 and 2 only: shard 0 was reused
     again = DenseSearcher(tmp_path / "faiss", bi_encoder).search("topic 1", k=12)

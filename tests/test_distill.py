@@ -102,9 +102,21 @@ def test_query_mode_score_kd_and_rank_term_run_and_log_every_term(data, tmp_path
     terms = [r["terms"] for r in log_records(tmp_path / "kd") if "terms" in r]
     assert terms and {"distill", "rank", "distill_weighted", "rank_weighted", "total"} <= set(terms[0])
     assert terms[0]["rank_weighted"] == pytest.approx(0.5 * terms[0]["rank"])
+    assert len(terms) == 2  # log_every 2 over 4 steps: every logged step has its terms
     distill = DistillationConfig(method="ot", mode="query")
     distill_student(data / "teacher", tmp_path / "q", pairs_of(data), config, distill, rank_data=rank_data(data),
                     progress=False)
+    manifest = json.loads((tmp_path / "q" / "training.json").read_text())
+    assert manifest["distillation"]["mode"] == "query" and manifest["distillation"]["method"] == "ot"
+    terms = [r["terms"] for r in log_records(tmp_path / "q") if "terms" in r]
+    assert len(terms) == 2
+    for logged in terms:  # the OT term only (no rank weight), weighted by 1, and the total is that
+        assert {k for k in logged if not k.endswith("_s")} == {"distill", "distill_weighted", "total"}
+        assert logged["distill"] > 0 and logged["total"] == pytest.approx(logged["distill_weighted"])
+    distill_student(data / "teacher", tmp_path / "p", pairs_of(data), config, DistillationConfig(method="ot"),
+                    rank_data=rank_data(data), progress=False)
+    passage = [r["terms"]["distill"] for r in log_records(tmp_path / "p") if "terms" in r]
+    assert [t["distill"] for t in terms] != passage  # the query before each side changes what is aligned
 
 
 def test_queries_are_required_where_a_method_needs_them(data, tmp_path):
@@ -114,17 +126,33 @@ def test_queries_are_required_where_a_method_needs_them(data, tmp_path):
 
 
 def test_shuffled_control_trains_on_misaligned_pairs(data, tmp_path):
-    out = tmp_path / "shuffled"
-    config = TrainingConfig(**{**CONFIG.to_dict(), "max_steps": 4})
-    distill_student(data / "teacher", out, pairs_of(data), config, DistillationConfig(shuffle_bitext=True),
-                    progress=False)
-    manifest = json.loads((out / "training.json").read_text())
-    assert manifest["bitext"]["shuffled_control"] is True
-    from clir_ot.distill import split_bitext
+    """The control misaligns every pair (no foreign side is its English side's word-for-word translation;
+    the same foreign sentences), and the shuffled run trains on exactly those pairs: it ends with the
+    weights of a plain run given the misaligned pairs as its bitext."""
+    from clir_ot.distill import shuffled_control, split_bitext
     from clir_ot.distill.trainer import bitext_fingerprint
 
-    train, _ = split_bitext(pairs_of(data), 0.1, config.seed)
-    assert manifest["bitext"]["train_fingerprint"] != bitext_fingerprint(train)
+    config = TrainingConfig(**{**CONFIG.to_dict(), "max_steps": 4})
+    distill_student(data / "teacher", tmp_path / "shuffled", pairs_of(data), config,
+                    DistillationConfig(shuffle_bitext=True), progress=False)
+    train, valid = split_bitext(pairs_of(data), 0.1, config.seed)
+    control_train, control_valid = shuffled_control(train, config.seed), shuffled_control(valid, config.seed + 1)
+    for original, control in ((train, control_train), (valid, control_valid)):
+        assert [p.english for p in control] == [p.english for p in original]
+        assert sorted(p.foreign for p in control) == sorted(p.foreign for p in original)
+        assert not any(p.foreign == " ".join(FOREIGN[w] for w in p.english.split()) for p in control)
+    manifest = json.loads((tmp_path / "shuffled" / "training.json").read_text())
+    assert manifest["bitext"]["shuffled_control"] is True
+    assert manifest["bitext"]["train_fingerprint"] == bitext_fingerprint(control_train)
+    distill_student(data / "teacher", tmp_path / "given", control_train, config, DistillationConfig(),
+                    valid_pairs=control_valid, progress=False)
+    shuffled = CrossEncoderModel.from_pretrained(tmp_path / "shuffled").state_dict()
+    given = CrossEncoderModel.from_pretrained(tmp_path / "given").state_dict()
+    assert all(torch.equal(shuffled[k], given[k]) for k in given)
+    aligned = distill_student(data / "teacher", tmp_path / "aligned", pairs_of(data), config, DistillationConfig(),
+                              progress=False)
+    aligned_weights = CrossEncoderModel.from_pretrained(aligned.output).state_dict()
+    assert any(not torch.equal(shuffled[k], aligned_weights[k]) for k in given)  # the control changes training
 
 
 def test_early_stopping_stops_when_validation_stops_improving(data, tmp_path):
@@ -215,8 +243,10 @@ def test_ot_plan_is_a_sensible_soft_alignment_on_real_en_el_pairs(default_model,
     assert png.stat().st_size > 1000
 
 
-def test_distillation_resumes_exactly_after_a_crash(data, tmp_path):
-    """A run that dies after its step-2 checkpoint and resumes ends with the uninterrupted run's weights."""
+def test_distillation_resumes_exactly_after_a_failed_job(data, tmp_path):
+    """A run that fails (raises) after its step-2 checkpoint and resumes ends with the uninterrupted run's
+    weights; a resume with other settings or another teacher is refused. (A real SIGKILL of
+    ``clir-ot distill`` is tested in tests/test_kill.py.)"""
     from clir_ot.distill.trainer import DistillationTrainer
 
     config = TrainingConfig(**{**CONFIG.to_dict(), "max_steps": 4, "save_every": 2})
@@ -236,31 +266,33 @@ def test_distillation_resumes_exactly_after_a_crash(data, tmp_path):
 
     trainer(tmp_path / "whole").train()
 
-    class Crash(RuntimeError):
+    class Failure(RuntimeError):
         pass
 
-    def crash(state):
+    def fail(state):
         if state.step == 3:
-            raise Crash
+            raise Failure
 
-    with pytest.raises(Crash):
-        trainer(tmp_path / "crashed", [crash]).train()
+    with pytest.raises(Failure):
+        trainer(tmp_path / "failed", [fail]).train()
     # resuming with another method setting or another teacher is refused, naming what changed
     with pytest.raises(ConfigError, match=r"epsilon: 0\.1 -> 0\.05"):
-        trainer(tmp_path / "crashed", distill=DistillationConfig(method="ot", freeze_embeddings=False,
+        trainer(tmp_path / "failed", distill=DistillationConfig(method="ot", freeze_embeddings=False,
                                                                 epsilon=0.05)).train(resume=True)
     with pytest.raises(ConfigError, match="teacher"):
-        trainer(tmp_path / "crashed", teacher_seed=1).train(resume=True)
-    trainer(tmp_path / "crashed").train(resume=True)
+        trainer(tmp_path / "failed", teacher_seed=1).train(resume=True)
+    trainer(tmp_path / "failed").train(resume=True)
     a = CrossEncoderModel.from_pretrained(tmp_path / "whole").state_dict()
-    b = CrossEncoderModel.from_pretrained(tmp_path / "crashed").state_dict()
+    b = CrossEncoderModel.from_pretrained(tmp_path / "failed").state_dict()
     assert max(float((a[k] - b[k]).abs().max()) for k in a) == 0.0
 
 
-def test_resume_restarts_a_run_killed_before_its_first_checkpoint(data, tmp_path):
+def test_resume_without_a_checkpoint_starts_over_and_drops_a_torn_log(data, tmp_path):
+    """What a run killed before its first checkpoint leaves (a log with a torn last line, written here by
+    hand): ``resume`` starts over and the old records are gone."""
     out = tmp_path / "early"
     out.mkdir()
-    (out / "log.jsonl").write_text('{"step": 1, "loss": 9.0}\n{"step": 2, "lo')  # torn by the kill
+    (out / "log.jsonl").write_text('{"step": 1, "loss": 9.0}\n{"step": 2, "lo')  # a torn last line
     config = TrainingConfig(**{**CONFIG.to_dict(), "max_steps": 2, "save_every": 2})
     result = distill_student(data / "teacher", out, pairs_of(data), config, DistillationConfig(), resume=True,
                              progress=False)
@@ -275,8 +307,22 @@ def test_distillation_scores_use_the_float32_head_under_bf16(data):
 
     model = CrossEncoderModel.from_pretrained(data / "teacher")
     batch = model.tokenize([f"query {i}" for i in range(16)], [f"passage {i} {'word ' * i}" for i in range(16)])
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        states, scores = encode_states(model, (-1,), batch["input_ids"], batch["attention_mask"])
-    assert scores.dtype == torch.float32
+    linears = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Linear)]
+    encoder_dtypes, head_calls = [], []
+    hooks = [m.register_forward_hook(lambda module, args, out: encoder_dtypes.append(out.dtype)) for m in linears]
+    hooks.append(model.head.register_forward_hook(lambda module, args, out: head_calls.append((args[0], out))))
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            states, scores = encode_states(model, (-1,), batch["input_ids"], batch["attention_mask"])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert linears and encoder_dtypes == [torch.bfloat16] * len(linears)  # the encoder really ran in bf16
+    (features, logits), = head_calls
+    assert features.dtype == logits.dtype == scores.dtype == torch.float32
+    assert torch.equal(scores, logits.squeeze(-1))  # the scores are the float32 head's output
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        in_bf16 = model.head(features).squeeze(-1)
+    assert in_bf16.dtype == torch.bfloat16 and (in_bf16.float() != scores.detach()).any()  # a bf16 head differs
     assert (scores.detach().bfloat16().float() != scores.detach()).any()  # not rounded to bf16's ~3 digits
     assert len(set(scores.tolist())) == len(scores)

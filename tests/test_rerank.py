@@ -141,29 +141,32 @@ def test_rerank_run_file(run_files):
     assert sorted(p.name for p in root.iterdir()) == ["corpus.jsonl", "out.txt", "run.txt"]
 
 
-class CrashingReranker(TextLengthReranker):
-    def __init__(self, calls_before_crash):
-        self.calls = calls_before_crash
+class FailingReranker(TextLengthReranker):
+    """The same scores as :class:`TextLengthReranker` until its scoring raises (a failed job, not a kill:
+    the SIGKILL of a real ``clir-ot rerank`` process is tested in tests/test_kill.py)."""
+
+    def __init__(self, calls_before_failing):
+        self.calls = calls_before_failing
 
     def signature(self):
-        return TextLengthReranker().signature()  # the same scores, until it dies
+        return TextLengthReranker().signature()
 
     def score_pairs(self, queries, passages):
         if self.calls == 0:
-            raise RuntimeError("killed")
+            raise RuntimeError("scoring failed")
         self.calls -= 1
         return super().score_pairs(queries, passages)
 
 
-def test_rerank_run_resumes_after_a_crash(run_files):
+def test_rerank_run_resumes_after_a_failed_job(run_files):
     root, topics, corpus = run_files
     rerank_run(TextLengthReranker(), root / "run.txt", topics, corpus, root / "whole.txt", depth=3, chunk_pairs=6)
-    with pytest.raises(RuntimeError, match="killed"):
-        rerank_run(CrashingReranker(1), root / "run.txt", topics, corpus, root / "out.txt", depth=3, chunk_pairs=6)
+    with pytest.raises(RuntimeError, match="scoring failed"):
+        rerank_run(FailingReranker(1), root / "run.txt", topics, corpus, root / "out.txt", depth=3, chunk_pairs=6)
     assert not (root / "out.txt").exists()
     report = rerank_run(TextLengthReranker(), root / "run.txt", topics, corpus, root / "out.txt", depth=3,
                         chunk_pairs=6)
-    assert report["queries"] == 4  # the first chunk (2 queries) was kept from the crashed job
+    assert report["queries"] == 4  # the first chunk (2 queries) was kept from the failed job
     assert (root / "out.txt").read_text() == (root / "whole.txt").read_text()
 
 
@@ -171,8 +174,8 @@ def test_rerank_run_starts_over_when_resumed_with_other_settings(run_files):
     root, topics, corpus = run_files
     fresh = rerank_run(TextLengthReranker(), root / "run.txt", topics, corpus, root / "depth2.txt", depth=2,
                        chunk_pairs=6)
-    with pytest.raises(RuntimeError, match="killed"):
-        rerank_run(CrashingReranker(1), root / "run.txt", topics, corpus, root / "out.txt", depth=3, chunk_pairs=6)
+    with pytest.raises(RuntimeError, match="scoring failed"):
+        rerank_run(FailingReranker(1), root / "run.txt", topics, corpus, root / "out.txt", depth=3, chunk_pairs=6)
     report = rerank_run(TextLengthReranker(), root / "run.txt", topics, corpus, root / "out.txt", depth=2,
                         chunk_pairs=6)
     assert (report["queries"], report["pairs"]) == (fresh["queries"], fresh["pairs"])  # nothing kept from the depth-3 job
@@ -226,10 +229,28 @@ def test_equal_reranker_scores_keep_the_first_stage_order_not_the_docid_order():
 
 
 def test_bf16_scoring_keeps_float32_resolution_in_the_head(cross_encoder):
+    """Under ``dtype="bf16"`` the encoder really computes in bf16 (every linear layer of it returns bf16
+    activations), while the head reads float32 features and returns float32 logits that differ from
+    what the same head gives in bf16."""
     import torch
 
-    pairs = [(f"query {i}", f"passage {i} {'word ' * i}") for i in range(16)]
-    scores = cross_encoder.predict(pairs, dtype="bf16", batch_size=8)
+    linears = [m for m in cross_encoder.encoder.modules() if isinstance(m, torch.nn.Linear)]
+    encoder_dtypes, head_calls = [], []
+    hooks = [m.register_forward_hook(lambda module, args, out: encoder_dtypes.append(out.dtype)) for m in linears]
+    hooks.append(cross_encoder.head.register_forward_hook(lambda module, args, out: head_calls.append((args[0], out))))
+    try:
+        pairs = [(f"query {i}", f"passage {i} {'word ' * i}") for i in range(16)]
+        scores = cross_encoder.predict(pairs, dtype="bf16", batch_size=8)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert linears and encoder_dtypes == [torch.bfloat16] * (2 * len(linears))  # two batches, all in bf16
+    assert [(features.dtype, out.dtype) for features, out in head_calls] == [(torch.float32, torch.float32)] * 2
+    logits = torch.cat([out.squeeze(-1) for _, out in head_calls])
+    np.testing.assert_array_equal(np.sort(scores), np.sort(logits.numpy()))  # the scores are the head's output
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        in_bf16 = torch.cat([cross_encoder.head(features).squeeze(-1) for features, _ in head_calls])
+    assert in_bf16.dtype == torch.bfloat16 and (in_bf16.float() != logits).any()  # a bf16 head would differ
     as_bf16 = torch.from_numpy(scores).bfloat16().float().numpy()
     assert (as_bf16 != scores).any()  # logits are not rounded to bf16's ~3 digits
     assert len(set(scores.tolist())) == len(pairs)

@@ -6,7 +6,7 @@ which :class:`ArgumentParser` turns into one line on stderr (``clir-ot rerank: e
 --depth: must be a positive integer, got '0'``) and exit status 2.
 
 * numbers: :func:`positive_int`, :func:`nonnegative_int`, :func:`positive_float`,
-  :func:`nonnegative_float`, :func:`fraction`, :func:`probability`;
+  :func:`nonnegative_float`, :func:`fraction`, :func:`probability`, :func:`unit_interval`;
 * paths read: :func:`input_file`, :func:`input_dir`, :func:`input_path` (file or folder);
 * paths written: :func:`output_file`, :func:`output_dir` -- the path may not exist yet (its missing
   folders are created when it is written, as before), but the nearest existing folder above it must be a
@@ -43,6 +43,7 @@ __all__ = [
     "positive_float",
     "positive_int",
     "probability",
+    "unit_interval",
     "xquad_source",
 ]
 
@@ -118,6 +119,14 @@ def probability(text: str) -> float:
     value = _number(text, float, "a number in [0, 1)")
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    """A number in [0, 1], both ends included (an interpolation weight)."""
+    value = _number(text, float, "a number in [0, 1]")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
     return value
 
 

@@ -5,23 +5,12 @@ import argparse
 import json
 import logging
 
-from clir_ot.cli.arguments import input_file, measure, output_file, positive_int
+from clir_ot.cli.arguments import input_file, measure, output_file, positive_int, unit_interval
 from clir_ot.errors import ConfigError
 from clir_ot.formats import iter_run_by_query, load_run, read_qrels, write_run
 from clir_ot.rerank.interpolation import choose_weight, interpolate_run
 
 logger = logging.getLogger(__name__)
-
-
-def weight_value(text: str) -> float:
-    """A reranker weight: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
-    return value
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -36,7 +25,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--first-stage", required=True, type=input_file, help="the run that was reranked")
     parser.add_argument("--output", required=True, type=output_file, help="the interpolated run")
     parser.add_argument("--depth", type=positive_int, default=100, help="how many hits were reranked (default 100)")
-    parser.add_argument("--weight", type=weight_value, default=None, help="reranker weight in [0, 1]")
+    parser.add_argument("--weight", type=unit_interval, default=None, help="reranker weight in [0, 1]")
     tune = parser.add_argument_group("choosing the weight on held-out queries")
     tune.add_argument("--tune-run", type=input_file, default=None, help="reranked run of the tuning queries")
     tune.add_argument("--tune-first-stage", type=input_file, default=None, help="their first-stage run")
