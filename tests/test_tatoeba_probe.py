@@ -1,0 +1,66 @@
+"""The Tatoeba sentence-retrieval probe: a leak-free deterministic split, the task's relevance, scoring
+with ties broken by docid, and zero-shot multilingual-e5-small on real Swahili (slow)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from clir_ot.datasets.tatoeba import probe_split, sentence_task
+from clir_ot.distill.bitext import BitextPair, tatoeba_pairs
+from clir_ot.errors import ConfigError
+from clir_ot.pipelines.tatoeba_probe import render_probe_table, run_tatoeba_probe, score_task
+
+
+def pairs_of(texts):
+    return [BitextPair(e, f, "mem", i + 1) for i, (e, f) in enumerate(texts)]
+
+
+def test_split_is_leak_free_and_deterministic(tatoeba_dir):
+    pairs = tatoeba_pairs(tatoeba_dir, "sw")
+    distill, test = probe_split(pairs)
+    assert len(distill) + len(test) == len(pairs) and 0.35 < len(test) / len(pairs) < 0.65
+    assert not {p.english for p in distill} & {p.english for p in test}
+    assert not {p.foreign for p in distill} & {p.foreign for p in test}
+    assert probe_split(list(reversed(pairs)))[1] == list(reversed(test))  # the texts decide, not the order
+    assert probe_split(pairs, salt="other")[1] != test
+
+
+def test_pairs_sharing_a_text_stay_together():
+    pairs = pairs_of([("a", "x"), ("b", "x"), ("b", "y"), ("c", "z")] + [(f"e{i}", f"f{i}") for i in range(40)])
+    for salt in ("s1", "s2", "s3", "s4"):
+        distill, test = probe_split(pairs, salt=salt)
+        chained = {p.line for p in test} & {1, 2, 3}
+        assert chained in (set(), {1, 2, 3})  # a, b share x; b shares y: one group
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        probe_split(pairs, test_fraction=1.0)
+
+
+def test_task_relevance_counts_every_translation():
+    task = sentence_task("sw", pairs_of([("Hello.", "Habari."), ("Hello.", "Jambo."), ("Thanks.", "Asante.")]))
+    assert task.queries == {"en-0": "Hello.", "en-1": "Thanks."}
+    assert task.documents == {"sw-0": "Habari.", "sw-1": "Jambo.", "sw-2": "Asante."}
+    assert task.qrels == {"en-0": frozenset({"sw-0", "sw-1"}), "en-1": frozenset({"sw-2"})}
+
+
+def test_score_task_ranks_by_inner_product_and_breaks_ties_by_docid():
+    task = sentence_task("xx", pairs_of([("q0", "d0"), ("q1", "d1"), ("q2", "d2")]))
+    queries = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    docs = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 2.0]])  # d0 and d1 always tie
+    scores = score_task(task, queries, docs)
+    assert scores["en-0"] == {"P@1": 1.0, "RR@10": 1.0}        # d0 wins its tie with d1 by docid
+    assert scores["en-1"] == {"P@1": 0.0, "RR@10": 1.0 / 3}    # d2 (2.0), then d0 before d1 (0.0 each)
+    assert scores["en-2"] == {"P@1": 1.0, "RR@10": 1.0}        # d2 scores 2 > 1
+
+
+@pytest.mark.slow
+def test_zero_shot_probe_on_real_swahili_and_khmer(tatoeba_dir, default_model, tmp_path):
+    table = run_tatoeba_probe(tatoeba_dir, tmp_path, ["swh", "khm"], methods=(), n_resamples=100)
+    assert set(table["rows"]) == {"sw", "km"}
+    for lang in ("sw", "km"):
+        row = table["rows"][lang]
+        assert 0.2 < row["zero-shot"]["P@1"] <= row["zero-shot"]["RR@10"] <= 1.0
+        saved = json.loads((tmp_path / f"probe.{lang}.json").read_text())
+        assert len(saved["per_query"]["zero-shot"]) == row["sizes"]["queries"]
+    assert "| sw |" in render_probe_table(table) and (tmp_path / "plot.tatoeba-probe.png").stat().st_size > 1000
