@@ -637,17 +637,74 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------------
 
+    @dataclass
+    class _Clock:
+        """Wall-clock bookkeeping of one :meth:`train` call (internal)."""
+
+        started: float  # perf_counter at the start of this call
+        before: float  # wall seconds of the runs this one resumes
+        interval_seconds: float = 0.0  # step seconds since the last log record
+        interval_steps: int = 0  # steps this process ran since the last log record
+
+        def wall(self) -> float:
+            return self.before + time.perf_counter() - self.started
+
     def train(self, resume: bool = False) -> TrainingResult:
         """Train to ``total_steps``; with ``resume``, continue from the newest checkpoint in the output folder."""
         from tqdm.auto import tqdm
 
-        config = self.config
-        if (self.output / MANIFEST).is_file() and resume:
-            manifest = json.loads((self.output / MANIFEST).read_text(encoding="utf-8"))
-            logger.info("%s already finished (%s); nothing to resume", self.output, MANIFEST)
-            best = self.output / BEST_DIR
-            return TrainingResult(self.output, best if best.is_dir() else None, manifest.get("steps", 0),
-                                  manifest.get("metrics", {}), manifest)
+        finished = self._finished_result() if resume else None
+        if finished is not None:
+            return finished
+        optimizer, scheduler, fused, state, resumed_from = self._set_up(resume)
+        module = self._wrapped_module()
+        self.model.train()
+        logger.info(
+            "training %d groups x %d passages: %d steps (%d per epoch), global batch %d (%d x %d processes x %d "
+            "accumulation), warm-up %d, %s on %s, %s AdamW", len(self.groups), self.group_size, self.total_steps,
+            self.steps_per_epoch, self.global_batch, self.config.batch_size, self.dist.world_size,
+            self.config.grad_accum, self.warmup, self.precision, self.device, "fused" if fused else "unfused",
+        )
+        clock = self._Clock(started=time.perf_counter(), before=state.wall_seconds)
+        bar = tqdm(total=self.total_steps, initial=state.step, desc="training", unit="step",
+                   disable=(not self.dist.is_main) or (None if self.progress is None else not self.progress))
+        try:
+            while state.step < self.total_steps and state.stopped_early is None:
+                lr, grad_norm = self._optimizer_step(module, optimizer, scheduler, state, clock)
+                bar.update(1)
+                bar.set_postfix(loss=f"{state.loss:.4f}", lr=f"{lr:.2e}")
+                done = state.step == self.total_steps
+                if state.step % self.config.log_every == 0 or done:
+                    self._log_interval(state, clock, lr, grad_norm)
+                state.wall_seconds = clock.wall()
+                for callback in self.callbacks:
+                    callback(state)
+                if (state.step % self.config.save_every == 0 or done) and \
+                        self._validate_and_checkpoint(optimizer, scheduler, state, clock, done):
+                    break
+        finally:
+            bar.close()
+        self.model.eval()
+        state.wall_seconds = clock.wall()
+        manifest = self._finish(state, fused, resumed_from)
+        self.dist.barrier()
+        best = self.output / BEST_DIR
+        return TrainingResult(self.output, best if state.best is not None else None, state.step,
+                              manifest["metrics"], manifest)
+
+    def _finished_result(self) -> TrainingResult | None:
+        """The result of a run that already finished in the output folder (its manifest), else None."""
+        if not (self.output / MANIFEST).is_file():
+            return None
+        manifest = json.loads((self.output / MANIFEST).read_text(encoding="utf-8"))
+        logger.info("%s already finished (%s); nothing to resume", self.output, MANIFEST)
+        best = self.output / BEST_DIR
+        return TrainingResult(self.output, best if best.is_dir() else None, manifest.get("steps", 0),
+                              manifest.get("metrics", {}), manifest)
+
+    def _set_up(self, resume: bool):
+        """Check the output folder, build the optimizer and schedule, and restore the newest checkpoint
+        (with ``resume``) or seed a fresh run. Returns ``(optimizer, scheduler, fused, state, resumed_from)``."""
         checkpoint = self._check_output(resume) if self.dist.is_main else None
         checkpoint = self.dist.broadcast(None if checkpoint is None else str(checkpoint))
         if self.dist.is_main:
@@ -655,7 +712,7 @@ class Trainer:
             ckpt.clean_partial(self.output / CHECKPOINT_DIR)
         self.dist.barrier()
 
-        optimizer, fused = build_optimizer(self._inner(), config)
+        optimizer, fused = build_optimizer(self._inner(), self.config)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(self.warmup, self.total_steps))
         state = TrainerState(total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch)
         if checkpoint is not None:
@@ -663,104 +720,88 @@ class Trainer:
             self._trim_log(state.step)
             logger.info("resumed from %s at step %d of %d", checkpoint, state.step, self.total_steps)
         else:
-            torch.manual_seed(config.seed + self.dist.rank)  # dropout differs between processes, as it should
+            torch.manual_seed(self.config.seed + self.dist.rank)  # dropout differs between processes, as it should
             if self.dist.is_main:
                 (self.output / LOG_FILE).unlink(missing_ok=True)
         resumed_from = state.step if checkpoint is not None else None
+        return optimizer, scheduler, fused, state, resumed_from
 
-        module: nn.Module = self.model
-        if self.dist.distributed:
-            from torch.nn.parallel import DistributedDataParallel
+    def _wrapped_module(self) -> nn.Module:
+        """The model, wrapped in DistributedDataParallel when several processes train."""
+        if not self.dist.distributed:
+            return self.model
+        from torch.nn.parallel import DistributedDataParallel
 
-            device_ids = [self.device.index] if self.device.type == "cuda" else None
-            module = DistributedDataParallel(self.model, device_ids=device_ids, **self.ddp_kwargs)
-        self.model.train()
-        logger.info(
-            "training %d groups x %d passages: %d steps (%d per epoch), global batch %d (%d x %d processes x %d "
-            "accumulation), warm-up %d, %s on %s, %s AdamW", len(self.groups), self.group_size, self.total_steps,
-            self.steps_per_epoch, self.global_batch, config.batch_size, self.dist.world_size, config.grad_accum,
-            self.warmup, self.precision, self.device, "fused" if fused else "unfused",
-        )
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=device_ids, **self.ddp_kwargs)
 
-        started_wall = time.perf_counter()
-        wall_before = state.wall_seconds
-        interval_seconds, interval_timed = 0.0, 0
-        bar = tqdm(total=self.total_steps, initial=state.step, desc="training", unit="step",
-                   disable=(not self.dist.is_main) or (None if self.progress is None else not self.progress))
-        try:
-            while state.step < self.total_steps and state.stopped_early is None:
-                step_started = time.perf_counter()
-                state.epoch = state.step // self.steps_per_epoch
-                lr = scheduler.get_last_lr()[0]
-                batches = self.micro_batches(state.step)
-                step_loss = 0.0
-                self.step_parts = {}
-                for a, indices in enumerate(batches):
-                    last = a == len(batches) - 1
-                    sync = contextlib.nullcontext() if last or not self.dist.distributed else module.no_sync()
-                    with sync:
-                        loss = self._forward_loss(module, indices)
-                        (loss / config.grad_accum).backward()
-                    step_loss += float(loss.detach()) / config.grad_accum
-                grad_norm = None
-                if config.max_grad_norm is not None:
-                    grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.max_grad_norm))
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step_loss = self.dist.mean(step_loss, self.device)
-                seconds = time.perf_counter() - step_started
-                state.step += 1
-                state.examples += self.global_batch
-                state.train_seconds += seconds
-                state.loss, state.lr = step_loss, lr
-                state.interval_loss += step_loss
-                state.interval_steps += 1
-                for name, value in self.step_parts.items():
-                    state.interval_parts[name] = state.interval_parts.get(name, 0.0) + value
-                interval_seconds += seconds
-                interval_timed += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
-                done = state.step == self.total_steps
-                if state.step % config.log_every == 0 or done:
-                    examples = interval_timed * self.global_batch  # speed over the steps this process ran
-                    self._log({
-                        "step": state.step, "epoch": state.epoch, "loss": state.interval_loss / state.interval_steps,
-                        "lr": lr, "grad_norm": grad_norm, "examples_per_s": examples / interval_seconds,
-                        "pairs_per_s": examples * self.group_size / interval_seconds,
-                        "elapsed_s": wall_before + time.perf_counter() - started_wall,
-                        **({"terms": {name: value / state.interval_steps for name, value in state.interval_parts.items()}}
-                           if state.interval_parts else {}),
-                    })
-                    state.interval_loss, state.interval_steps = 0.0, 0
-                    state.interval_parts = {}
-                    interval_seconds, interval_timed = 0.0, 0
-                state.wall_seconds = wall_before + time.perf_counter() - started_wall
-                for callback in self.callbacks:
-                    callback(state)
-                if state.step % config.save_every == 0 or done:
-                    self._validate(state)
-                    state.wall_seconds = wall_before + time.perf_counter() - started_wall
-                    stop = self._should_stop(state)
-                    if stop and not done:
-                        logger.info("early stopping at step %d: %s has not improved for %d validations (best %.4f "
-                                    "at step %d)", state.step, self.metric, self.patience, state.best["value"],
-                                    state.best["step"])
-                        state.stopped_early = state.step
-                    self._write_checkpoint(optimizer, scheduler, state)
-                    self.dist.barrier()
-                    if stop:
-                        break
-        finally:
-            bar.close()
-        self.model.eval()
-        state.wall_seconds = wall_before + time.perf_counter() - started_wall
-        manifest = self._finish(state, fused, resumed_from)
+    def _optimizer_step(self, module: nn.Module, optimizer, scheduler, state: TrainerState,
+                        clock: "Trainer._Clock") -> tuple[float, float | None]:
+        """One optimizer step over ``grad_accum`` micro-batches (gradients synchronised on the last), then
+        the state's step, loss and time accounting. Returns the step's learning rate and gradient norm."""
+        config = self.config
+        step_started = time.perf_counter()
+        state.epoch = state.step // self.steps_per_epoch
+        lr = scheduler.get_last_lr()[0]
+        batches = self.micro_batches(state.step)
+        step_loss = 0.0
+        self.step_parts = {}
+        for a, indices in enumerate(batches):
+            last = a == len(batches) - 1
+            sync = contextlib.nullcontext() if last or not self.dist.distributed else module.no_sync()
+            with sync:
+                loss = self._forward_loss(module, indices)
+                (loss / config.grad_accum).backward()
+            step_loss += float(loss.detach()) / config.grad_accum
+        grad_norm = None
+        if config.max_grad_norm is not None:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.max_grad_norm))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step_loss = self.dist.mean(step_loss, self.device)
+        seconds = time.perf_counter() - step_started
+        state.step += 1
+        state.examples += self.global_batch
+        state.train_seconds += seconds
+        state.loss, state.lr = step_loss, lr
+        state.interval_loss += step_loss
+        state.interval_steps += 1
+        for name, value in self.step_parts.items():
+            state.interval_parts[name] = state.interval_parts.get(name, 0.0) + value
+        clock.interval_seconds += seconds
+        clock.interval_steps += 1
+        return lr, grad_norm
+
+    def _log_interval(self, state: TrainerState, clock: "Trainer._Clock", lr: float, grad_norm: float | None) -> None:
+        """Write one log record for the steps since the last one (mean loss and terms, speed), and reset."""
+        examples = clock.interval_steps * self.global_batch  # speed over the steps this process ran
+        self._log({
+            "step": state.step, "epoch": state.epoch, "loss": state.interval_loss / state.interval_steps,
+            "lr": lr, "grad_norm": grad_norm, "examples_per_s": examples / clock.interval_seconds,
+            "pairs_per_s": examples * self.group_size / clock.interval_seconds,
+            "elapsed_s": clock.wall(),
+            **({"terms": {name: value / state.interval_steps for name, value in state.interval_parts.items()}}
+               if state.interval_parts else {}),
+        })
+        state.interval_loss, state.interval_steps = 0.0, 0
+        state.interval_parts = {}
+        clock.interval_seconds, clock.interval_steps = 0.0, 0
+
+    def _validate_and_checkpoint(self, optimizer, scheduler, state: TrainerState, clock: "Trainer._Clock",
+                                 done: bool) -> bool:
+        """Validate, decide on early stopping, write a checkpoint; return whether training stops here."""
+        self._validate(state)
+        state.wall_seconds = clock.wall()
+        stop = self._should_stop(state)
+        if stop and not done:
+            logger.info("early stopping at step %d: %s has not improved for %d validations (best %.4f "
+                        "at step %d)", state.step, self.metric, self.patience, state.best["value"],
+                        state.best["step"])
+            state.stopped_early = state.step
+        self._write_checkpoint(optimizer, scheduler, state)
         self.dist.barrier()
-        best = self.output / BEST_DIR
-        return TrainingResult(self.output, best if state.best is not None else None, state.step,
-                              manifest["metrics"], manifest)
+        return stop
 
     def _finish(self, state: TrainerState, fused: bool, resumed_from: int | None) -> dict[str, Any]:
         metrics = {
