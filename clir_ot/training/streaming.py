@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError
-from clir_ot.formats import PathLike, parse_json_line
+from clir_ot.formats import parse_json_line
+from clir_ot.io import PathLike, is_jsonl, is_tsv
 from clir_ot.store import LineFile, TextStore, content_identity
 from clir_ot.training.data import TrainingData, TrainingGroup, _string_list, _target_scores, _text_field
 
@@ -54,13 +55,12 @@ _DOCPAIR_KEYS = ("query_id", "doc_id_a", "doc_id_b")
 def format_of(path: PathLike, ids: bool) -> str:
     """The format of a training file by its name: ``.jsonl``/``.json`` -> ``jsonl``; ``.tsv``/``.txt`` ->
     ``id-triples`` when ``ids`` else ``text-triples``."""
-    suffixes = Path(path).suffixes
-    if suffixes and suffixes[-1] == ".gz":
+    if Path(path).suffix == ".gz":
         raise InputFormatError(path, None, f"streamed training data is read at random offsets: decompress it once "
                                f"(gunzip -k {path}) and give the plain file")
-    if suffixes and suffixes[-1] in (".jsonl", ".json"):
+    if is_jsonl(path):
         return "jsonl"
-    if suffixes and suffixes[-1] in (".tsv", ".txt"):
+    if is_tsv(path):
         return "id-triples" if ids else "text-triples"
     raise ConfigError(f"cannot tell the format of {path}: name triples '.tsv' and groups '.jsonl'")
 
