@@ -41,9 +41,20 @@ def test_index_search_evaluate(collection, capsys):
     capsys.readouterr()
     assert main(["evaluate", "--qrels", str(root / "qrels.txt"), "--run", str(root / "run.txt"),
                  "-m", "P.1", "-m", "recip_rank", "--format", "json"]) == 0
-    out = capsys.readouterr().out
-    assert json.loads(out)  # a JSON document
-    assert "1.0" in out or "1.0000" in out
+    measured = json.loads(capsys.readouterr().out)
+    # the expected values, computed here from the run and the qrels: P@1 and RR of each query, averaged
+    first_relevant = []
+    for qid, scores in run.items():
+        ranked = sorted(scores, key=lambda d: (-scores[d], d))
+        first_relevant.append(next((r for r, d in enumerate(ranked, 1) if QRELS[qid].get(d, 0) > 0), None))
+    expected_p1 = sum(r == 1 for r in first_relevant) / 3
+    expected_rr = sum(1 / r for r in first_relevant if r) / 3
+    assert measured == {"run": {"P@1": pytest.approx(expected_p1), "RR": pytest.approx(expected_rr)}}
+    # a run with other values: q1's relevant document at rank 2, q2's at rank 1, none for q3
+    (root / "other.txt").write_text("q1 Q0 d3 1 3.0 t\nq1 Q0 d1 2 2.0 t\nq2 Q0 d2 1 5.0 t\nq3 Q0 d4 1 1.0 t\n")
+    assert main(["evaluate", "--qrels", str(root / "qrels.txt"), "--run", str(root / "other.txt"),
+                 "-m", "P.1", "-m", "recip_rank", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"other": {"P@1": pytest.approx(1 / 3), "RR": pytest.approx(0.5)}}
 
 
 def test_errors_are_one_line_and_exit_2(collection, caplog, tmp_path):
