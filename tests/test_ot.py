@@ -257,6 +257,47 @@ def test_chunked_and_retired_elements_match_solving_each_alone(method, marginal_
         torch.testing.assert_close(whole.f[i], chunked.f[i], rtol=1e-12, atol=0)
 
 
+def token_like_cost(seed, B, length, hidden=64):
+    """Cosine costs between token states and noisy reordered copies of them (as tools/bench_ot.py's "soft")."""
+    g = torch.Generator().manual_seed(seed)
+    f64 = dict(generator=g, dtype=torch.float64)
+    shared, content = torch.randn(hidden, **f64), torch.randn(B, length, hidden, **f64)
+    perm = torch.stack([torch.randperm(length, generator=g) for _ in range(B)])
+    moved = torch.gather(content, 1, perm.unsqueeze(-1).expand(-1, -1, hidden))
+    teacher = shared + 0.6 * content + torch.randn(B, length, hidden, **f64)
+    student = shared + 0.6 * moved + torch.randn(B, length, hidden, **f64)
+    return cosine_cost(teacher, student)
+
+
+@pytest.mark.parametrize("chunk", [3, 8, 64])
+def test_long_sequences_match_pot_element_by_element_in_place(chunk, monkeypatch):
+    # m = n = 128 (the benchmark's long case) with POT's defaults (tol 1e-9, checks every 10): each
+    # element converges at its own iteration, so converged elements are written out one by one or in
+    # blocks and their slots refilled while the rest of the chunk iterates on; a chunk of 3 or 8
+    # elements (or the whole batch) must not change any element's plan, cost or stopping point.
+    B, length = 10, 128
+    cost = token_like_cost(21, B, length)
+    reg = 0.05 * float(cost.mean())
+    monkeypatch.setattr(ot_module, "CPU_CHUNK_BYTES", chunk * length * length * 8 // torch.get_num_threads())
+    res = sinkhorn(cost, epsilon=reg, epsilon_mode="absolute", method="auto")
+    assert bool(res.converged.all())
+    u = np.full(length, 1.0 / length)
+    iters = []
+    for i in range(B):
+        ref, log = pot.sinkhorn(u, u, cost[i].numpy(), reg, log=True)
+        iters.append(log["niter"] + 1)
+        np.testing.assert_allclose(res.plan[i].numpy(), ref, rtol=0, atol=1e-12)
+        assert abs(float(res.cost[i]) - float((ref * cost[i].numpy()).sum())) < 1e-12
+        np.testing.assert_allclose(res.plan[i].sum(-1).numpy(), u, rtol=0, atol=1e-12)
+    assert len(set(iters)) > 1 and res.n_iter == max(iters)
+    f = res.f - res.f.mean(-1, keepdim=True)  # potentials up to a constant: against POT's log
+    ref_f = [pot.sinkhorn(u, u, cost[i].numpy(), reg, method="sinkhorn_log", stopThr=1e-12, log=True)[1]["log_u"]
+             for i in range(B)]
+    for i in range(B):
+        expected = reg * (ref_f[i] - ref_f[i].mean())
+        np.testing.assert_allclose(f[i].numpy(), expected, rtol=0, atol=1e-5)
+
+
 def test_auto_falls_back_to_the_log_domain_when_scaling_breaks_down(monkeypatch):
     # float32, eps = 1e-3 on costs in [0, 2]: the scaling domain overflows to nan for at least one
     # element. Lifting the safety bound makes auto try it anyway; it must redo those in the log domain.
