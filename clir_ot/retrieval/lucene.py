@@ -167,10 +167,14 @@ class BM25Searcher:
                     self.index_dir, self.analysis.tokenizer,
                 )
         ensure_jvm()
-        from jnius import autoclass
+        from jnius import JavaException, autoclass
         from pyserini.search.lucene import LuceneSearcher
 
-        self._searcher = LuceneSearcher(str(self.index_dir))
+        try:
+            self._searcher = LuceneSearcher(str(self.index_dir))
+        except JavaException as err:  # e.g. IndexNotFoundException: a folder without a Lucene index
+            raise InputFormatError(self.index_dir, None, f"not a readable Lucene index ({err.classname}: "
+                                   f"{str(err.innermessage or err).splitlines()[0]})") from None
         self._pretokenizer: Pretokenizer | None = None
         if self.analysis.method == "pretokenized":
             self._pretokenizer = Pretokenizer(self.analysis)
