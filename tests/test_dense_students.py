@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from clir_ot.models import BiEncoderModel, tiny_random_model
 from clir_ot.retrieval.dense import DenseSearcher, dense_search_to_run, encode_corpus
 from clir_ot.study.config import load_study_config, study_config_from_data
 from clir_ot.study.dense_students import DENSE_MEASURES, dense_students_config, run_xquad_dense_students
+from clir_ot.study.runner import run_study
 from clir_ot.study.stats import paired_randomization_test
 from clir_ot.training import selected_model
 
@@ -75,7 +77,7 @@ def finished(root: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in root.glob("artifacts/*/*/artifact.json")}
 
 
-def test_students_are_distilled_searched_compared_and_reused(world, tmp_path):
+def test_students_are_distilled_searched_compared_and_reused(world, tmp_path, capsys):
     output = world / "xquad"
     result = run(world)
     plan = result.plan
@@ -126,6 +128,10 @@ def test_students_are_distilled_searched_compared_and_reused(world, tmp_path):
     again = run(world)
     assert finished(plan.root) == before
     assert again.cells == result.cells
+    run_study(load_study_config(plan.root / "study.yaml"), plan.root, dry_run=True)
+    out = capsys.readouterr().out
+    assert re.search(r"search/e5-small/none/el +baseline run", out) and "0 to build" in out
+    assert re.search(r"student/e5-small/mse-sent/el/seed42 +cached", out)
 
     # other settings are another student (its own key); the finished one is kept as it is
     changed = run(world, settings={**SETTINGS, "lr": 2e-3}, methods=("mse-sent",))

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from clir_ot.datasets.layout import XQuADCollection
 from clir_ot.errors import ConfigError, InputFormatError
 from clir_ot.languages import resolve_language, try_resolve_language
 from clir_ot.formats import Document, atomic_open, read_folds, write_corpus, write_qrels, write_topics  # noqa: F401 (read_folds re-exported)
@@ -238,18 +239,19 @@ def build_xquad_collections(
         raise InputFormatError(reference.path, None, f"counts {counts} differ from XQuAD's {EXPECTED}")
     fold_of = fold_of_articles(counts["articles"], folds)
 
+    collection = XQuADCollection(output)
     for lang, xq in data.items():
-        write_topics(output / f"topics.xquad.{lang}.tsv", xq.questions)
+        write_topics(collection.topics(lang), xq.questions)
         write_corpus(
-            output / "corpus" / lang / "docs.jsonl",
+            collection.corpus_file(lang),
             (Document(docid(lang, p.index), p.context) for p in xq.paragraphs),
         )
         write_qrels(
-            output / f"qrels.xquad.cross.{lang}.txt",
+            collection.qrels(lang),
             {qid: {docid(lang, p): 1} for qid, p in xq.relevant.items()},
         )
     write_qrels(
-        output / "qrels.xquad.pool.txt",
+        collection.pool_qrels,
         {qid: {docid(lang, p): 1 for lang in languages} for qid, p in reference.relevant.items()},
     )
     english_titles = data["en"].titles if "en" in data else reference.titles
@@ -265,7 +267,7 @@ def build_xquad_collections(
             "paragraphs": [p.index for p in paragraphs],
             "docids": {lang: [docid(lang, p.index) for p in paragraphs] for lang in languages},
         })
-    with atomic_open(output / "folds.json") as out:
+    with atomic_open(collection.folds) as out:
         json.dump({"k": folds, "rule": "sha256('xquad-article-<index>') order, round-robin", "folds": fold_records},
                   out, indent=1, ensure_ascii=False)
     manifest = {
@@ -278,7 +280,7 @@ def build_xquad_collections(
             for lang, xq in data.items()
         },
     }
-    with atomic_open(output / "manifest.json") as out:
+    with atomic_open(collection.manifest) as out:
         json.dump(manifest, out, indent=2, ensure_ascii=False)
     logger.info(
         "XQuAD collections for %s written to %s (%d articles, %d paragraphs, %d questions per language, %d folds)",
@@ -289,4 +291,4 @@ def build_xquad_collections(
 
 def pool_corpus_dirs(collection: str | os.PathLike, languages: Iterable[str]) -> list[Path]:
     """The per-language corpus folders that make up the ``pool`` collection."""
-    return [Path(collection) / "corpus" / lang for lang in languages]
+    return [XQuADCollection(collection).corpus(lang) for lang in languages]

@@ -1,15 +1,25 @@
-"""The scaling study: does a larger multilingual backbone change the gain of OT distillation?
+"""Studies: the toolkit's one experiment system (backbones x methods x languages x folds x seeds).
 
+The scaling study (does a larger multilingual backbone change the gain of OT distillation?), the
+distillation study and the dense students (a ``bi-encoder`` backbone) are all configs of it.
+
+* :mod:`clir_ot.study.config` -- the YAML config, checked before any work (:func:`load_study_config`).
+* :mod:`clir_ot.study.plan` / :mod:`clir_ot.study.runner` -- the typed plan (:class:`Step`, :class:`Cell`,
+  :class:`Work`), keyed artifacts (:mod:`clir_ot.study.artifacts`), building, resuming, ``--dry-run``.
+* :mod:`clir_ot.study.evaluate` -- per-query scores of the finished runs, the methods side by side.
 * :mod:`clir_ot.study.stats` -- paired randomization and t tests, Holm, bootstrap intervals, the
   answer statistic :func:`gain_difference`, and the language-bias measure :func:`max_rank_distance`.
 * :mod:`clir_ot.study.report` -- the per-query record :class:`QueryScore`, ``results.csv``, and
-  ``report.md`` with its tables, plots and one-sentence answer.
+  ``report.md`` with its tables (one function per section of one :class:`Report`), plots and answer.
+* :mod:`clir_ot.study.dense_students` -- ``clir-ot xquad-dense-students`` as an alias over a study.
 """
 from clir_ot.study.report import (
     DEFAULT_RESOURCE_ORDER,
     GainRow,
     QueryScore,
     Report,
+    ScoreKey,
+    StepCost,
     build_report,
     read_results_csv,
     write_report,
@@ -31,6 +41,8 @@ __all__ = [
     "GainRow",
     "QueryScore",
     "Report",
+    "ScoreKey",
+    "StepCost",
     "bootstrap_ci",
     "build_report",
     "gain_difference",
