@@ -296,6 +296,13 @@ def test_a_folder_that_is_not_a_model(argv, files, out, caplog, capsys):
     assert_nothing_written(out)
 
 
+def test_a_folder_that_is_not_a_lucene_index(files, out, caplog, capsys):
+    """Lucene's own IndexNotFoundException (a Java exception) becomes one line too."""
+    work_error(["search", "--index", files["dir"], "--language", "en", "--topics", files["topics"],
+                "--output", str(out / "run.txt")], caplog, capsys, f"{files['dir']}: not a readable Lucene index")
+    assert_nothing_written(out)
+
+
 def test_pyserini_refuses_a_module_that_is_not_pyserinis(caplog, capsys):
     work_error(["pyserini", "os.path"], caplog, capsys, "'os.path' is not a Pyserini module")
 
