@@ -88,3 +88,40 @@ def test_bad_sources(tmp_path, xquad_dir):
     (src / "xquad.en.json").write_bytes((xquad_dir / "xquad.en.json").read_bytes())
     with pytest.raises(InputFormatError, match="not parallel"):
         build_xquad_collections(src, tmp_path / "out", ["en", "de"])
+
+
+def test_layout_names_are_the_names_existing_folders_have():
+    """Every XQuAD path the pipelines, the teacher and the study ask XQuADLayout for, spelled out."""
+    from pathlib import Path
+
+    from clir_ot.datasets import XQuADLayout
+
+    layout = XQuADLayout("out", "idx", first_stage="e5-small")
+    c = layout.collection
+    expected = {
+        c.topics("th"): "out/collection/topics.xquad.th.tsv",
+        c.corpus("th"): "out/collection/corpus/th",
+        c.corpus_file("th"): "out/collection/corpus/th/docs.jsonl",
+        c.qrels("th"): "out/collection/qrels.xquad.cross.th.txt",
+        c.pool_qrels: "out/collection/qrels.xquad.pool.txt",
+        c.folds: "out/collection/folds.json",
+        c.manifest: "out/collection/manifest.json",
+        layout.bm25_run("mono", "th", "th"): "out/run.xquad.bm25.mono.th-th.txt",
+        layout.bm25_run("cross", "en", "th"): "out/run.xquad.bm25.cross.en-th.txt",
+        layout.dense_run("e5-small", "th"): "out/run.xquad.e5-small.cross.en-th.txt",
+        layout.first_stage_run("th"): "out/run.xquad.e5-small.cross.en-th.txt",
+        layout.rrf_run("e5-small", "th"): "out/run.xquad.bm25+e5-small.rrf.cross.en-th.txt",
+        layout.negatives_run: "out/run.xquad.bm25+e5-small.rrf.cross.en-en.txt",
+        layout.teacher(1): "out/teacher.e5-small.en.fold1",
+        layout.teacher_run("th"): "out/run.xquad.e5-small+teacher.cross.en-th.txt",
+        layout.teacher_run_part("th", 0): "out/.run.xquad.e5-small+teacher.cross.en-th.fold0.txt",
+        layout.dense_student("ot", "th"): "out/dense-student.e5-small.ot.th",
+        layout.dense_student_run("ot", "th"): "out/run.xquad.e5-small-student-ot.cross.en-th.txt",
+        layout.lucene_index("th"): "idx/lucene.xquad.th",
+        layout.faiss_index("th"): "idx/faiss.xquad.th.e5-small",
+        layout.faiss_index("th", "e5-small-student-ot"): "idx/faiss.xquad.th.e5-small-student-ot",
+        layout.table("teacher", "tsv"): "out/table.teacher.tsv",
+    }
+    for path, name in expected.items():
+        assert path == Path(name), (path, name)
+    assert layout.english_training == (c.topics("en"), c.qrels("en"), c.corpus("en"), layout.negatives_run, c.folds)
