@@ -981,20 +981,13 @@ def _write_out(finished, slots, kernel, u, v, err, c, out: _ScalingOut) -> None:
         for dest, src in ((out.u, u), (out.v, v), (out.err, err)):
             dest.narrow(0, first, k).copy_(src[:k])
         return
-    if k == 1:
-        j = finished[0]
-        plan = torch.mul(kernel[j], u[j].view(-1, 1), out=out.plan[first]).mul_(v[j])
-        out.total[first] = torch.mul(plan, c[first], out=kernel[j]).sum()
-        out.u[first], out.v[first], out.err[first] = u[j], v[j], err[j]
-        return
+    for j, e in zip(finished, elements):  # (index_select / index_copy_ of whole matrices are slower)
+        plan = torch.mul(kernel[j], u[j].view(-1, 1), out=out.plan[e]).mul_(v[j])
+        out.total[e] = torch.mul(plan, c[e], out=kernel[j]).sum()
     rows = torch.tensor(finished, device=kernel.device)
     dest = torch.tensor(elements, device=kernel.device)
-    u_k, v_k = u.index_select(0, rows), v.index_select(0, rows)
-    plan = kernel.index_select(0, rows).mul_(u_k.transpose(1, 2)).mul_(v_k)
-    out.plan.index_copy_(0, dest, plan)
-    out.total.index_copy_(0, dest, plan.mul_(c.index_select(0, dest)).sum((1, 2)))
-    for target, src in ((out.u, u_k), (out.v, v_k), (out.err, err.index_select(0, rows))):
-        target.index_copy_(0, dest, src)
+    for target, src in ((out.u, u), (out.v, v), (out.err, err)):
+        target.index_copy_(0, dest, src.index_select(0, rows))
 
 
 def _compact(finished, live, slots, state) -> int:
