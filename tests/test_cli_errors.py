@@ -45,7 +45,7 @@ def files(tmp_path_factory) -> dict[str, str]:
     (root / "corpus.jsonl").write_text('{"id": "d1", "contents": "the panthers won"}\n'
                                        '{"id": "d2", "contents": "optimal transport"}\n', encoding="utf-8")
     (root / "triples.tsv").write_text("who won\tthe panthers won\toptimal transport\n", encoding="utf-8")
-    (root / "bitext.tsv").write_text("hello\tγεια\n", encoding="utf-8")
+    (root / "bitext.tsv").write_text("".join(f"hello {i}\tγεια {i}\n" for i in range(20)), encoding="utf-8")
     (root / "study.yaml").write_text("name: x\n", encoding="utf-8")
     (root / "bad-qrels.txt").write_bytes(b"q1 0 d1 \xff\n")
     (root / "blocker").write_text("a regular file, so nothing can be created under it\n", encoding="utf-8")
@@ -287,6 +287,8 @@ MODELS = [  # a folder that is not a model where a model is expected; found when
      "--model", "{not_a_model}"],
     ["encode", "--corpus", "{corpus}", "--index", "{out}/faiss", "--encoder", "{not_a_model}"],
     ["models", "info", "{not_a_model}"],
+    ["train", "--base", "{not_a_model}", "--out", "{out}/model", "--train", "{triples}"],
+    ["distill", "--teacher", "{not_a_model}", "--out", "{out}/student", "--bitext", "{bitext}"],
 ]
 
 

@@ -473,6 +473,9 @@ STAGE_BUILDS_ON = {
     "training": {"models"},
     "distill": {"models", "training", "ot"},
 }
+# the one exception README.md names ("to be removed"): datasets/tatoeba.py takes distill.bitext.BitextPair.
+# Moving that record below the stages removes this line and the README's sentence.
+KNOWN_EXCEPTIONS = {("clir_ot/datasets/tatoeba.py", "distill")}
 
 
 def layout_layers() -> dict[str, int]:
@@ -525,7 +528,11 @@ def test_the_readme_dependency_rule_holds():
             continue  # an unlisted module: test_readme_layout_lists_every_module names it
         if layers[target] < layers[source]:
             problems.append(f"{where}: {source} imports {target}, a layer above it")
-        elif layers[source] == layers[target] == LAYERS["stage"] and target not in STAGE_BUILDS_ON.get(source, ()):
+        elif (layers[source] == layers[target] == LAYERS["stage"] and target not in STAGE_BUILDS_ON.get(source, ())
+              and (where.rsplit(":", 1)[0], target) not in KNOWN_EXCEPTIONS):
             problems.append(f"{where}: stage {source} imports stage {target}, which README.md's layout "
                             f"section does not let it build on")
     assert not problems, "the dependency rule of README.md is broken:\n" + "\n".join(sorted(set(problems)))
+    happening = {(where.rsplit(":", 1)[0], target) for _, target, where in imports}
+    gone = sorted(KNOWN_EXCEPTIONS - happening)
+    assert not gone, f"exceptions that no longer happen: remove them from KNOWN_EXCEPTIONS and README.md: {gone}"
