@@ -178,10 +178,13 @@ def test_settings_are_checked_and_unknown_keys_rejected():
         split_settings({"method": "ot", "epsilonn": 0.1}, "x.json")
     training, distill = split_settings({"method": "mse-sent", "lr": 1e-4, "layers": [4, -1]}, "x.json")
     assert training.lr == 1e-4 and distill.layers == (4, -1)
-    for bad in ({"method": "none"}, {"method": "kl"}, {"model_type": "bi-encoder", "mode": "query"},
-                {"model_type": "bi-encoder", "rank_weight": 1.0}, {"distill_weight": 0.0},
-                {"layers": []}, {"epsilon": 0}):
-        with pytest.raises(ConfigError):
+    for bad, message in (({"method": "none"}, "unknown distillation method 'none'.*the teacher itself"),
+                         ({"method": "kl"}, "unknown distillation method 'kl'; valid: ot, mse-sent"),
+                         ({"model_type": "bi-encoder", "mode": "query"}, "query mode applies to cross-encoders"),
+                         ({"model_type": "bi-encoder", "rank_weight": 1.0}, "rank_weight applies to cross-encoder"),
+                         ({"distill_weight": 0.0}, "all loss weights are 0"),
+                         ({"layers": []}, "layers must be a non-empty list"), ({"epsilon": 0}, "epsilon must be positive")):
+        with pytest.raises(ConfigError, match=message):
             DistillationConfig(**bad)
     assert DistillationConfig(shuffle_bitext=True).name == "ot-shuffled"
 

@@ -181,9 +181,9 @@ def test_complete_counts_missing_queries_as_zero() -> None:
 
 
 def test_nothing_to_evaluate() -> None:
-    with pytest.raises(ConsistencyError):
+    with pytest.raises(ConsistencyError, match="no query of the run is in the qrels; nothing to evaluate"):
         evaluate({"q1": {"a": 1}}, {"q9": {"a": 1.0}}, ["P@1"], complete=False)
-    with pytest.raises(ConsistencyError):
+    with pytest.raises(ConsistencyError, match="the qrels judge no query"):
         evaluate({}, {"q9": {"a": 1.0}}, ["P@1"])
     assert evaluate({"q1": {"a": 1}}, {"q9": {"a": 1.0}}, ["P@1"]).means == {"P@1": 0.0}
 
@@ -223,9 +223,9 @@ def test_format_table() -> None:
         "| run | P@5 | NumRel |\n|:--|--:|--:|\n| bm25 | 0.3000 | 4 |\n| dense\\|x | 0.1235 | 4 |\n"
     )
     assert json.loads(format_table(rows, ["P.5", "NumRel"], "json")) == rows
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="unknown output format 'csv'; choose one of tsv, markdown, json"):
         format_table(rows, ["P@5"], "csv")
-    with pytest.raises(ConsistencyError):
+    with pytest.raises(ConsistencyError, match="run 'bm25' has no value for P@10"):
         format_table(rows, ["P@10"], "tsv")
     assert format_value(parse_measure("P@5"), 0.00005) == "0.0001"
 

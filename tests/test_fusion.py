@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from clir_ot.errors import ConfigError
 from clir_ot.formats import Hit, load_run, write_run
 from clir_ot.retrieval.fusion import fuse_run_files, reciprocal_rank_fusion
 
@@ -35,7 +36,7 @@ def test_weights():
     a = ranking("q", ["d1", "d2"])
     b = ranking("q", ["d2", "d1"])
     assert reciprocal_rank_fusion([a, b], weights=[1.0, 2.0])[0].docid == "d2"
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="1 weights for 2 runs; give one weight per run"):
         reciprocal_rank_fusion([a, b], weights=[1.0])
 
 
