@@ -21,6 +21,7 @@ It prints examples/s and peak RSS per size and the two ratios against the goals:
 within 1.2x of 100k, and the pipeline at least 20x faster than training consumes examples.
 
     .venv/bin/python tools/bench_training_data.py                 # 100k, 1M, 10M; ~1.3 GB of data in /tmp
+    .venv/bin/python tools/bench_training_data.py --parts       # index and pipeline only, no training or rerank
     .venv/bin/python tools/bench_training_data.py --sizes 100000 1000000 --passages 100000   # quicker
 """
 from __future__ import annotations
@@ -50,6 +51,14 @@ VOCABULARY = 5000
 def peak_rss_mb() -> float:
     """This process's peak resident set size in MiB (Linux reports ``ru_maxrss`` in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_now_mb() -> float:
+    """This process's resident set size now (``VmRSS``), in MiB: what is held, not the high-water mark."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def words(rng: np.random.Generator) -> np.ndarray:
@@ -131,6 +140,7 @@ def child_pipeline(args: argparse.Namespace) -> dict:
     work = Path(args.work)
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     baseline = peak_rss_mb()  # interpreter, torch, transformers, the tokenizer
+    held_before = rss_now_mb()
     queries, passages = TextStore(work / "queries.tsv", "query"), TextStore(work / "collection.tsv", "passage")
     groups = StreamedGroups(work / f"triples.{args.size}.tsv", "id-triples", queries=queries, passages=passages)
     started = time.perf_counter()
@@ -154,7 +164,8 @@ def child_pipeline(args: argparse.Namespace) -> dict:
     seconds = time.perf_counter() - started
     return {"lines": n, "examples": args.examples, "pairs": pairs, "examples_per_s": round(args.examples / seconds, 1),
             "read_lookup_examples_per_s": round(args.examples / read_s, 1), "permutation_s": round(permutation_s, 3),
-            "baseline_rss_mb": round(baseline, 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
+            "baseline_rss_mb": round(baseline, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
+            "rss_before_data_mb": round(held_before, 1), "rss_after_mb": round(rss_now_mb(), 1)}
 
 
 def child_train(args: argparse.Namespace) -> dict:
@@ -245,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="model of the training steps (default: the offline default)")
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the model's)")
     parser.add_argument("--keep", action="store_true", help="keep the generated data")
+    parser.add_argument("--parts", nargs="*", choices=("train", "rerank"), default=["train", "rerank"],
+                        help="optional parts to run besides index and pipeline (default both)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=None, help=argparse.SUPPRESS)
@@ -270,34 +283,41 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("generated %.1f GB in %.0f s", sum(generated["bytes"].values()) / 1e9, generated["seconds"])
         index = {size: run_child("index", args, size=size) for size in args.sizes}
         pipeline = {size: run_child("pipeline", args, size=size) for size in args.sizes}
-        train = run_child("train", args, size=args.sizes[0])
-        rerank = {source: run_child("rerank", args, source=source) for source in ("store", "dict")}
+        train = run_child("train", args, size=args.sizes[0]) if "train" in args.parts else None
+        rerank = ({source: run_child("rerank", args, source=source) for source in ("store", "dict")}
+                  if "rerank" in args.parts else {})
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     small, large = args.sizes[0], args.sizes[-1]
     rss_ratio = pipeline[large]["peak_rss_mb"] / pipeline[small]["peak_rss_mb"]
     slowest = min(p["examples_per_s"] for p in pipeline.values())
-    speed_ratio = slowest / train["examples_per_s"]
+    growth = pipeline[large]["rss_after_mb"] - pipeline[large]["rss_before_data_mb"]
+    speed_ratio = slowest / train["examples_per_s"] if train else float("nan")
     report = {"generated": generated, "index": index, "pipeline": pipeline, "train": train, "rerank": rerank,
               "ratios": {"peak_rss_large_over_small": round(rss_ratio, 3), "rss_goal": RSS_GOAL,
+                         "held_rss_growth_large_mb": round(growth, 1),
                          "pipeline_over_training": round(speed_ratio, 1), "speed_goal": SPEED_GOAL}}
     lines = [f"{'triples':>10} {'index s':>8} {'examples/s':>11} {'read+lookup/s':>14} {'peak RSS MB':>12} "
-             f"{'(baseline)':>10}"]
+             f"{'(baseline)':>10} {'held MB before -> after data':>29}"]
     for size in args.sizes:
         p, i = pipeline[size], index[size]
         lines.append(f"{size:>10,} {i['lines_index_s']:>8.1f} {p['examples_per_s']:>11.1f} "
-                     f"{p['read_lookup_examples_per_s']:>14.1f} {p['peak_rss_mb']:>12.1f} {p['baseline_rss_mb']:>10.1f}")
-    lines.append(f"training ({train['precision']}, batch {train['batch_size']}, {train['threads']} threads): "
-                 f"{train['examples_per_s']:.2f} examples/s, peak RSS {train['peak_rss_mb']:.0f} MB")
+                     f"{p['read_lookup_examples_per_s']:>14.1f} {p['peak_rss_mb']:>12.1f} {p['baseline_rss_mb']:>10.1f} "
+                     f"{p['rss_before_data_mb']:>20.1f} -> {p['rss_after_mb']:.1f}")
+    if train:
+        lines.append(f"training ({train['precision']}, batch {train['batch_size']}, {train['threads']} threads): "
+                     f"{train['examples_per_s']:.2f} examples/s, peak RSS {train['peak_rss_mb']:.0f} MB")
     for source, r in rerank.items():
         lines.append(f"rerank data path, corpus as {source}: {r['documents']:,} docs, {r['pairs']:,} pairs, "
                      f"{r['pairs_per_s']:.0f} pairs/s, open {r['open_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB "
                      f"(baseline {r['baseline_rss_mb']:.0f})")
     lines.append(f"peak RSS {large:,} / {small:,} triples = {rss_ratio:.3f} (goal <= {RSS_GOAL}): "
                  f"{'met' if rss_ratio <= RSS_GOAL else 'NOT met'}")
-    lines.append(f"pipeline / training = {slowest:.1f} / {train['examples_per_s']:.2f} = {speed_ratio:.1f}x "
-                 f"(goal >= {SPEED_GOAL}x): {'met' if speed_ratio >= SPEED_GOAL else 'NOT met'}")
+    lines.append(f"held RSS grows by {growth:.1f} MB over the {large:,}-line run (index, permutation, stores)")
+    if train:
+        lines.append(f"pipeline / training = {slowest:.1f} / {train['examples_per_s']:.2f} = {speed_ratio:.1f}x "
+                     f"(goal >= {SPEED_GOAL}x): {'met' if speed_ratio >= SPEED_GOAL else 'NOT met'}")
     print("\n".join(lines))
     print(json.dumps(report))
     return 0
