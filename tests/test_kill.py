@@ -121,7 +121,10 @@ class Child:
         raise AssertionError(f"the child never reached its freeze point {self.freeze}")
 
     def sigkill(self) -> None:
-        """SIGKILL the (frozen) child and check that the signal is what ended it."""
+        """SIGKILL the (frozen) child and check that the signal is what ended it (a child that already
+        ended, reported by :meth:`wait_until_frozen`, is left alone so that its report is the error)."""
+        if self.process.returncode is not None:
+            return
         os.kill(self.process.pid, signal.SIGKILL)
         assert self.process.wait(timeout=60) == -signal.SIGKILL
 
