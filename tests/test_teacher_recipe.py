@@ -251,3 +251,74 @@ def test_interpolate_cli_with_a_given_and_a_tuned_weight(tmp_path, capsys):
     assert not (tmp_path / "none.txt").exists() and not (tmp_path / "both.txt").exists()
     assert main([*args, "--weight", "1.5", "--output", str(tmp_path / "bad.txt")]) == 2
     assert "must be a number in [0, 1]" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_teacher_pipeline_with_the_recipe_data_and_interpolation(xquad_collection, tmp_path, tiny_models):
+    """Dense negatives, dense soft targets, first-stage validation and interpolation, on real XQuAD."""
+    import copy
+    import shutil
+
+    from clir_ot.datasets import XQuADLayout
+    from clir_ot.datasets.xquad import read_folds
+    from clir_ot.formats import load_run, read_qrels, read_topics
+    from clir_ot.pipelines.xquad_teacher import INTERPOLATED, TeacherData, run_xquad_teacher
+
+    model, tokenizer = tiny_models["xlm-roberta"]
+    base = tmp_path / "tiny"  # a bare encoder: the recipe gives it a new mean-pooled head and prefixes
+    copy.deepcopy(model).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    out = tmp_path / "xquad"
+    shutil.copytree(xquad_collection, out / "collection")
+    topics = read_topics(out / "collection" / "topics.xquad.en.tsv")
+    for lang in ("en", "th"):
+        # a stand-in first stage: the relevant paragraph among 19 others, its rank and scores varying by question
+        qrels = read_qrels(out / "collection" / f"qrels.xquad.cross.{lang}.txt")
+        docids = sorted({d for judged in qrels.values() for d in judged})
+        run = {}
+        for i, qid in enumerate(topics):
+            positive = next(iter(qrels[qid]))
+            others = [d for d in docids[i % 200: i % 200 + 20] if d != positive][:19]
+            ranked = others[: i % 5] + [positive] + others[i % 5:]
+            run[qid] = [Hit(qid, d, 0.9 - 0.01 * r - 0.001 * (i % 7), r + 1) for r, d in enumerate(ranked)]
+        write_run(out / f"run.xquad.t.cross.en-{lang}.txt", run)
+    # the fused run is absent on purpose: with dense negatives the teacher must not need it
+    config = TrainingConfig.from_dict({"max_steps": 2, "batch_size": 2, "max_length": 32, "save_every": 1,
+                                       "negatives": 3, "valid_negatives": 3, "dtype": "fp32", "soft_weight": 1.0,
+                                       "pooling": "mean", "query_prefix": "query: ", "passage_prefix": "passage: "})
+    data = TeacherData(negatives="dense", soft_targets=True, validate_on="first-stage", interpolate=True)
+    result = run_xquad_teacher(out, config, ["en", "th"], depth=3, base=str(base), first_stage="t", max_length=32,
+                               dtype="fp32", data=data)
+    layout = XQuADLayout(out, first_stage="t")
+    folds = read_folds(out / "collection" / "folds.json")
+    for k in range(len(folds)):
+        manifest = json.loads((layout.teacher(k) / "training.json").read_text())
+        assert manifest["data"]["files"]["run"]["path"].endswith("run.xquad.t.cross.en-en.txt")
+        assert manifest["data"]["files"]["soft_run"]["path"].endswith("run.xquad.t.cross.en-en.txt")
+        assert manifest["config"]["soft_weight"] == 1.0
+        terms = [r["terms"] for r in map(json.loads, (layout.teacher(k) / "log.jsonl").read_text().splitlines())
+                 if "terms" in r]
+        assert terms and all(t["soft"] > 0 for t in terms)
+        saved = CrossEncoderModel.from_pretrained(layout.teacher(k))
+        assert (saved.config.pooling, saved.config.query_prefix) == ("mean", "query: ")
+        valid = load_run(layout.teacher_validation_run(k, "teacher"))
+        assert valid and not set(valid) & {str(q) for q in folds[k]["qids"]}, "weights chosen on test questions"
+    for lang in ("en", "th"):
+        first = load_run(out / f"run.xquad.t.cross.en-{lang}.txt")
+        mixed = load_run(layout.teacher_interpolated_run(lang))
+        assert set(mixed) == set(first) and all(set(mixed[q]) == set(first[q]) for q in first)
+        assert set(result.table[lang]) == {"first stage", "teacher", INTERPOLATED}
+    assert INTERPOLATED in (out / "table.teacher.md").read_text()
+
+
+def test_recipe_settings_at_their_defaults_leave_the_config_dictionary_as_before():
+    """Study keys and resume checks hash TrainingConfig.to_dict(): the new settings must not change it."""
+    from clir_ot.training.trainer import RECIPE_SETTINGS
+
+    plain = TrainingConfig(lr=1e-4, batch_size=4).to_dict()
+    assert not set(RECIPE_SETTINGS) & set(plain)
+    assert TrainingConfig.from_dict(plain) == TrainingConfig(lr=1e-4, batch_size=4)
+    recipe = TrainingConfig(soft_weight=1.0, pooling="mean", query_prefix="query: ").to_dict()
+    assert (recipe["soft_weight"], recipe["pooling"], recipe["query_prefix"]) == (1.0, "mean", "query: ")
+    assert "passage_prefix" not in recipe and "soft_temperature" not in recipe
+    assert TrainingConfig.from_dict(recipe) == TrainingConfig(soft_weight=1.0, pooling="mean", query_prefix="query: ")

@@ -13,6 +13,7 @@ from clir_ot.cli.arguments import (
     fraction,
     input_file,
     input_path,
+    nonnegative_float,
     nonnegative_int,
     output_dir,
     positive_float,
@@ -88,7 +89,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     valid.add_argument("--valid", default=None, type=input_file, help="held-out triples TSV or JSONL groups")
     valid.add_argument("--valid-fraction", type=fraction, default=None,
                        help="hold out this fraction of the training queries (whole positives at a time)")
-    valid.add_argument("--valid-run", default=None,
+    valid.add_argument("--valid-run", default=None, type=input_file,
                        help="with --valid-fraction: validate on this run's top documents (default: --run)")
     settings = parser.add_argument_group("settings (override --config)")
     settings.add_argument("--config", default=None, type=input_file, help="JSON object of TrainingConfig settings")
@@ -120,10 +121,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     settings.add_argument("--passage-prefix", default=None, help="text before every passage (E5: 'passage: ')")
     settings.add_argument("--device", default=None, help="torch device (default: cuda:LOCAL_RANK if available, else cpu)")
     soft = parser.add_argument_group("soft targets (a listwise KL term to another model's scores of each group)")
-    soft.add_argument("--soft-run", default=None,
+    soft.add_argument("--soft-run", default=None, type=input_file,
                       help="TREC run whose scores are the targets (e.g. the dense first stage); with a collection source")
-    soft.add_argument("--soft-weight", type=float, default=None, help="weight of the KL term (default 0: off)")
-    soft.add_argument("--soft-temperature", type=float, default=None,
+    soft.add_argument("--soft-weight", type=nonnegative_float, default=None, help="weight of the KL term (default 0: off)")
+    soft.add_argument("--soft-temperature", type=positive_float, default=None,
                       help="softmax temperature of the target scores (default 0.05)")
     parser.set_defaults(func=run)
     return parser

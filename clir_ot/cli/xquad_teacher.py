@@ -8,7 +8,7 @@ from clir_ot.cli.arguments import input_dir, input_file, positive_float, positiv
 from clir_ot.datasets.xquad import DEFAULT_LANGUAGES, XQUAD_LANGUAGES
 from clir_ot.models.loading import DTYPES
 from clir_ot.pipelines.xquad_baseline import render_table
-from clir_ot.pipelines.xquad_teacher import MEASURES, SETTINGS, run_xquad_teacher
+from clir_ot.pipelines.xquad_teacher import INTERPOLATED, MEASURES, SETTINGS, TeacherData, run_xquad_teacher
 from clir_ot.training import TrainingConfig
 
 
@@ -32,6 +32,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=positive_float, default=None)
     parser.add_argument("--max-length", type=positive_int, default=256)
     parser.add_argument("--dtype", choices=DTYPES, default="auto")
+    recipe = parser.add_argument_group("the recipe's data (docs/training.md: the recipe search)")
+    recipe.add_argument("--negatives-from", choices=("fused", "dense"), default="fused",
+                        help="hard negatives from the BM25+dense RRF run (default) or the dense first stage")
+    recipe.add_argument("--soft-targets", action="store_true",
+                        help="the dense first stage's scores are soft targets (set soft_weight in --config)")
+    recipe.add_argument("--validate-on", choices=("negatives", "first-stage"), default="negatives",
+                        help="validation reranks the held-out questions' top documents of the negatives run "
+                        "(default) or of the dense first stage")
+    recipe.add_argument("--interpolate", action="store_true",
+                        help="also report the teacher interpolated with the first-stage score (weight chosen per "
+                        "fold on its validation questions)")
     parser.set_defaults(func=run)
     return parser
 
@@ -41,8 +52,10 @@ def run(args: argparse.Namespace) -> int:
                                    "lr": args.lr, "max_length": args.max_length, "dtype": args.dtype}.items()
                  if v is not None}
     config = TrainingConfig.from_json(args.config, overrides) if args.config else TrainingConfig.from_dict(overrides)
+    data = TeacherData(negatives=args.negatives_from, soft_targets=args.soft_targets, validate_on=args.validate_on,
+                       interpolate=args.interpolate)
     result = run_xquad_teacher(args.output, config, args.languages, depth=args.depth, base=args.base,
-                               max_length=args.max_length, dtype=args.dtype)
+                               max_length=args.max_length, dtype=args.dtype, data=data)
     sys.stdout.write(f"\nEnglish teacher, cross-fitted, reranking the top {args.depth} of the dense first stage\n\n")
-    sys.stdout.write(render_table(result.table, MEASURES, SETTINGS))
+    sys.stdout.write(render_table(result.table, MEASURES, (*SETTINGS, INTERPOLATED) if args.interpolate else SETTINGS))
     return 0

@@ -150,6 +150,14 @@ class XQuADLayout:
         """The teachers' merged (cross-fitted) rerank of the first stage."""
         return self.dense_run(f"{self.first_stage}+teacher", doc_lang)
 
+    def teacher_interpolated_run(self, doc_lang: str) -> Path:
+        """The teachers' rerank interpolated with the first stage's scores (weights chosen per fold)."""
+        return self.dense_run(f"{self.first_stage}+teacher.interpolated", doc_lang)
+
+    def teacher_validation_run(self, fold: int, kind: str) -> Path:
+        """Fold ``fold``'s teacher's validation questions, en-en: ``first-stage`` or ``teacher`` (reranked)."""
+        return self.root / f"valid.{self.first_stage}.en.fold{fold}.{kind}.txt"
+
     def teacher_run_part(self, doc_lang: str, fold: int) -> Path:
         """Fold ``fold``'s part of :meth:`teacher_run` while it is being reranked (hidden, resumable)."""
         name = self.teacher_run(doc_lang).name.removesuffix(".txt")

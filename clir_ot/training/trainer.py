@@ -71,6 +71,10 @@ __all__ = ["Trainer", "TrainerState", "TrainingConfig", "TrainingResult"]
 RESUMABLE_CHANGES = frozenset({"save_every", "keep_last", "log_every", "valid_batch_size"})
 
 
+#: Settings added with the teacher recipe (soft targets, head input); written only when not at their default.
+RECIPE_SETTINGS = ("soft_weight", "soft_temperature", "head", "pooling", "query_prefix", "passage_prefix")
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """Every setting of a training run (all of them are written to ``training.json``).
@@ -205,7 +209,14 @@ class TrainingConfig:
         return cls.from_dict({**data, **(overrides or {})}, where=str(path))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every setting, except the teacher-recipe ones (:data:`RECIPE_SETTINGS`) left at their defaults:
+        a config without them has the dictionary -- and so the study keys and resume checks -- it had
+        before they existed."""
+        data = dataclasses.asdict(self)
+        for name in RECIPE_SETTINGS:
+            if data[name] == _DEFAULTS[name]:
+                del data[name]
+        return data
 
 
 @dataclass
@@ -846,3 +857,6 @@ class Trainer:
             logger.info("trained %d steps in %.0f s (%.2f examples/s); model in %s", state.step, state.wall_seconds,
                         examples_per_s or 0.0, self.output)
         return manifest
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainingConfig)}
