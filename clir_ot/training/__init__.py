@@ -4,6 +4,8 @@
   and a first-stage run (:func:`build_groups`, :func:`groups_from_files`), triples TSV and JSONL
   groups (:func:`read_triples`, :func:`read_groups`); XQuAD cross-fitting (:func:`xquad_fold_split`,
   :func:`assert_no_leakage`); :class:`DataSpec` + :func:`load_training_data` for the CLI.
+* :mod:`clir_ot.training.streaming` -- :class:`StreamedGroups`: groups read from disk on demand (MS
+  MARCO text/id triples, ir_datasets docpairs, JSONL groups) with texts from :mod:`clir_ot.store`.
 * :mod:`clir_ot.training.losses` -- :class:`ListwiseSoftmaxLoss` (LCE, default),
   :class:`PairwiseMarginLoss`.
 * :mod:`clir_ot.training.trainer` -- :class:`Trainer` and :class:`TrainingConfig`: AdamW, warm-up and
@@ -29,6 +31,7 @@ from clir_ot.training.data import (
 )
 from clir_ot.training.losses import ListwiseSoftmaxLoss, PairwiseMarginLoss, build_loss
 from clir_ot.training.pipeline import train_cross_encoder
+from clir_ot.training.streaming import StreamedGroups
 from clir_ot.training.selection import selected_model
 from clir_ot.training.trainer import Trainer, TrainerState, TrainingConfig, TrainingResult
 from clir_ot.training.validation import MrrValidator
@@ -39,6 +42,7 @@ __all__ = [
     "ListwiseSoftmaxLoss",
     "MrrValidator",
     "PairwiseMarginLoss",
+    "StreamedGroups",
     "Trainer",
     "TrainerState",
     "TrainingConfig",
