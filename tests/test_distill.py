@@ -219,6 +219,7 @@ def test_xquad_paragraphs_must_hold_out_the_teachers_fold(data, tmp_path, caplog
     teacher = tmp_path / "teacher"
     shutil.copytree(data / "teacher", teacher)
     (teacher / "training.json").write_text(json.dumps({"data": {"xquad": {"test_fold": 0}}}))
+    (tmp_path / "collection").mkdir()  # exists (the parser checks input paths); the fold check comes first
     args = ["distill", "--teacher", str(teacher), "--out", str(tmp_path / "s"), "--tatoeba", str(tmp_path),
             "--language", "el", "--add-xquad-paragraphs", str(tmp_path / "collection")]
     assert main(args + ["--exclude-fold", "1"]) != 0
