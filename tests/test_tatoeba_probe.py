@@ -63,4 +63,6 @@ def test_zero_shot_probe_on_real_swahili_and_khmer(tatoeba_dir, default_model, t
         assert 0.2 < row["zero-shot"]["P@1"] <= row["zero-shot"]["RR@10"] <= 1.0
         saved = json.loads((tmp_path / f"probe.{lang}.json").read_text())
         assert len(saved["per_query"]["zero-shot"]) == row["sizes"]["queries"]
+    again = run_tatoeba_probe(tatoeba_dir, tmp_path, ["sw", "km"], methods=(), n_resamples=100)
+    assert again["rows"] == table["rows"]  # finished languages are reused, not recomputed differently
     assert "| sw |" in render_probe_table(table) and (tmp_path / "plot.tatoeba-probe.png").stat().st_size > 1000

@@ -10,8 +10,9 @@ per language with the paired randomization test, and the p-values of each method
 languages are Holm-corrected.
 
 Outputs under ``output``: ``probe.<lang>.json`` (the split's sizes and every query's scores per
-system), ``table.tatoeba-probe.md`` / ``.json``, ``plot.tatoeba-probe.png``, and one student folder
-per language and method (``students/<method>.<lang>``, reused when complete).
+system; reused by a later run that asks for no other system), ``table.tatoeba-probe.md`` / ``.json``,
+``plot.tatoeba-probe.png``, and one student folder per language and method
+(``students/<method>.<lang>``, reused when complete).
 """
 from __future__ import annotations
 
@@ -99,6 +100,14 @@ def run_tatoeba_probe(
     sizes: dict[str, dict[str, int]] = {}
     cost: dict[str, float] = {}
     for lang in languages:
+        done = output / f"probe.{lang}.json"
+        if done.is_file():  # a language finished by an earlier run with every system asked for is reused
+            saved = json.loads(done.read_text(encoding="utf-8"))
+            if {"zero-shot", *methods} <= set(saved["per_query"]):
+                per_query[lang] = {k: saved["per_query"][k] for k in ("zero-shot", *methods)}
+                sizes[lang] = saved["sizes"]
+                logger.info("%s: reusing %s", lang, done)
+                continue
         distill_half, test_half = probe_split(tatoeba_pairs(tatoeba, lang))
         task = sentence_task(lang, test_half)
         sizes[lang] = {"distill_pairs": len(distill_half), "test_pairs": len(test_half),
