@@ -277,3 +277,39 @@ def test_yaml_number_read_as_text_is_named(world, monkeypatch):
     path.write_text(path.read_text().replace("lr: 0.001", "lr: 1e-3", 1))
     with pytest.raises(ConfigError, match=r"setting lr must be a number, got '1e-3' \(str\) \(YAML reads"):
         load_study_config(path)
+
+
+def test_teacher_data_msmarco_is_checked_before_work_and_trains_on_the_files(world, tmp_path, monkeypatch):
+    """The paper configuration: MS MARCO triples train the teacher, XQuAD English only validates it."""
+    from clir_ot.study.runner import _teacher_data_spec
+    from clir_ot.training import read_groups
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    missing = write_config(world, name="msmarco-missing", teacher_data={"source": "msmarco",
+                                                                          "triples": str(tmp_path / "none.tsv")})
+    with pytest.raises(ConfigError, match=r"teacher_data: triples .*none.tsv does not exist: download MS MARCO"):
+        load_study_config(missing)
+    with pytest.raises(ConfigError, match="source msmarco needs triples"):
+        load_study_config(write_config(world, name="msmarco-empty", teacher_data={"source": "msmarco"}))
+    with pytest.raises(ConfigError, match="set source: msmarco"):
+        load_study_config(write_config(world, name="msmarco-xquad", teacher_data={"triples": "x.tsv"}))
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_study_config(write_config(world, name="msmarco-typo", teacher_data={"sorce": "msmarco"}))
+
+    triples = tmp_path / "triples.train.small.tsv"
+    triples.write_text("".join(f"query {i}\tpassage {i} answers it\tpassage {i + 1} does not\n" for i in range(40)))
+    config = load_study_config(write_config(world, name="msmarco", teacher_data={"source": "msmarco",
+                                                                                 "triples": str(triples)}))
+    default = load_study_config(write_config(world, name="xquad-default"))
+    assert default.teacher_data.key_settings() == {}
+    plan = plan_study(config, tmp_path / "msmarco")
+    default_plan = plan_study(default, tmp_path / "default")
+    teachers = sorted(sid for sid, step in plan.steps.items() if step.kind == "teacher")
+    assert teachers and all(plan.steps[t].key != default_plan.steps[t].key for t in teachers)
+    spec = _teacher_data_spec(plan, plan.steps[teachers[0]])
+    assert spec.triples == str(triples) and spec.stream and spec.topics is None
+    valid = read_groups(spec.valid)  # XQuAD English validation groups of the fold's training side
+    fold = plan.steps[teachers[0]].cell.fold
+    test_qids = set(json.loads((world / "baseline" / "collection" / "folds.json").read_text())["folds"][fold]["qids"])
+    assert valid and not {g.qid for g in valid} & test_qids
+    assert all(1 <= len(g.negatives) <= 9 for g in valid)  # the dense top 10, less the positive

@@ -1,5 +1,5 @@
 """Collections built from public data sets (XQuAD), and the XQuAD file layout."""
-from clir_ot.datasets.layout import DEFAULT_FIRST_STAGE, EnglishTrainingFiles, XQuADCollection, XQuADLayout
+from clir_ot.datasets.layout import DEFAULT_FIRST_STAGE, EnglishTrainingFiles, TeacherData, XQuADCollection, XQuADLayout
 from clir_ot.datasets.xquad import (
     DEFAULT_LANGUAGES,
     XQUAD_LANGUAGES,
@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_FIRST_STAGE",
     "DEFAULT_LANGUAGES",
     "EnglishTrainingFiles",
+    "TeacherData",
     "XQUAD_LANGUAGES",
     "XQuAD",
     "XQuADCollection",

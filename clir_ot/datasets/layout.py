@@ -34,7 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["DEFAULT_FIRST_STAGE", "EnglishTrainingFiles", "XQuADCollection", "XQuADLayout"]
+from clir_ot.errors import ConfigError
+
+__all__ = ["DEFAULT_FIRST_STAGE", "EnglishTrainingFiles", "TeacherData", "XQuADCollection", "XQuADLayout"]
 
 #: The tag of the dense first stage of ``clir-ot baseline`` (multilingual-e5-small).
 DEFAULT_FIRST_STAGE = "e5-small"
@@ -92,6 +94,32 @@ class EnglishTrainingFiles(NamedTuple):
 
 
 @dataclass(frozen=True)
+class TeacherData:
+    """The data side of the teacher's recipe (the model side is the :class:`TrainingConfig`).
+
+    Attributes:
+        negatives: ``fused`` (the BM25 + dense RRF run en-en) or ``dense`` (the dense first stage):
+            the run whose top documents give the hard negatives.
+        soft_targets: the dense first stage's scores become each group's targets (needs
+            ``soft_weight > 0`` in the training config to be used).
+        validate_on: ``negatives`` (the held-out questions' top documents of the negatives run) or
+            ``first-stage`` (of the dense first stage: the reranking the teacher does at test time).
+        interpolate: also write and evaluate the teacher's runs interpolated with the first stage.
+    """
+
+    negatives: str = "fused"
+    soft_targets: bool = False
+    validate_on: str = "negatives"
+    interpolate: bool = False
+
+    def __post_init__(self) -> None:
+        if self.negatives not in ("fused", "dense"):
+            raise ConfigError(f"teacher negatives come from 'fused' or 'dense', not {self.negatives!r}")
+        if self.validate_on not in ("negatives", "first-stage"):
+            raise ConfigError(f"teacher validation is on 'negatives' or 'first-stage', not {self.validate_on!r}")
+
+
+@dataclass(frozen=True)
 class XQuADLayout:
     """Every path of the XQuAD pipeline under ``root``, with indexes under ``index_root``.
 
@@ -141,6 +169,17 @@ class XQuADLayout:
         c = self.collection
         return EnglishTrainingFiles(c.topics(QUERY_LANGUAGE), c.qrels(QUERY_LANGUAGE), c.corpus(QUERY_LANGUAGE),
                                     self.negatives_run, c.folds)
+
+    def teacher_training(self, data: "TeacherData", fold: int) -> dict[str, Path | int | None]:
+        """The :class:`clir_ot.training.DataSpec` fields (without validation size) of the teacher that
+        holds out ``fold``, by the recipe's data choices ``data``."""
+        files: dict[str, Path | int | None] = dict(self.english_training._asdict())
+        dense = self.first_stage_run(QUERY_LANGUAGE)
+        if data.negatives == "dense":
+            files["run"] = dense
+        files.update(exclude_fold=fold, soft_run=dense if data.soft_targets else None,
+                     valid_run=dense if data.validate_on == "first-stage" else None)
+        return files
 
     def teacher(self, fold: int) -> Path:
         """The folder of the teacher trained without fold ``fold``'s articles."""

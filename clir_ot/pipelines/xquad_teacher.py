@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from clir_ot.datasets.layout import DEFAULT_FIRST_STAGE, XQuADLayout
+from clir_ot.datasets.layout import DEFAULT_FIRST_STAGE, TeacherData, XQuADLayout
 from clir_ot.datasets.xquad import DEFAULT_LANGUAGES, read_folds
 from clir_ot.evaluation import evaluate, parse_measure
 from clir_ot.formats import iter_run_by_query, load_corpus, load_run, read_qrels, read_topics, write_run
@@ -43,32 +43,6 @@ SETTINGS = ("first stage", "teacher")
 INTERPOLATED = "teacher interpolated"
 
 __all__ = ["TeacherData", "TeacherResult", "run_xquad_teacher"]
-
-
-@dataclass(frozen=True)
-class TeacherData:
-    """The data side of the teacher's recipe (the model side is the :class:`TrainingConfig`).
-
-    Attributes:
-        negatives: ``fused`` (the BM25 + dense RRF run en-en) or ``dense`` (the dense first stage):
-            the run whose top documents give the hard negatives.
-        soft_targets: the dense first stage's scores become each group's targets (needs
-            ``soft_weight > 0`` in the training config to be used).
-        validate_on: ``negatives`` (the held-out questions' top documents of the negatives run) or
-            ``first-stage`` (of the dense first stage: the reranking the teacher does at test time).
-        interpolate: also write and evaluate the teacher's runs interpolated with the first stage.
-    """
-
-    negatives: str = "fused"
-    soft_targets: bool = False
-    validate_on: str = "negatives"
-    interpolate: bool = False
-
-    def __post_init__(self) -> None:
-        if self.negatives not in ("fused", "dense"):
-            raise ConfigError(f"teacher negatives come from 'fused' or 'dense', not {self.negatives!r}")
-        if self.validate_on not in ("negatives", "first-stage"):
-            raise ConfigError(f"teacher validation is on 'negatives' or 'first-stage', not {self.validate_on!r}")
 
 
 @dataclass(frozen=True)
@@ -151,13 +125,7 @@ def run_xquad_teacher(
 
 def _teacher_spec(layout: XQuADLayout, data: TeacherData, fold: int, valid_fraction: float) -> DataSpec:
     """What the teacher of ``fold`` trains and validates on, by the recipe's data choices."""
-    files = layout.english_training._asdict()
-    dense = layout.first_stage_run("en")
-    if data.negatives == "dense":
-        files["run"] = dense
-    return DataSpec(**files, exclude_fold=fold, valid_fraction=valid_fraction,
-                    soft_run=dense if data.soft_targets else None,
-                    valid_run=dense if data.validate_on == "first-stage" else None)
+    return DataSpec(**layout.teacher_training(data, fold), valid_fraction=valid_fraction)
 
 
 def _fold_weights(layout: XQuADLayout, data: TeacherData, rerankers: Sequence[CrossEncoderReranker],

@@ -41,6 +41,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 from huggingface_hub import try_to_load_from_cache
 
+from clir_ot.datasets.layout import TeacherData
 from clir_ot.datasets.xquad import XQUAD_LANGUAGES
 from clir_ot.distill.bitext import tatoeba_files
 from clir_ot.distill.trainer import DISTILL_METHODS, DistillationConfig, split_settings
@@ -154,6 +155,41 @@ class RerankSettings:
     KEYS = ("batch_size", "max_length", "dtype")
 
 
+TEACHER_SOURCES = ("xquad", "msmarco")
+MSMARCO_FILES = ("triples", "id_triples", "queries", "collection")
+
+
+@dataclass(frozen=True)
+class TeacherDataSettings:
+    """What the study's teachers train on (``teacher_data:``); part of every trained teacher's key.
+
+    * ``source: xquad`` (default): cross-fitted on the English XQuAD questions of the other folds,
+      with the recipe's data choices ``negatives`` (``fused`` / ``dense``), ``soft_targets`` and
+      ``validate_on`` (``negatives`` / ``first-stage``) -- see :class:`clir_ot.datasets.TeacherData`.
+    * ``source: msmarco``: MS MARCO passage training data, streamed from disk -- ``triples`` (text
+      triples ``query<TAB>positive<TAB>negative``) or ``id_triples`` with ``queries`` and ``collection``
+      (MS MARCO's id triples and TSVs, or ``ir_datasets export`` output); XQuAD English is then only
+      the validation data (10% of each fold's training-side questions, their dense top 10), so the
+      teacher is evaluated zero-shot on XQuAD.
+    """
+
+    source: str = "xquad"
+    negatives: str = "fused"
+    soft_targets: bool = False
+    validate_on: str = "negatives"
+    triples: str | None = None
+    id_triples: str | None = None
+    queries: str | None = None
+    collection: str | None = None
+
+    KEYS = ("source", "negatives", "soft_targets", "validate_on", *MSMARCO_FILES)
+
+    def key_settings(self) -> dict[str, Any]:
+        """The settings that differ from the default (a default config keeps the keys it had)."""
+        defaults = TeacherDataSettings()
+        return {k: getattr(self, k) for k in self.KEYS if getattr(self, k) != getattr(defaults, k)}
+
+
 @dataclass(frozen=True)
 class SearchSettings:
     """How a dense student's search step encodes and searches (``search:``); part of its key."""
@@ -182,6 +218,7 @@ class StudyConfig:
     backbones: tuple[BackboneSpec, ...]
     methods: tuple[MethodSpec, ...]
     teacher: TrainingConfig
+    teacher_data: TeacherDataSettings
     distill: dict[str, Any]
     rerank: RerankSettings
     reuse: tuple[Path, ...]
@@ -192,7 +229,8 @@ class StudyConfig:
     search: SearchSettings = SearchSettings()
 
     KEYS = ("name", "description", "baseline", "first_stage", "depth", "languages", "reference_language",
-            "low_resource", "bitext", "seeds", "backbones", "methods", "teacher", "distill", "rerank", "search",
+            "low_resource", "bitext", "seeds", "backbones", "methods", "teacher", "teacher_data", "distill",
+            "rerank", "search",
             "reuse", "pool", "n_resamples", "resource_order", "measures")
 
     def methods_for(self, language: str) -> list[MethodSpec]:
@@ -435,6 +473,43 @@ def _parse_settings(cls: type, value: Any, where: str):
     return cls(**out)
 
 
+def _parse_teacher_data(data: Mapping[str, Any], path: Path) -> TeacherDataSettings:
+    """``teacher_data:``, checked before any work: an MS MARCO source names files that exist."""
+    where = f"{path}: teacher_data"
+    value = data.get("teacher_data") or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, found {type(value).__name__}")
+    _check_keys(value, TeacherDataSettings.KEYS, where)
+    settings = TeacherDataSettings(**{k: v for k, v in value.items()})
+    if settings.source not in TEACHER_SOURCES:
+        raise ConfigError(f"{where}: source must be one of {', '.join(TEACHER_SOURCES)}, not {settings.source!r}")
+    if not isinstance(settings.soft_targets, bool):
+        raise ConfigError(f"{where}: soft_targets must be true or false")
+    given = {k: getattr(settings, k) for k in MSMARCO_FILES if getattr(settings, k) is not None}
+    if settings.source == "xquad":
+        if given:
+            raise ConfigError(f"{where}: {', '.join(given)} are MS MARCO files: set source: msmarco to train on them")
+        TeacherData(settings.negatives, settings.soft_targets, settings.validate_on)  # checks the choices
+        return settings
+    if settings.triples is None and settings.id_triples is None:
+        raise ConfigError(f"{where}: source msmarco needs triples (query<TAB>positive<TAB>negative) or id_triples "
+                          "with queries and collection; e.g. `ir_datasets export msmarco-passage/train/triples-small "
+                          "docpairs > triples.ids.tsv`, `... docs > collection.tsv`, `... queries > queries.tsv`")
+    if settings.triples is not None and settings.id_triples is not None:
+        raise ConfigError(f"{where}: give triples or id_triples, not both")
+    if settings.id_triples is not None and (settings.queries is None or settings.collection is None):
+        raise ConfigError(f"{where}: id_triples need queries and collection too")
+    resolved = {}
+    for name, file in given.items():
+        full = _resolve(path, str(file))
+        if not full.exists():
+            raise ConfigError(f"{where}: {name} {full} does not exist: download MS MARCO passage (e.g. with "
+                              "ir_datasets, see docs/training-data.md) and give its path, or train the teacher "
+                              "on XQuAD (source: xquad)")
+        resolved[name] = str(full)
+    return TeacherDataSettings(source="msmarco", **resolved)
+
+
 def _parse_measures(data: Mapping[str, Any], where: str) -> tuple[str, ...]:
     names = _str_list(data.get("measures", list(DEFAULT_MEASURES)), f"{where}: measures")
     if not names:
@@ -469,7 +544,8 @@ def study_config_from_data(data: Any, path: str | Path) -> StudyConfig:
         first_stage=str(data.get("first_stage", "e5-small")), depth=depth,
         languages=tuple(languages), reference_language=reference, low_resource=tuple(low), bitext=bitext,
         bitext_kind=bitext_kind, seeds=seeds, backbones=tuple(backbones), methods=tuple(methods),
-        teacher=_parse_teacher(data, path), distill=dict(data.get("distill") or {}),
+        teacher=_parse_teacher(data, path), teacher_data=_parse_teacher_data(data, path),
+        distill=dict(data.get("distill") or {}),
         rerank=_parse_settings(RerankSettings, data.get("rerank"), f"{where}: rerank"),
         search=_parse_settings(SearchSettings, data.get("search"), f"{where}: search"),
         reuse=tuple(_resolve(path, p) for p in _str_list(data.get("reuse", []), f"{where}: reuse")),
@@ -501,4 +577,5 @@ def describe(config: StudyConfig) -> dict[str, Any]:
                     for m in config.methods],
         "teacher": config.teacher.to_dict(), "distill": config.distill, "rerank": asdict(config.rerank),
         "search": asdict(config.search), "measures": list(config.measures),
+        **({"teacher_data": config.teacher_data.key_settings()} if config.teacher_data.key_settings() else {}),
     }, default=str))

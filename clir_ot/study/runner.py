@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from clir_ot.datasets.layout import XQuADLayout
+from clir_ot.datasets.layout import TeacherData, XQuADLayout
 from clir_ot.datasets.xquad import read_folds
 from clir_ot.distill import read_bitext, tatoeba_files, tatoeba_pairs
 from clir_ot.distill.pipeline import distill_student
@@ -55,7 +55,7 @@ from clir_ot.study.artifacts import Artifact, ArtifactStore, artifact_key, cache
 from clir_ot.study.config import BackboneSpec, MethodSpec, StudyConfig, describe, load_study_config
 from clir_ot.study.evaluate import write_study_report
 from clir_ot.study.plan import Cell, Step, StudyPlan, Work
-from clir_ot.training import DataSpec, selected_model, train_cross_encoder
+from clir_ot.training import DataSpec, load_training_data, selected_model, train_cross_encoder, write_groups
 from clir_ot.training.trainer import RESUMABLE_CHANGES, describe_changes
 
 logger = logging.getLogger(__name__)
@@ -202,6 +202,8 @@ def _teacher_step(ctx: _Context, backbone: BackboneSpec, base: Step | None, fold
         return _reused_teacher_step(ctx, backbone, fold)
     inputs = {"base": base.key if base else _base_inputs(backbone), **ctx.english_training()}
     settings = {"fold": fold, "training": ctx.config.teacher.to_dict()}
+    if ctx.config.teacher_data.key_settings():  # only when not the default: default keys stay as they were
+        settings["data"] = ctx.config.teacher_data.key_settings()
     step = _artifact_step(ctx, "teacher", f"teacher/{backbone.name}/fold{fold}", f"{backbone.name}.fold{fold}",
                           Cell(backbone, fold=fold), settings, inputs,
                           deps=(base.id,) if base else (), sources=(base.id,) if base else (),
@@ -387,11 +389,29 @@ def _build_backbone(step: Step, plan: StudyPlan) -> dict[str, Any]:
 def _train_teacher(step: Step, plan: StudyPlan) -> dict[str, Any]:
     backbone = step.cell.backbone
     base = plan.steps[step.sources[0]].model if step.sources else backbone.base
-    spec = DataSpec(**plan.layout.english_training._asdict(), exclude_fold=step.cell.fold, valid_fraction=0.1)
+    spec = _teacher_data_spec(plan, step)
     resume = step.model.exists()  # resume=True also restarts a run killed before its first checkpoint
     result = train_cross_encoder(None if base is None else str(base), step.model, spec, plan.config.teacher,
                                  resume=resume)
     return _training_record(result)
+
+
+def _teacher_data_spec(plan: StudyPlan, step: Step) -> DataSpec:
+    """What a teacher step trains and validates on (``teacher_data:``, see
+    :class:`~clir_ot.study.config.TeacherDataSettings`)."""
+    data, fold = plan.config.teacher_data, step.cell.fold
+    choices = TeacherData(data.negatives, data.soft_targets, data.validate_on)
+    if data.source == "xquad":
+        return DataSpec(**plan.layout.teacher_training(choices, fold), valid_fraction=0.1)
+    # MS MARCO: XQuAD English is only validation -- 10% of the fold's training-side questions, dense top 10
+    xquad = DataSpec(**plan.layout.teacher_training(TeacherData(validate_on="first-stage"), fold), valid_fraction=0.1)
+    teacher = plan.config.teacher
+    valid = load_training_data(xquad, negatives=teacher.negatives, depth=teacher.depth, valid_negatives=9,
+                               seed=teacher.seed).valid
+    valid_file = step.model.parent / f".{step.model.name}.valid.xquad-en.jsonl"
+    write_groups(valid_file, valid)
+    return DataSpec(triples=data.triples, id_triples=data.id_triples, queries=data.queries,
+                    collection=data.collection, stream=data.triples is not None, valid=valid_file)
 
 
 def _training_record(result) -> dict[str, Any]:
