@@ -33,6 +33,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--run-tag", default="bm25", help="tag in the last run column (default bm25)")
     parser.add_argument("--thai-tokenizer", choices=THAI_TOKENIZERS, default="auto",
                         help="Thai segmentation for indexes without a clir-ot manifest")
+    parser.add_argument("--analyzer", default="auto",
+                        help="analysis for indexes without a clir-ot manifest (as clir-ot index --analyzer)")
     dense = parser.add_argument_group("dense search (a faiss index from clir-ot encode)")
     dense.add_argument("--dense", action="store_true", help="search a faiss index with a bi-encoder")
     dense.add_argument("--encoder", default=None,
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dense:
         return _run_dense(args, topics)
     searcher = BM25Searcher(args.index, language=args.language, k1=args.bm25[0], b=args.bm25[1],
-                            thai_tokenizer=args.thai_tokenizer)
+                            thai_tokenizer=args.thai_tokenizer, analyzer=args.analyzer)
     search_to_run(searcher, topics, args.output, k=args.hits, threads=args.threads,
                   batch_size=args.batch_size, tag=args.run_tag)
     return 0

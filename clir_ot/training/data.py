@@ -30,6 +30,8 @@ from typing import Any, Collection, Iterable, Mapping, Sequence
 import numpy as np
 
 from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError, LeakageError
+from clir_ot.training.groups import TrainingData, TrainingGroup, string_list, target_scores_field, text_field
+from clir_ot.training.streaming import load_streamed_data
 from clir_ot.formats import iter_lines, load_corpus, load_run, parse_json_line, read_folds, read_qrels, read_topics
 from clir_ot.io import PathLike, atomic_open, is_jsonl, is_tsv, sha256_of
 from clir_ot.settings import derived_rng
@@ -61,56 +63,7 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------------
-# The record
-
-
-@dataclass(frozen=True, slots=True)
-class TrainingGroup:
-    """One training example: ``query``, its ``positive`` passage and ``negatives`` (at least one).
-
-    ``qid`` and ``docids`` (positive first, then the negatives' ids) are known when the group comes
-    from a collection or from JSONL that names them; the fold-leakage guard needs them.
-    ``target_scores`` (positive first, then the negatives) are another model's scores of the same
-    passages -- e.g. the dense first stage's similarities -- that a soft-target loss distils (see
-    :class:`~clir_ot.training.losses.ListwiseKLLoss`).
-    """
-
-    query: str
-    positive: str
-    negatives: tuple[str, ...]
-    qid: str | None = None
-    docids: tuple[str, ...] | None = None
-    target_scores: tuple[float, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if not self.negatives:
-            raise ConsistencyError(f"training group of query {self.qid or self.query!r} has no negatives")
-        if self.docids is not None and len(self.docids) != 1 + len(self.negatives):
-            raise ConsistencyError(
-                f"training group of query {self.qid or self.query!r}: {len(self.docids)} docids for "
-                f"1 positive and {len(self.negatives)} negatives"
-            )
-        if self.target_scores is not None and len(self.target_scores) != 1 + len(self.negatives):
-            raise ConsistencyError(
-                f"training group of query {self.qid or self.query!r}: {len(self.target_scores)} target scores for "
-                f"1 positive and {len(self.negatives)} negatives"
-            )
-
-    @property
-    def passages(self) -> tuple[str, ...]:
-        """The positive, then the negatives: the order the losses expect (positive in column 0)."""
-        return (self.positive, *self.negatives)
-
-    def to_json(self) -> dict[str, Any]:
-        record: dict[str, Any] = {}
-        if self.qid is not None:
-            record["qid"] = self.qid
-        record.update(query=self.query, positive=self.positive, negatives=list(self.negatives))
-        if self.docids is not None:
-            record.update(positive_id=self.docids[0], negative_ids=list(self.docids[1:]))
-        if self.target_scores is not None:
-            record["scores"] = list(self.target_scores)
-        return record
+# Negatives per group
 
 
 def cut_negatives(groups: Sequence[TrainingGroup], num_negatives: int | None, where: str = "training data") -> list[TrainingGroup]:
@@ -395,41 +348,6 @@ def read_triples(path: PathLike) -> list[TrainingGroup]:
     return groups
 
 
-def _text_field(record: dict, key: str, path: Path, number: int) -> str:
-    value = record.get(key)
-    if value is None:
-        raise InputFormatError(path, number, f"missing the {key!r} field")
-    if not isinstance(value, str):
-        raise InputFormatError(path, number, f"field {key!r} must be a string, found {type(value).__name__}")
-    if not value.strip():
-        raise InputFormatError(path, number, f"empty {key!r} field")
-    return value.strip()
-
-
-def _string_list(record: dict, key: str, path: Path, number: int, required: bool) -> list[str] | None:
-    value = record.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, list):
-        raise InputFormatError(path, number, f"field {key!r} must be a list of strings"
-                               + (", found nothing" if value is None else f", found {type(value).__name__}"))
-    for i, item in enumerate(value):
-        if not isinstance(item, str) or not item.strip():
-            raise InputFormatError(path, number, f"{key}[{i}] is empty or not a string")
-    return [item.strip() for item in value]
-
-
-def _target_scores(record: dict, path: Path, number: int, size: int) -> tuple[float, ...] | None:
-    scores = record.get("scores")
-    if scores is None:
-        return None
-    if (not isinstance(scores, list) or len(scores) != size
-            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in scores)):
-        raise InputFormatError(path, number, f"'scores' must list {size} finite numbers (the positive's, then one per "
-                                             "negative)")
-    return tuple(float(x) for x in scores)
-
-
 def read_groups(path: PathLike) -> list[TrainingGroup]:
     """Read JSONL groups ``{"query", "positive", "negatives": [...]}`` (``.gz`` too).
 
@@ -443,22 +361,22 @@ def read_groups(path: PathLike) -> list[TrainingGroup]:
         if not line.strip():
             continue
         record = parse_json_line(path, number, line)
-        query = _text_field(record, "query", path, number)
-        positive = _text_field(record, "positive", path, number)
-        negatives = _string_list(record, "negatives", path, number, required=True)
+        query = text_field(record, "query", path, number)
+        positive = text_field(record, "positive", path, number)
+        negatives = string_list(record, "negatives", path, number, required=True)
         if not negatives:
             raise InputFormatError(path, number, "the group has no negatives (the 'negatives' list is empty)")
         qid = record.get("qid")
         if qid is not None and not isinstance(qid, (str, int)):
             raise InputFormatError(path, number, f"field 'qid' must be a string, found {type(qid).__name__}")
         docids = None
-        negative_ids = _string_list(record, "negative_ids", path, number, required=False)
+        negative_ids = string_list(record, "negative_ids", path, number, required=False)
         if negative_ids is not None or "positive_id" in record:
-            positive_id = _text_field(record, "positive_id", path, number)
+            positive_id = text_field(record, "positive_id", path, number)
             if negative_ids is None or len(negative_ids) != len(negatives):
                 raise InputFormatError(path, number, f"'negative_ids' must list one id per negative ({len(negatives)})")
             docids = (positive_id, *negative_ids)
-        targets = _target_scores(record, path, number, 1 + len(negatives))
+        targets = target_scores_field(record, path, number, 1 + len(negatives))
         groups.append(TrainingGroup(query, positive, tuple(negatives), None if qid is None else str(qid), docids,
                                     targets))
     if not groups:
@@ -705,15 +623,6 @@ class DataSpec:
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
-@dataclass
-class TrainingData:
-    """What :func:`load_training_data` returns: the groups, and a description for the manifest."""
-
-    train: list[TrainingGroup]
-    valid: list[TrainingGroup]
-    info: dict[str, Any]
-
-
 def describe_files(files: Mapping[str, PathLike]) -> dict[str, dict[str, str]]:
     """``{role: {"path": absolute path, "sha256": ...}}`` for a manifest."""
     return {role: {"path": str(Path(p).resolve()), "sha256": sha256_of(p)} for role, p in files.items()}
@@ -743,8 +652,6 @@ def load_training_data(
     spec (``spec.streamed``) gives a lazy :class:`~clir_ot.training.streaming.StreamedGroups` as ``train``.
     """
     if spec.streamed:
-        # imported here: clir_ot.training.streaming builds on this module's records and readers
-        from clir_ot.training.streaming import load_streamed_data
 
         return load_streamed_data(spec, negatives=negatives)
     info: dict[str, Any] = {"source": spec.source, "files": describe_files(spec.files())}

@@ -40,7 +40,7 @@ from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError
 from clir_ot.formats import parse_json_line
 from clir_ot.io import PathLike, is_jsonl, is_tsv
 from clir_ot.store import LineFile, TextStore, content_identity
-from clir_ot.training.data import TrainingData, TrainingGroup, _string_list, _target_scores, _text_field
+from clir_ot.training.groups import TrainingData, TrainingGroup, string_list, target_scores_field, text_field
 
 logger = logging.getLogger(__name__)
 
@@ -122,15 +122,15 @@ def _parse_jsonl(path: Path, number: int, line: str) -> _Line:
     if qid is not None and not isinstance(qid, (str, int)):
         raise InputFormatError(path, number, f"field 'qid' must be a string, found {type(qid).__name__}")
     qid = None if qid is None else _check_id(path, number, "qid", str(qid))
-    query = _text_field(record, "query", path, number) if "query" in record or qid is None else None
+    query = text_field(record, "query", path, number) if "query" in record or qid is None else None
     texts = ids = None
     if "positive" in record or "negatives" in record or "positive_id" not in record:
-        positive = _text_field(record, "positive", path, number)
-        negatives = _string_list(record, "negatives", path, number, required=True) or []
+        positive = text_field(record, "positive", path, number)
+        negatives = string_list(record, "negatives", path, number, required=True) or []
         texts = [positive, *negatives]
-    negative_ids = _string_list(record, "negative_ids", path, number, required=False)
+    negative_ids = string_list(record, "negative_ids", path, number, required=False)
     if negative_ids is not None or "positive_id" in record:
-        positive_id = _text_field(record, "positive_id", path, number)
+        positive_id = text_field(record, "positive_id", path, number)
         if negative_ids is None:
             raise InputFormatError(path, number, "'positive_id' without 'negative_ids'")
         ids = [positive_id, *negative_ids]
@@ -139,7 +139,7 @@ def _parse_jsonl(path: Path, number: int, line: str) -> _Line:
     size = len(texts if texts is not None else ids)  # type: ignore[arg-type]
     if size < 2:
         raise InputFormatError(path, number, "the group has no negatives (the 'negatives' list is empty)")
-    return _Line(qid=qid, query=query, ids=ids, texts=texts, scores=_target_scores(record, path, number, size))
+    return _Line(qid=qid, query=query, ids=ids, texts=texts, scores=target_scores_field(record, path, number, size))
 
 
 _PARSERS = {"text-triples": _parse_text_triple, "id-triples": _parse_id_triple, "jsonl": _parse_jsonl}
