@@ -13,14 +13,17 @@ from clir_ot.rerank.interpolation import choose_weight, interpolate_run
 logger = logging.getLogger(__name__)
 
 
+DESCRIPTION = (
+    "Reranking interpolation: for each query's first-stage top DEPTH, w * minmax(reranker) + (1 - w) * "
+    "minmax(first stage); the rest keeps its first-stage order. The weight is given (--weight) or chosen on "
+    "held-out queries (--tune-run/--tune-first-stage/--tune-qrels: runs of other queries, e.g. validation "
+    "questions), never on the queries it is applied to."
+)
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "interpolate", help="combine a reranked run with its first stage's scores",
-        description="Reranking interpolation: for each query's first-stage top DEPTH, w * minmax(reranker) + "
-        "(1 - w) * minmax(first stage); the rest keeps its first-stage order. The weight is given (--weight) or "
-        "chosen on held-out queries (--tune-run/--tune-first-stage/--tune-qrels: runs of other queries, e.g. "
-        "validation questions), never on the queries it is applied to.",
-    )
+    parser = subparsers.add_parser("interpolate", help="combine a reranked run with its first stage's scores",
+                                   description=DESCRIPTION)
     parser.add_argument("--run", required=True, type=input_file, help="the reranked run (clir-ot rerank's output)")
     parser.add_argument("--first-stage", required=True, type=input_file, help="the run that was reranked")
     parser.add_argument("--output", required=True, type=output_file, help="the interpolated run")
