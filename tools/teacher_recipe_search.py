@@ -23,19 +23,19 @@ score (weight chosen on the validation questions), and prints the measures.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from clir_ot.evaluation import evaluate
-from clir_ot.formats import atomic_open, iter_run_by_query, load_run, read_qrels, read_topics, load_corpus, write_run
+from clir_ot.formats import iter_run_by_query, load_corpus, load_run, read_folds, read_qrels, read_topics, write_run
+from clir_ot.io import atomic_open
 from clir_ot.rerank import CrossEncoderReranker, rerank_run
 from clir_ot.rerank.interpolation import choose_weight, interpolate_run
 from clir_ot.training import DataSpec, TrainingConfig, load_training_data, train_cross_encoder
@@ -191,11 +191,9 @@ def report(paths: Paths) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _fold_qids(paths: Paths) -> tuple[set[str], set[str]]:
-    folds = json.loads((paths.collection / "folds.json").read_text())
-    records = folds["folds"] if isinstance(folds, dict) else folds
-    test = {str(q) for q in records[paths.fold]["qids"]}
-    return test, set()
+def _test_qids(paths: Paths) -> set[str]:
+    """The questions of the held-out fold (the test fold: never used to choose anything)."""
+    return {str(q) for q in read_folds(paths.collection / "folds.json")[paths.fold]["qids"]}
 
 
 def evaluate_trial(paths: Paths, name: str, languages: list[str], depth: int = 10) -> dict[str, Any]:
@@ -207,7 +205,7 @@ def evaluate_trial(paths: Paths, name: str, languages: list[str], depth: int = 1
     spec = _data_spec(paths, recipe["negatives_run"])
     data = load_training_data(spec, negatives=recipe["negatives"], valid_negatives=recipe["valid_negatives"])
     valid_qids = {g.qid for g in data.valid}
-    test_qids, _ = _fold_qids(paths)
+    test_qids = _test_qids(paths)
     topics = read_topics(paths.collection / "topics.xquad.en.tsv")
     reranker = CrossEncoderReranker(model_dir, max_length=recipe["max_length"], dtype="auto")
     out = paths.search / f"eval.{name}"
