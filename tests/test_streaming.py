@@ -8,9 +8,7 @@ import logging
 import os
 import random
 import signal
-import subprocess
 import sys
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from child_processes import finish, start, wait_until_stopped
 from clir_ot.cli import main
 from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError
 from clir_ot.formats import Document, read_qrels, write_corpus
@@ -303,33 +302,6 @@ def streamed_args(data: Path, out: Path, *extra: str) -> list[str]:
     return ["train", "--base", str(data / "base"), "--out", str(out), "--id-triples", str(data / "qidpidtriples.tsv"),
             "--queries", str(data / "queries.train.tsv"), "--collection", str(data / "collection.tsv"),
             "--valid", str(data / "valid.tsv"), "--max-length", "32", "--lr", "1e-3", *extra]
-
-
-def child_env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-            "TOKENIZERS_PARALLELISM": "false"}
-
-
-def start(command: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(command, stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=child_env())
-
-
-def finish(process: subprocess.Popen, log: Path, timeout: float = 300) -> None:
-    code = process.wait(timeout=timeout)
-    assert code == 0, f"exit {code}:\n{log.read_text(errors='replace')[-4000:]}"
-
-
-def wait_until_stopped(process: subprocess.Popen, log: Path, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pid, status = os.waitpid(process.pid, os.WUNTRACED | os.WNOHANG)
-        if pid and os.WIFSTOPPED(status):
-            return
-        if pid:
-            raise AssertionError(f"the training process ended before its checkpoint:\n{log.read_text()[-4000:]}")
-        time.sleep(0.05)
-    process.kill()
-    raise AssertionError("the training process never reached the checkpoint")
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:

@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +15,7 @@ import pytest
 import torch
 
 import clir_ot
+from child_processes import finish, start, wait_until_stopped
 from clir_ot.cli import main
 from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError, LeakageError
 from clir_ot.formats import Document, Hit, sha256_of, write_corpus, write_qrels, write_run, write_topics
@@ -501,34 +499,6 @@ if stop_in:  # fault injection: freeze this process while it writes the checkpoi
 from clir_ot.cli import main
 sys.exit(main(sys.argv[2:]))
 '''
-
-
-def child_env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-            "TOKENIZERS_PARALLELISM": "false"}
-
-
-def start(command: list[str], log: Path) -> subprocess.Popen:
-    handle = open(log, "wb")
-    return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=child_env())
-
-
-def finish(process: subprocess.Popen, log: Path, timeout: float = 300) -> None:
-    code = process.wait(timeout=timeout)
-    assert code == 0, f"exit {code}:\n{log.read_text(errors='replace')[-4000:]}"
-
-
-def wait_until_stopped(process: subprocess.Popen, log: Path, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pid, status = os.waitpid(process.pid, os.WUNTRACED | os.WNOHANG)
-        if pid and os.WIFSTOPPED(status):
-            return
-        if pid:
-            raise AssertionError(f"the training process ended before its checkpoint:\n{log.read_text()[-4000:]}")
-        time.sleep(0.05)
-    process.kill()
-    raise AssertionError("the training process never reached the checkpoint")
 
 
 def test_resume_after_sigkill_ends_with_the_same_weights(data, tmp_path):
