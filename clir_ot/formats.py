@@ -16,6 +16,9 @@ corpus   JSONL ``{"id": ..., "contents": ...}`` -- Pyserini's ``JsonCollection``
          folder of ``*.jsonl`` files. Other fields are kept in :attr:`Document.fields`.
 folds    JSON ``{"folds": [{"fold": k, "paragraphs": [...], ...}, ...]}``, the article folds of a
          cross-fitted collection (written by :func:`clir_ot.datasets.xquad.build_xquad_collections`).
+bitext   the record :class:`BitextPair` is here, below every stage that makes or reads pairs (Tatoeba's
+         probe in :mod:`clir_ot.datasets`, distillation in :mod:`clir_ot.distill`); its readers and
+         writers are :mod:`clir_ot.distill.bitext`'s.
 
 Tie handling: trec_eval orders documents of equal score by docid, which silently changes P@k, and it
 compares scores as 32-bit floats (so does pytrec_eval): two scores that differ only beyond float32
@@ -43,6 +46,7 @@ from clir_ot.io import PathLike, atomic_open, is_jsonl, sha256_of, sha256_text
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "BitextPair",
     "Document",
     "Hit",
     "PathLike",
@@ -101,6 +105,21 @@ class Document:
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.docid, "contents": self.contents, **self.fields}
+
+
+@dataclass(frozen=True, slots=True)
+class BitextPair:
+    """One English sentence/passage and its translation.
+
+    ``source`` is the file the pair was read from (for the two-file layout, the foreign-language
+    file) and ``line`` its 1-based line there, so any pair can be traced back; for XQuAD's parallel
+    paragraphs ``source`` is the language's corpus folder and ``line`` the paragraph number.
+    """
+
+    english: str
+    foreign: str
+    source: str
+    line: int
 
 
 # --------------------------------------------------------------------------------------------------

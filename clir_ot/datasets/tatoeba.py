@@ -17,8 +17,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Sequence
 
-from clir_ot.distill.bitext import BitextPair
 from clir_ot.errors import ConfigError, ConsistencyError
+from clir_ot.formats import BitextPair
 
 __all__ = ["SentenceTask", "probe_split", "sentence_task"]
 

@@ -47,7 +47,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError
-from clir_ot.formats import iter_lines, load_corpus, parse_json_line, read_folds
+from clir_ot.formats import BitextPair, iter_lines, load_corpus, parse_json_line, read_folds
 from clir_ot.io import PathLike, atomic_open, data_suffix
 from clir_ot.languages import resolve_language, try_resolve_language
 
@@ -73,21 +73,6 @@ __all__ = [
 
 #: The JSONL keys of the two sides.
 JSONL_KEYS = ("english", "foreign")
-
-
-@dataclass(frozen=True, slots=True)
-class BitextPair:
-    """One English sentence/passage and its translation.
-
-    ``source`` is the file the pair was read from (for the two-file layout, the foreign-language
-    file) and ``line`` its 1-based line there, so any pair can be traced back; for XQuAD's parallel
-    paragraphs ``source`` is the language's corpus folder and ``line`` the paragraph number.
-    """
-
-    english: str
-    foreign: str
-    source: str
-    line: int
 
 
 # --------------------------------------------------------------------------------------------------
