@@ -1,0 +1,40 @@
+"""tools/truncation_report.py: the length statistics and the length that keeps truncation in budget."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "truncation_report.py"
+
+
+@pytest.fixture(scope="module")
+def report():
+    spec = importlib.util.spec_from_file_location("truncation_report", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_summary_counts_inputs_longer_than_each_limit(report):
+    lengths = np.array([10, 100, 200, 257, 300, 400, 513, 600, 50, 60])
+    s = report.summarise("xx", "pairs", lengths, [256, 512], budget=0.2, model_limit=512)
+    assert s.count == 10 and s.longest == 600
+    assert s.truncated == {256: pytest.approx(0.5), 512: pytest.approx(0.2)}
+    # 20% may be cut: the two longest (513, 600) -> the smallest multiple of 32 >= 400 is 416
+    assert s.length_for_budget == 416
+
+
+def test_no_length_fits_when_the_budget_is_below_what_the_model_limit_cuts(report):
+    s = report.summarise("xx", "pairs", np.array([600, 700, 10, 20]), [256], budget=0.1, model_limit=512)
+    assert s.length_for_budget is None
+    assert "none" in report.markdown([s], [256], 0.1)
+
+
+def test_bad_budget_is_one_clear_error(report, capsys, tmp_path):
+    assert report.main(["--output", str(tmp_path), "--budget", "1.5"]) == 2
+    assert "--budget must be in [0, 1)" in capsys.readouterr().err
