@@ -19,6 +19,8 @@ score (weight chosen on the validation questions), and prints the measures.
     python tools/teacher_recipe_search.py --output runs/xquad --search runs/teacher-search
     python tools/teacher_recipe_search.py --output runs/xquad --search runs/teacher-search --report
     python tools/teacher_recipe_search.py --output runs/xquad --search runs/teacher-search --evaluate soft-targets
+    python tools/teacher_recipe_search.py --search runs/teacher-search --trials max-length-512 \
+        --base-recipe tools/configs/teacher-xquad-cpu.json   # a fresh folder: start from the winner so far
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from clir_ot.datasets.layout import XQuADCollection, XQuADLayout
+from clir_ot.errors import ClirOtError
 from clir_ot.evaluation import evaluate
 from clir_ot.formats import iter_run_by_query, load_corpus, load_run, read_folds, read_qrels, read_topics, write_run
 from clir_ot.io import atomic_open
@@ -74,24 +78,34 @@ TRIALS: tuple[Trial, ...] = (
           question="a listwise KL term to the dense first stage's scores of each group"),
     Trial("negatives-7", {"negatives": 7}, question="7 negatives per group instead of 3"),
     Trial("lr-3e-5", {"lr": 3e-5}, question="learning rate 3e-5 instead of 1e-4"),
-    Trial("max-length-384", {"max_length": 384}, question="384 tokens per pair instead of 256"),
+    Trial("max-length-512", {"max_length": 512},
+          question="512 tokens per pair instead of 256 (the length that truncates at most 5% of every "
+                   "language's pairs, tools/truncation_report.py)"),
     Trial("epochs-3", {"epochs": 3}, screen=False, question="the best recipe for 3 full epochs"),
 )
 
 
 @dataclass
 class Paths:
+    """The XQuAD outputs (named by :class:`~clir_ot.datasets.layout.XQuADLayout`) and the search's folder."""
+
     output: Path
     search: Path
     fold: int
 
     @property
-    def collection(self) -> Path:
-        return self.output / "collection"
+    def layout(self) -> XQuADLayout:
+        return XQuADLayout(self.output)
+
+    @property
+    def collection(self) -> XQuADCollection:
+        return self.layout.collection
 
     def run(self, kind: str, lang: str = "en") -> Path:
-        name = {"dense": "e5-small", "fused": "bm25+e5-small.rrf"}[kind]
-        return self.output / f"run.xquad.{name}.cross.en-{lang}.txt"
+        """The ``dense`` first stage or the ``fused`` (BM25 + dense RRF) run of ``lang``."""
+        if kind == "dense":
+            return self.layout.first_stage_run(lang)
+        return self.layout.rrf_run(self.layout.first_stage, lang)
 
     def trial(self, name: str) -> Path:
         return self.search / name
@@ -103,20 +117,25 @@ class Paths:
 
 def _data_spec(paths: Paths, negatives_run: str) -> DataSpec:
     c = paths.collection
-    return DataSpec(topics=c / "topics.xquad.en.tsv", qrels=c / "qrels.xquad.cross.en.txt", corpus=c / "corpus" / "en",
-                    run=paths.run(negatives_run), folds=c / "folds.json", exclude_fold=paths.fold,
+    return DataSpec(topics=c.topics("en"), qrels=c.qrels("en"), corpus=c.corpus("en"),
+                    run=paths.run(negatives_run), folds=c.folds, exclude_fold=paths.fold,
                     valid_fraction=0.1, valid_run=paths.run("dense"), soft_run=paths.run("dense"))
 
 
-def _recipe(trial: Trial, results: dict[str, Any]) -> dict[str, Any]:
+def _recipe(trial: Trial, results: dict[str, Any], base_recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The settings of ``trial``: its changes on today's recipe, or on the best finished screen (by best
+    validation MRR@10); ``base_recipe`` (a training config) stands for the best when none has finished."""
     if trial.base == "today":
         recipe = {**BASE_SETTINGS, **BASE_DATA}
     else:
         done = [r for r in results.values() if r.get("finished") and r.get("screen", True)]
-        if not done:
-            raise SystemExit(f"trial {trial.name} builds on the best trial so far, but none has finished")
-        best = max(done, key=lambda r: r["best_mrr"])
-        recipe = dict(best["recipe"])
+        if done:
+            recipe = dict(max(done, key=lambda r: r["best_mrr"])["recipe"])
+        elif base_recipe is not None:
+            recipe = {**BASE_SETTINGS, **BASE_DATA, **base_recipe}
+        else:
+            raise SystemExit(f"trial {trial.name} builds on the best trial so far, but none has finished "
+                             "(run the earlier trials, or give --base-recipe)")
     recipe.update(trial.changes)
     if trial.screen:
         recipe["max_steps"] = SCREEN_STEPS
@@ -139,8 +158,9 @@ def _curve(folder: Path) -> list[dict[str, Any]]:
     return [{"step": r["step"], **r["valid"]} for r in rows if "valid" in r]
 
 
-def run_trial(paths: Paths, trial: Trial, results: dict[str, Any]) -> dict[str, Any]:
-    recipe = _recipe(trial, results)
+def run_trial(paths: Paths, trial: Trial, results: dict[str, Any],
+              base_recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+    recipe = _recipe(trial, results, base_recipe)
     settings = {k: v for k, v in recipe.items() if k != "negatives_run"}
     spec = _data_spec(paths, recipe["negatives_run"])
     folder = paths.trial(trial.name)
@@ -161,7 +181,7 @@ def run_trial(paths: Paths, trial: Trial, results: dict[str, Any]) -> dict[str, 
     return record
 
 
-def search(paths: Paths, names: list[str] | None) -> None:
+def search(paths: Paths, names: list[str] | None, base_recipe: dict[str, Any] | None = None) -> None:
     results = _load_results(paths)
     for trial in TRIALS:
         if names and trial.name not in names:
@@ -169,7 +189,7 @@ def search(paths: Paths, names: list[str] | None) -> None:
         if results.get(trial.name, {}).get("finished"):
             logger.info("trial %s finished before: best MRR@10 %.4f", trial.name, results[trial.name]["best_mrr"])
             continue
-        results[trial.name] = run_trial(paths, trial, results)
+        results[trial.name] = run_trial(paths, trial, results, base_recipe)
         _save_results(paths, results)
         r = results[trial.name]
         logger.info("trial %s: best MRR@10 %.4f at step %d (dense first stage %.4f), %.0f s, %.2f pairs/s",
@@ -193,7 +213,7 @@ def report(paths: Paths) -> str:
 
 def _test_qids(paths: Paths) -> set[str]:
     """The questions of the held-out fold (the test fold: never used to choose anything)."""
-    return {str(q) for q in read_folds(paths.collection / "folds.json")[paths.fold]["qids"]}
+    return {str(q) for q in read_folds(paths.collection.folds)[paths.fold]["qids"]}
 
 
 def evaluate_trial(paths: Paths, name: str, languages: list[str], depth: int = 10) -> dict[str, Any]:
@@ -206,7 +226,7 @@ def evaluate_trial(paths: Paths, name: str, languages: list[str], depth: int = 1
     data = load_training_data(spec, negatives=recipe["negatives"], valid_negatives=recipe["valid_negatives"])
     valid_qids = {g.qid for g in data.valid}
     test_qids = _test_qids(paths)
-    topics = read_topics(paths.collection / "topics.xquad.en.tsv")
+    topics = read_topics(paths.collection.topics("en"))
     reranker = CrossEncoderReranker(model_dir, max_length=recipe["max_length"], dtype="auto")
     out = paths.search / f"eval.{name}"
     out.mkdir(parents=True, exist_ok=True)
@@ -216,19 +236,19 @@ def evaluate_trial(paths: Paths, name: str, languages: list[str], depth: int = 1
         subset = out / f"run.dense.{tag}.en-{lang}.txt"
         write_run(subset, first, tag="dense", keep_order=True)
         reranked_path = out / f"run.teacher.{tag}.en-{lang}.txt"
-        corpus = load_corpus(paths.collection / "corpus" / lang)
+        corpus = load_corpus(paths.collection.corpus(lang))
         rerank_run(reranker, subset, {q: topics[q] for q in qids}, corpus, reranked_path, depth=depth)
         return first, load_run(reranked_path)
 
     first_valid, reranked_valid = rerank_subset("en", valid_qids, "valid")
-    qrels_en = read_qrels(paths.collection / "qrels.xquad.cross.en.txt")
+    qrels_en = read_qrels(paths.collection.qrels("en"))
     choice = choose_weight(first_valid, reranked_valid, qrels_en, depth=depth)
     logger.info("interpolation weight %.2f chosen on %d validation questions (RR@10 %.4f)", choice.weight,
                 choice.queries, choice.value)
     table: dict[str, Any] = {"weight": choice.weight, "curve": choice.curve, "languages": {}}
     measures = ["P@5", "Success@5", "RR@10"]
     for lang in ["en", *languages]:
-        qrels = read_qrels(paths.collection / f"qrels.xquad.cross.{lang}.txt")
+        qrels = read_qrels(paths.collection.qrels(lang))
         qrels = {q: v for q, v in qrels.items() if q in test_qids}
         first, reranked = rerank_subset(lang, test_qids, "test")
         mixed = interpolate_run(first, reranked, choice.weight, depth)
@@ -254,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", action="store_true", help="print the table of finished trials")
     parser.add_argument("--evaluate", default=None, help="rerank the test fold with this trial's best model")
     parser.add_argument("--languages", nargs="*", default=["th", "hi", "el"])
+    parser.add_argument("--base-recipe", type=Path, default=None,
+                        help="a training config JSON that stands for the best recipe while no screened trial has "
+                             "finished in --search (e.g. tools/configs/teacher-xquad-cpu.json, the winner so far)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     paths = Paths(args.output, args.search, args.fold)
@@ -264,7 +287,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.evaluate:
         evaluate_trial(paths, args.evaluate, args.languages)
         return 0
-    search(paths, args.trials)
+    base_recipe = None
+    if args.base_recipe is not None:
+        try:
+            base_recipe = json.loads(args.base_recipe.read_text(encoding="utf-8"))
+            TrainingConfig.from_dict(base_recipe, where=str(args.base_recipe))  # unknown keys, bad types
+        except (OSError, ValueError, ClirOtError) as err:
+            raise SystemExit(f"--base-recipe {args.base_recipe}: {err}")
+    search(paths, args.trials, base_recipe)
     sys.stdout.write(report(paths))
     return 0
 

@@ -1,0 +1,57 @@
+"""tools/teacher_recipe_search.py: how each trial's recipe is composed (greedy on the best screen)."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from clir_ot.datasets.layout import XQuADLayout
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "teacher_recipe_search.py"
+
+
+@pytest.fixture(scope="module")
+def search():
+    spec = importlib.util.spec_from_file_location("teacher_recipe_search", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _finished(recipe, mrr, screen=True):
+    return {"recipe": recipe, "best_mrr": mrr, "finished": True, "screen": screen}
+
+
+def test_a_trial_builds_on_the_best_finished_screen(search):
+    trial = search.Trial("t", {"lr": 3e-5})
+    results = {"a": _finished({"negatives": 3, "lr": 1e-4}, 0.8), "b": _finished({"negatives": 7, "lr": 1e-4}, 0.9),
+               "long": _finished({"negatives": 1, "lr": 1e-4}, 0.99, screen=False)}
+    recipe = search._recipe(trial, results)
+    assert recipe["negatives"] == 7 and recipe["lr"] == 3e-5 and recipe["max_steps"] == search.SCREEN_STEPS
+
+
+def test_base_recipe_stands_for_the_best_only_while_no_screen_has_finished(search):
+    trial = search.Trial("t", {"max_length": 512})
+    base = {"negatives": 7, "pooling": "mean"}
+    recipe = search._recipe(trial, {}, base)
+    assert recipe["negatives"] == 7 and recipe["pooling"] == "mean" and recipe["max_length"] == 512
+    assert recipe["negatives_run"] == search.BASE_DATA["negatives_run"]  # not in a training config
+    assert search._recipe(trial, {"b": _finished({"negatives": 5}, 0.9)}, base)["negatives"] == 5
+    with pytest.raises(SystemExit, match="--base-recipe"):
+        search._recipe(trial, {})
+
+
+def test_unscreened_trials_train_to_the_end(search):
+    recipe = search._recipe(search.Trial("t", {"epochs": 3}, screen=False), {"b": _finished({"max_steps": 80}, 0.9)})
+    assert "max_steps" not in recipe and recipe["epochs"] == 3
+
+
+def test_runs_are_the_layouts(search, tmp_path):
+    paths = search.Paths(tmp_path, tmp_path / "search", 0)
+    layout = XQuADLayout(tmp_path)
+    assert paths.run("dense", "th") == layout.first_stage_run("th")
+    assert paths.run("fused") == layout.negatives_run
+    assert paths.collection.topics("en") == layout.collection.topics("en")
