@@ -119,6 +119,38 @@ def test_query_mode_score_kd_and_rank_term_run_and_log_every_term(data, tmp_path
     assert [t["distill"] for t in terms] != passage  # the query before each side changes what is aligned
 
 
+
+def test_query_mode_reads_pairs_with_the_cross_encoders_saved_prefixes(data, tmp_path):
+    """A teacher saved with E5's ``query: `` / ``passage: `` reads (q, e) in distillation as it does when
+    it reranks, and only the passage text's own tokens take part (not the query, not the prefix, which
+    the tiny tokenizer does not know: unknown tokens must not shift the mask)."""
+    import dataclasses
+
+    from clir_ot.distill.trainer import DistillationTrainer, encode_states
+
+    plain = CrossEncoderModel.from_pretrained(data / "teacher")
+    prefixed = dataclasses.replace(plain.config, query_prefix="query: ", passage_prefix="passage: ")
+    CrossEncoderModel(plain.encoder, plain.tokenizer, prefixed, head=plain.head).save_pretrained(tmp_path / "e5ish")
+    teacher = CrossEncoderModel.from_pretrained(tmp_path / "e5ish")
+    student = CrossEncoderModel.from_pretrained(tmp_path / "e5ish")
+    assert teacher.config.query_prefix == "query: "
+    pairs = pairs_of(data)[:4]
+    queries = ["cat sees zzz", "the river", "big old house", "red book"]  # zzz: an unknown word
+    trainer = DistillationTrainer(student, teacher, pairs_of(data), CONFIG, DistillationConfig(mode="query"),
+                                  tmp_path / "out", queries=queries, progress=False)
+    texts = [p.english for p in pairs]
+    inputs, mask = trainer._tokenize(texts, queries)
+    reranker = teacher.tokenize(queries, texts, max_length=CONFIG.max_length)
+    assert torch.equal(inputs["input_ids"], reranker["input_ids"])
+    tok = teacher.tokenizer
+    for row, text in enumerate(texts):
+        assert inputs["input_ids"][row][mask[row]].tolist() == tok(text, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        _, scores = encode_states(teacher, (-1,), **inputs)
+    expected = teacher.predict(list(zip(queries, texts)), show_progress=False)
+    assert scores.numpy() == pytest.approx(expected, abs=1e-5)
+
+
 def test_queries_are_required_where_a_method_needs_them(data, tmp_path):
     with pytest.raises(ConfigError, match="queries"):
         distill_student(data / "teacher", tmp_path / "x", pairs_of(data), CONFIG,

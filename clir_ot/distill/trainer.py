@@ -335,10 +335,32 @@ class DistillationTrainer(Trainer):
         else:
             if self.distill.model_type == "bi-encoder":
                 raise ConfigError("query mode applies to cross-encoders; a bi-encoder encodes passages alone")
-            batch = tok(list(queries), list(texts), truncation="only_second", max_length=limit, padding=True,
-                        return_tensors="pt")
-            prefix = torch.tensor([len(ids) for ids in tok(list(queries), add_special_tokens=False)["input_ids"]])
+            return self._tokenize_pairs(texts, queries)
         mask = content_token_mask(batch["input_ids"], batch["attention_mask"], self._special, prefix)
+        inputs = {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        return inputs, mask.to(self.device)
+
+    def _tokenize_pairs(self, texts: Sequence[str], queries: Sequence[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """``(query, text)`` pairs as the cross-encoder reads them when it reranks -- with its saved
+        ``query_prefix`` / ``passage_prefix`` (:meth:`~clir_ot.models.CrossEncoderModel.pair_texts`) --
+        and the mask of the text's own tokens: not the query, not the passage prefix, not special.
+
+        The mask comes from the tokenizer's offsets (a token of the second segment that ends past the
+        prefix), not from token counts, so an unknown word in the query or prefix cannot shift it.
+        """
+        model = self._inner()
+        tok = model.tokenizer
+        if not tok.is_fast:
+            raise ConfigError(f"query-mode distillation needs a fast tokenizer (offsets); "
+                              f"{type(tok).__name__} is not one")
+        query_texts, passage_texts = model.pair_texts(list(queries), list(texts))
+        batch = tok(query_texts, passage_texts, truncation="only_second", max_length=self.config.max_length,
+                    padding=True, return_tensors="pt", return_offsets_mapping=True)
+        skip = len(model.config.passage_prefix)
+        second = torch.tensor([[sid == 1 for sid in batch.sequence_ids(i)] for i in range(len(texts))],
+                              dtype=torch.bool).reshape(batch["input_ids"].shape)
+        past_prefix = batch["offset_mapping"][..., 1] > skip
+        mask = content_token_mask(batch["input_ids"], batch["attention_mask"], self._special) & second & past_prefix
         inputs = {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         return inputs, mask.to(self.device)
 
