@@ -233,6 +233,28 @@ def test_named_variant_is_its_objective_with_its_settings(world, tmp_path, monke
     assert plain_keys and variant_keys and not plain_keys & variant_keys  # different settings, different artifacts
 
 
+
+def test_students_distil_from_the_teacher_that_reranking_uses(world, tiny_study):
+    """The `none` rows rerank with each teacher's selected model (best/, chosen by validation); its
+    students must start from that same model, not from the teacher's final weights."""
+    import hashlib
+
+    from clir_ot.training import selected_model
+
+    plan = plan_study(load_study_config(write_config(world)), tiny_study)
+    students = [step for step in plan.steps.values() if step.kind == "student"]
+    assert students
+    for step in students:
+        teacher = plan.steps[step.sources[0]]
+        chosen = selected_model(teacher.model)
+        assert chosen == teacher.model / "best"  # the tiny teachers validate, so best/ exists
+        manifest = json.loads((step.model / "training.json").read_text())
+        assert Path(manifest["teacher"]["location"]).resolve() == chosen.resolve()
+        assert manifest["teacher"]["sha256"] == {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                                                 for p in sorted(chosen.glob("*.safetensors"))}
+        assert step.settings["teacher_model"] == "selected"
+
+
 def test_students_trained_on_logits_carry_the_scoring_version(world, tmp_path, monkeypatch):
     """score-kd (and any rank/score term) regresses the head's logits, so its students are rebuilt when
     scoring changes; alignment-only students (ot, mse-*) keep their keys."""

@@ -226,6 +226,10 @@ def _student_step(ctx: _Context, cell: Cell, teacher: Step) -> Step:
         # these students train on the cross-encoder's logits: scored with the
         # float32 head since scoring version 2 (older ones regressed bf16 logits)
         settings["scoring"] = SCORING_VERSION
+    if teacher.artifact is not None:
+        # distilled from the teacher that validation selected (its best/, the model the `none` rows
+        # rerank with); students from before this rule started from its final model: other keys
+        settings["teacher_model"] = "selected"
     inputs = {"teacher": teacher.key, "bitext": _bitext_inputs(config, lang)}
     if distill.uses_queries or distill.rank_weight > 0:
         inputs.update(ctx.english_training())
@@ -431,9 +435,9 @@ def _distil(step: Step, plan: StudyPlan) -> dict[str, Any]:
     rank = None
     if distill.uses_queries or distill.rank_weight > 0:
         rank = DataSpec(**plan.layout.english_training._asdict(), exclude_fold=cell.fold)
-    # a cross-encoder student starts from its fold's teacher (the folder that step trained, as it
-    # always has); a bi-encoder student from the encoder of the baseline's dense run
-    teacher = plan.steps[step.sources[0]].model if step.sources else cell.backbone.base
+    # a cross-encoder student starts from its fold's teacher as validation selected it (selected_model:
+    # best/, as reranking loads it); a bi-encoder student from the encoder of the baseline's dense run
+    teacher = selected_model(plan.steps[step.sources[0]].model) if step.sources else cell.backbone.base
     resume = step.model.exists()  # resume=True also restarts a run killed before its first checkpoint
     result = distill_student(None if teacher is None else str(teacher), step.model, pairs, training, distill,
                              rank_data=rank, bitext_files=files, resume=resume)
