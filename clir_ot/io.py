@@ -12,7 +12,9 @@ is the layer at the bottom that only :mod:`clir_ot.errors` is below.
 * :func:`data_suffix`, :func:`is_jsonl`, :func:`is_tsv` -- which text format a file name announces
   (``.gz`` is looked through), the one place that reads it from the name.
 
-A killed writer leaves only hidden ``.<name>.*.tmp`` entries, which no reader takes for output.
+A killed writer leaves only hidden ``.<name>.<pid>-<host>.*.tmp`` entries, which no reader takes for
+output; the next writer of the same name removes those whose process is gone
+(:func:`sweep_leftovers`), so repeated kills do not pile up work folders.
 """
 from __future__ import annotations
 
@@ -20,11 +22,16 @@ import contextlib
 import gzip
 import hashlib
 import io
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
+
+logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
 """A path argument: a string or any ``os.PathLike`` (``pathlib.Path``)."""
@@ -49,6 +56,8 @@ __all__ = [
     "remove_tree",
     "sha256_of",
     "sha256_text",
+    "sweep_leftovers",
+    "work_prefix",
 ]
 
 
@@ -98,6 +107,58 @@ def sha256_text(text: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
+# Leftovers of killed writers
+
+
+def _host_tag() -> str:
+    """8 hex digits naming this machine, so that a shared file system's other hosts are left alone."""
+    return hashlib.sha256(socket.gethostname().encode("utf-8")).hexdigest()[:8]
+
+
+def work_prefix(target: PathLike) -> str:
+    """The name prefix of this process's hidden work entries beside ``target``: ``.<name>.<pid>-<host>.``."""
+    return f".{Path(target).name}.{os.getpid()}-{_host_tag()}."
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def sweep_leftovers(target: PathLike) -> list[Path]:
+    """Remove the hidden work entries beside ``target`` (``.<name>.<pid>-<host>.*.tmp`` / ``.deleting``)
+    whose writer, on this host, no longer runs: what a SIGKILL left. Returns what was removed.
+
+    Entries of live processes, of other hosts, and of other names are never touched.
+    """
+    target = Path(target)
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(\d+)-([0-9a-f]{{8}})\..*\b(tmp|deleting)$")
+    host = _host_tag()
+    removed = []
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if not match or match.group(2) != host or _process_alive(int(match.group(1))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    if removed:
+        logger.info("removed %d leftover(s) of killed writers beside %s", len(removed), target)
+    return removed
+
+
+# --------------------------------------------------------------------------------------------------
 # Atomic files
 
 
@@ -106,12 +167,14 @@ def atomic_open(path: PathLike, mode: str = "w", encoding: str | None = "utf-8")
     """Open ``path`` for writing through a temporary file that replaces it only on success.
 
     On an exception (or a kill) the target is untouched and the temporary file is removed
-    (or, after a kill, left as a hidden ``.<name>.*.tmp`` file that is never mistaken for output).
+    (or, after a kill, left as a hidden ``.<name>.<pid>-<host>.*.tmp`` file that is never mistaken for output and that
+    the next write of ``path`` removes).
     ``.gz`` targets are compressed. ``mode`` is ``"w"`` (text) or ``"wb"`` (bytes).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    sweep_leftovers(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=work_prefix(path), suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     binary = "b" in mode
     try:
@@ -167,10 +230,10 @@ def fsync_tree(folder: PathLike) -> None:
 def remove_tree(path: PathLike) -> None:
     """Delete a folder so that it is never seen half-deleted under its visible name.
 
-    It is first renamed to a hidden ``.<name>.<pid>.deleting`` sibling, then removed.
+    It is first renamed to a hidden ``.<name>.<pid>-<host>.deleting`` sibling, then removed.
     """
     path = Path(path)
-    hidden = path.with_name(f".{path.name}.{os.getpid()}.deleting")
+    hidden = path.with_name(f"{work_prefix(path)}deleting")
     os.replace(path, hidden)
     shutil.rmtree(hidden, ignore_errors=True)
 
@@ -179,8 +242,8 @@ def remove_tree(path: PathLike) -> None:
 def atomic_dir(target: PathLike, *, durable: bool = False, shared: bool = True) -> Iterator[Path]:
     """Yield an empty hidden folder beside ``target`` that becomes ``target`` when the block succeeds.
 
-    The folder ``.<name>.*.tmp`` is on the same file system, so the final rename is atomic. On
-    success an existing ``target`` is moved aside to a hidden ``.<name>.<pid>.deleting``, the new
+    The folder ``.<name>.<pid>-<host>.*.tmp`` is on the same file system, so the final rename is atomic. On
+    success an existing ``target`` is moved aside to a hidden ``.<name>.<pid>-<host>.deleting``, the new
     folder renamed into place and the old one deleted; on an exception the temporary folder is removed and ``target``
     is left as it was. ``durable`` flushes every file and the parent folder to disk before and after
     the rename (checkpoints that must survive a power cut); ``shared`` makes the result readable by
@@ -190,7 +253,8 @@ def atomic_dir(target: PathLike, *, durable: bool = False, shared: bool = True) 
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    sweep_leftovers(target)
+    tmp = Path(tempfile.mkdtemp(prefix=work_prefix(target), suffix=".tmp", dir=target.parent))
     try:
         yield tmp
         if durable:
@@ -200,7 +264,7 @@ def atomic_dir(target: PathLike, *, durable: bool = False, shared: bool = True) 
             for path in tmp.rglob("*"):
                 os.chmod(path, 0o755 if path.is_dir() else 0o644)
         if target.exists():
-            old = target.with_name(f".{target.name}.{os.getpid()}.deleting")
+            old = target.with_name(f"{work_prefix(target)}deleting")
             os.replace(target, old)
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)

@@ -21,6 +21,8 @@ from clir_ot.io import (
     remove_tree,
     sha256_of,
     sha256_text,
+    sweep_leftovers,
+    work_prefix,
 )
 from clir_ot.settings import (
     DERIVED_SEED_STREAM,
@@ -222,3 +224,58 @@ def test_independent_stages_import_no_other_stage():
                     if parts[0] == "clir_ot" and len(parts) > 1 and parts[1] in STAGES and parts[1] != stage:
                         offenders.append(f"{path.relative_to(ROOT)} imports {name}")
     assert not offenders, offenders
+
+
+# --------------------------------------------------------------------------------------------------
+# leftovers of killed writers
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_the_next_writer_removes_what_a_killed_writer_left_and_nothing_else(tmp_path):
+    """A SIGKILLed writer's hidden work entries (its pid is gone) are removed by the next write of the
+    same name; a live writer's, another host's and another name's entries stay."""
+    target = tmp_path / "run.txt"
+    ours = work_prefix(target)
+    host = ours.rsplit("-", 1)[1].rstrip(".")
+    dead = _dead_pid()
+    killed_file = tmp_path / f".run.txt.{dead}-{host}.abc123.tmp"
+    killed_file.write_text("half")
+    killed_dir = tmp_path / f".run.txt.{dead}-{host}.xyz.building.tmp"
+    (killed_dir / "index").mkdir(parents=True)
+    killed_delete = tmp_path / f".run.txt.{dead}-{host}.deleting"
+    killed_delete.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / f".run.txt.{sleeper.pid}-{host}.live.tmp"
+        live.write_text("writing")
+        other_host = tmp_path / f".run.txt.{dead}-00000000.x.tmp"
+        other_host.write_text("theirs")
+        other_name = tmp_path / f".run.txt.gz.{dead}-{host}.x.tmp"
+        other_name.write_text("another file's")
+        with atomic_open(target) as out:
+            out.write("done\n")
+        left = set(_hidden(tmp_path))
+        assert {killed_file.name, killed_dir.name, killed_delete.name}.isdisjoint(left)
+        assert {live.name, other_host.name, other_name.name} <= left
+        assert target.read_text() == "done\n"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # the live writer has now gone too: the next atomic folder of the name sweeps it
+    assert sweep_leftovers(target) == [live]
+
+
+def test_atomic_dir_names_its_work_folder_by_process_and_sweeps_leftovers(tmp_path):
+    target = tmp_path / "index"
+    host = work_prefix(target).rsplit("-", 1)[1].rstrip(".")
+    leftover = tmp_path / f".index.{_dead_pid()}-{host}.q.tmp"
+    leftover.mkdir()
+    with atomic_dir(target) as building:
+        assert building.name.startswith(work_prefix(target))
+        assert not leftover.exists()
+    assert _hidden(tmp_path) == []

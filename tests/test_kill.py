@@ -160,7 +160,8 @@ def sentence(rng: random.Random, n: int) -> str:
 
 def test_index_killed_before_it_is_renamed_into_place_is_rebuilt_the_same(tmp_path):
     """``clir-ot index`` builds in a hidden folder; killed once Lucene has written it there, the index
-    name does not exist; the rerun builds an index that answers every query as the uninterrupted one."""
+    name does not exist; the rerun removes that folder and builds an index that answers every query as
+    the uninterrupted one."""
     from clir_ot.retrieval.lucene import BM25Searcher, read_index_info, search_to_run
 
     rng = random.Random(0)
@@ -188,6 +189,7 @@ def test_index_killed_before_it_is_renamed_into_place_is_rebuilt_the_same(tmp_pa
     Child(tmp_path, "rerun", command(killed_dir / "idx")).finish()
     reference.finish()
     assert visible(killed_dir) == ["idx"]
+    assert not hidden(killed_dir, "*"), "the rerun removes the killed run's work folder"
     ours, theirs = read_index_info(killed_dir / "idx"), read_index_info(reference_dir / "idx")
     assert without_clock(ours) == without_clock(theirs)
     search_to_run(BM25Searcher(killed_dir / "idx"), topics, tmp_path / "killed.txt", k=50)

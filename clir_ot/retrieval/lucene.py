@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from clir_ot import __version__
 from clir_ot.errors import ConfigError, InputFormatError
 from clir_ot.formats import Hit, RunWriter, atomic_open, iter_corpus, sha256_of, strictly_decreasing
+from clir_ot.io import sweep_leftovers, work_prefix
 from clir_ot.java import anserini_jar, ensure_jvm
 from clir_ot.retrieval.analysis import Analysis, Pretokenizer, check_language, resolve_analysis
 
@@ -76,7 +77,8 @@ def build_index(
     logger.info("indexing %s -> %s; analysis %s", corpus, index_dir, analysis.describe())
     pretokenizer = Pretokenizer(analysis) if analysis.method == "pretokenized" else None
     index_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.building-", dir=index_dir.parent))
+    sweep_leftovers(index_dir)  # work folders of killed `clir-ot index` runs
+    work = Path(tempfile.mkdtemp(prefix=work_prefix(index_dir), suffix=".building.tmp", dir=index_dir.parent))
     started = time.time()
     try:
         input_dir = work / "input"
