@@ -114,12 +114,20 @@ class BitextPair:
     ``source`` is the file the pair was read from (for the two-file layout, the foreign-language
     file) and ``line`` its 1-based line there, so any pair can be traced back; for XQuAD's parallel
     paragraphs ``source`` is the language's corpus folder and ``line`` the paragraph number.
+
+    In-domain query bitext (XQuAD) adds ``query``, an English question put before both sides in
+    ``query``-mode distillation (T reads (query, english), S reads (query, foreign)); ``qid`` and
+    ``docids`` (the question's and both paragraphs' ids) let the leakage guard check the pair against
+    a test fold. Bitext read from files has none of them.
     """
 
     english: str
     foreign: str
     source: str
     line: int
+    query: str | None = None
+    qid: str | None = None
+    docids: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------------

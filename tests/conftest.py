@@ -1,11 +1,18 @@
 """Shared fixtures. Tests never touch the network: the hub is offline for the whole session."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("OPENAI_API_KEY", "unused-placeholder")
+if "CLIR_OT_STORE_DIR" not in os.environ:  # the stores' index files of a test run (children inherit it)
+    _STORES = tempfile.mkdtemp(prefix="clir_ot-test-stores-")
+    os.environ["CLIR_OT_STORE_DIR"] = _STORES
+    atexit.register(shutil.rmtree, _STORES, ignore_errors=True)
 
 from pathlib import Path  # noqa: E402
 
@@ -86,3 +93,52 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# --------------------------------------------------------------------------------------------------
+# A miniature XQuAD output folder (what `clir-ot xquad` and the baseline write), for in-domain bitext
+
+MINI_WORDS = "the a cat dog house tree river city book water red green big small runs sees eats old new".split()
+
+
+def mini_translate(text: str) -> str:
+    """The miniature's "foreign language": every English word has its own foreign word."""
+    return " ".join(f"x{w[::-1]}" for w in text.split())
+
+
+@pytest.fixture(scope="session")
+def mini_xquad(tmp_path_factory) -> Path:
+    """``<root>/collection`` with 16 paragraphs in en and el (ids ``<lang>-<nnn>``), two questions a
+    paragraph (``q<nn>a``/``q<nn>b``), two article folds of 8 paragraphs, and the dense first stage
+    en->el and en->en, whose top hits for every question are the *other* fold's paragraphs (the hard
+    negatives a leak-free builder must pass over)."""
+    import json
+    import random
+
+    from clir_ot.formats import Document, Hit, write_corpus, write_qrels, write_run, write_topics
+
+    root = tmp_path_factory.mktemp("mini-xquad")
+    collection = root / "collection"
+    rng = random.Random(3)
+    n = 16
+    paragraphs = [" ".join(rng.choice(MINI_WORDS) for _ in range(12)) for _ in range(n)]
+    topics = {f"q{i:02d}{s}": " ".join(paragraphs[i].split()[k:k + 4]) for i in range(n) for s, k in (("a", 1), ("b", 6))}
+    write_topics(collection / "topics.xquad.en.tsv", topics)
+    fold_of = {i: i // 8 for i in range(n)}
+    for lang, text in (("en", lambda t: t), ("el", mini_translate)):
+        write_corpus(collection / "corpus" / lang / "docs.jsonl",
+                     [Document(f"{lang}-{i:03d}", text(p)) for i, p in enumerate(paragraphs)])
+        write_qrels(collection / f"qrels.xquad.cross.{lang}.txt", {q: {f"{lang}-{int(q[1:3]):03d}": 1} for q in topics})
+    for lang in ("el", "en"):
+        run = {}
+        for q in topics:
+            i = int(q[1:3])
+            order = sorted(range(n), key=lambda j: (j == i, fold_of[j] == fold_of[i], j))  # other fold first, own last
+            run[q] = [Hit(q, f"{lang}-{j:03d}", float(n - r), 0) for r, j in enumerate(order)]
+        write_run(root / f"run.xquad.e5-small.cross.en-{lang}.txt", run)
+    folds = [{"fold": k, "qids": sorted(q for q in topics if fold_of[int(q[1:3])] == k),
+              "paragraphs": [i for i in range(n) if fold_of[i] == k],
+              "docids": {lang: [f"{lang}-{i:03d}" for i in range(n) if fold_of[i] == k] for lang in ("en", "el")}}
+             for k in range(2)]
+    (collection / "folds.json").write_text(json.dumps({"k": 2, "rule": "test", "folds": folds}))
+    return root

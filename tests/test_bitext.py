@@ -456,3 +456,91 @@ def test_reservoir_sample_of_a_large_bitext_holds_only_the_sample(tmp_path):
     assert [p.line for p in tatoeba_pairs(tmp_path, "swh", limit=5)] == [1, 2, 3, 4, 5]
     with pytest.raises(ConfigError, match="at least 1 pair"):
         take_pairs(iter_parallel_files(f, e), 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# XQuAD's in-domain query bitext (the ``mini_xquad`` fixture of conftest.py)
+
+
+def query_bitext(root: Path, test_fold: int, **options) -> list[BitextPair]:
+    from clir_ot.distill.bitext import xquad_query_bitext
+
+    c = root / "collection"
+    return xquad_query_bitext(c / "topics.xquad.en.tsv", c / "qrels.xquad.cross.en.txt", c / "corpus" / "en",
+                              c / "corpus" / "el", c / "folds.json", test_fold, **options)
+
+
+def test_xquad_query_bitext_gives_each_training_question_its_paragraph_in_both_languages(mini_xquad):
+    from conftest import mini_translate
+
+    from clir_ot.formats import load_corpus, read_folds, read_topics
+
+    folds = read_folds(mini_xquad / "collection" / "folds.json")
+    topics = read_topics(mini_xquad / "collection" / "topics.xquad.en.tsv")
+    english = load_corpus(mini_xquad / "collection" / "corpus" / "en")
+    for test_fold in (0, 1):
+        train_qids = {q for f in folds if f["fold"] != test_fold for q in f["qids"]}
+        test_paragraphs = {p for f in folds if f["fold"] == test_fold for p in f["paragraphs"]}
+        pairs = query_bitext(mini_xquad, test_fold)
+        assert sorted(p.qid for p in pairs) == sorted(train_qids)  # every training question once, no test one
+        for pair in pairs:
+            number = int(pair.qid[1:3])
+            assert pair.query == topics[pair.qid] and pair.line == number and number not in test_paragraphs
+            assert pair.docids == (f"en-{number:03d}", f"el-{number:03d}")
+            assert pair.english == english[f"en-{number:03d}"] and pair.foreign == mini_translate(pair.english)
+
+
+def test_xquad_query_bitext_hard_negatives_pass_over_the_test_fold(mini_xquad):
+    """The first stage ranks the other fold's paragraphs first for every question: for a training
+    question those are test paragraphs, so the negatives must be the next ones, from the training fold."""
+    pairs = query_bitext(mini_xquad, 0, run=mini_xquad / "run.xquad.e5-small.cross.en-el.txt", negatives=2)
+    by_question: dict[str, list[BitextPair]] = {}
+    for pair in pairs:
+        by_question.setdefault(pair.qid, []).append(pair)
+    assert len(by_question) == 16
+    for qid, group in by_question.items():
+        own = int(qid[1:3])
+        numbers = [p.line for p in group]
+        assert numbers[0] == own and len(numbers) == 3  # the positive, then 2 negatives
+        assert numbers[1:] == sorted(j for j in range(8, 16) if j != own)[:2]  # top of the training fold
+        assert all(p.query == group[0].query for p in group)
+    with pytest.raises(ConsistencyError, match="fewer than the 8 negatives"):
+        query_bitext(mini_xquad, 0, run=mini_xquad / "run.xquad.e5-small.cross.en-el.txt", negatives=8)
+    with pytest.raises(ConfigError, match="need a first-stage run"):
+        query_bitext(mini_xquad, 0, negatives=1)
+
+
+def test_the_leakage_guard_covers_bitext(mini_xquad, tmp_path):
+    import shutil
+
+    from clir_ot.distill.bitext import check_bitext_leakage, xquad_paragraph_pairs
+    from clir_ot.errors import LeakageError
+
+    folds = mini_xquad / "collection" / "folds.json"
+    clean = query_bitext(mini_xquad, 0) + xquad_paragraph_pairs(mini_xquad / "collection", "el", 0)
+    out_of_domain = [BitextPair("a cat", "xa xtac", "made", 1)]  # no ids: not XQuAD, not checked
+    assert check_bitext_leakage(clean + out_of_domain, folds, 0)["docids_checked"] > 0
+    with pytest.raises(LeakageError, match="test questions"):
+        check_bitext_leakage([BitextPair("e", "f", "x", 1, query="q", qid="q08a")], folds, 1)
+    with pytest.raises(LeakageError, match="test paragraphs .*th-003"):  # any language, by paragraph number
+        check_bitext_leakage([BitextPair("e", "f", "x", 1, docids=("th-003",))], folds, 0)
+    # a collection whose folds file puts a training question on a test paragraph: the builder's guard stops it
+    broken = tmp_path / "broken"
+    shutil.copytree(mini_xquad, broken)
+    data = json.loads((broken / "collection" / "folds.json").read_text())
+    data["folds"][1]["qids"].append("q00a")
+    data["folds"][0]["qids"].remove("q00a")
+    (broken / "collection" / "folds.json").write_text(json.dumps(data))
+    with pytest.raises(LeakageError, match="test paragraphs .*en-000"):
+        query_bitext(broken, 0)
+
+
+def test_xquad_query_bitext_needs_every_paragraph_in_both_languages(mini_xquad, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(mini_xquad, broken)
+    docs = broken / "collection" / "corpus" / "el" / "docs.jsonl"
+    docs.write_text("".join(line + "\n" for line in docs.read_text().splitlines() if '"el-012"' not in line))
+    with pytest.raises(ConsistencyError, match="paragraph 12 has no foreign version"):
+        query_bitext(broken, 0)

@@ -151,6 +151,70 @@ def test_query_mode_reads_pairs_with_the_cross_encoders_saved_prefixes(data, tmp
     assert scores.numpy() == pytest.approx(expected, abs=1e-5)
 
 
+
+def mini_query_bitext(root: Path, negatives: int = 0) -> list[BitextPair]:
+    from clir_ot.distill import xquad_query_bitext
+
+    c = root / "collection"
+    return xquad_query_bitext(c / "topics.xquad.en.tsv", c / "qrels.xquad.cross.en.txt", c / "corpus" / "en",
+                              c / "corpus" / "el", c / "folds.json", 0, negatives=negatives,
+                              run=root / "run.xquad.e5-small.cross.en-el.txt")
+
+
+def test_query_bitext_is_read_with_each_pairs_own_question(data, mini_xquad, tmp_path):
+    """XQuAD query bitext: T reads (q, e) and S (q, f) with q the pair's own question; out-of-domain pairs
+    mixed in get a drawn training question; score-kd trains on it without any other query source."""
+    import numpy as np
+
+    from clir_ot.distill.trainer import DistillationTrainer
+
+    in_domain = mini_query_bitext(mini_xquad, negatives=1)
+    tatoeba = pairs_of(data)[:12]
+    teacher = CrossEncoderModel.from_pretrained(data / "teacher")
+    trainer = DistillationTrainer(CrossEncoderModel.from_pretrained(data / "teacher"), teacher, in_domain + tatoeba,
+                                  CONFIG, DistillationConfig(mode="query"), tmp_path / "mixed",
+                                  queries=["pool one", "pool two"], progress=False)
+    queries = trainer._queries_for(np.arange(len(trainer.groups)), valid=False)
+    assert queries[:len(in_domain)] == [p.query for p in in_domain]
+    assert set(queries[len(in_domain):]) <= {"pool one", "pool two"}
+    with pytest.raises(ConfigError, match="needs English training queries"):  # the Tatoeba pairs have none
+        DistillationTrainer(CrossEncoderModel.from_pretrained(data / "teacher"), teacher, in_domain + tatoeba,
+                            CONFIG, DistillationConfig(mode="query"), tmp_path / "x", progress=False)
+    with pytest.raises(ConfigError, match="carry their own English questions"):  # passage mode would drop them
+        DistillationTrainer(CrossEncoderModel.from_pretrained(data / "teacher"), teacher, in_domain, CONFIG,
+                            DistillationConfig(mode="passage"), tmp_path / "y", progress=False)
+    config = TrainingConfig(**{**CONFIG.to_dict(), "max_steps": 2, "save_every": 2})
+    distill_student(data / "teacher", tmp_path / "kd", in_domain, config, DistillationConfig(method="score-kd"),
+                    progress=False)
+    manifest = json.loads((tmp_path / "kd" / "training.json").read_text())
+    assert manifest["bitext"]["pairs_with_queries"] == len(in_domain) == 32
+    assert manifest["bitext"]["train_pairs"] + manifest["bitext"]["valid_pairs"] == 32
+
+
+def test_distill_cli_xquad_bitext(data, mini_xquad, tmp_path, caplog):
+    out = tmp_path / "cli"
+    args = ["distill", "--teacher", str(data / "teacher"), "--out", str(out), "--xquad-bitext", str(mini_xquad),
+            "--language", "el", "--method", "score-kd", "--max-steps", "2", "--batch-size", "8",
+            "--max-length", "48", "--save-every", "2", "--dtype", "fp32"]
+    assert main(args + ["--xquad-negatives", "1"]) != 0 and "needs --exclude-fold" in caplog.text
+    assert main(args + ["--exclude-fold", "0", "--xquad-negatives", "1"]) == 0
+    manifest = json.loads((out / "training.json").read_text())
+    assert manifest["bitext"]["pairs_with_queries"] == 32
+    files = manifest["bitext"]["files"]
+    assert any(f.endswith("folds.json") for f in files) and any(f.endswith("run.xquad.e5-small.cross.en-el.txt") for f in files)
+    # out-of-domain bitext added, in query mode: its pairs take the English training questions of the
+    # rank data, cross-fitted by the same folds (XQUAD_DIR's folds.json, as --folds is not given)
+    c = mini_xquad / "collection"
+    assert main(args[:4] + [str(tmp_path / "mixed")] + args[5:] + [
+        "--exclude-fold", "0", "--bitext", str(data / "bitext.tsv"), "--mode", "query", "--method", "ot",
+        "--topics", str(c / "topics.xquad.en.tsv"), "--qrels", str(c / "qrels.xquad.cross.en.txt"),
+        "--corpus", str(c / "corpus" / "en"), "--run", str(mini_xquad / "run.xquad.e5-small.cross.en-en.txt")]) == 0
+    manifest = json.loads((tmp_path / "mixed" / "training.json").read_text())
+    assert manifest["bitext"]["pairs_with_queries"] == 16
+    assert manifest["bitext"]["train_pairs"] + manifest["bitext"]["valid_pairs"] == 16 + len(pairs_of(data))
+    assert manifest["rank_data"]["xquad"]["test_fold"] == 0
+
+
 def test_queries_are_required_where_a_method_needs_them(data, tmp_path):
     with pytest.raises(ConfigError, match="queries"):
         distill_student(data / "teacher", tmp_path / "x", pairs_of(data), CONFIG,

@@ -20,7 +20,15 @@ from clir_ot.cli.arguments import (
     positive_float,
     positive_int,
 )
-from clir_ot.distill import read_bitext, tatoeba_files, tatoeba_pairs, xquad_paragraph_pairs
+from clir_ot.datasets.layout import XQuADCollection, XQuADLayout
+from clir_ot.distill import (
+    check_bitext_leakage,
+    read_bitext,
+    tatoeba_files,
+    tatoeba_pairs,
+    xquad_paragraph_pairs,
+    xquad_query_bitext,
+)
 from clir_ot.distill.pipeline import distill_student
 from clir_ot.distill.trainer import split_settings
 from clir_ot.errors import ConfigError
@@ -52,13 +60,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="the teacher: a cross-encoder folder (from `clir-ot train`), or a bi-encoder with "
                         "--model-type bi-encoder (e.g. multilingual-e5-small)")
     parser.add_argument("--out", "--output", dest="out", required=True, type=output_dir, help="output folder of the student")
-    bitext = parser.add_argument_group("bitext (one source)")
+    bitext = parser.add_argument_group("bitext (--bitext or --tatoeba, and/or --xquad-bitext)")
     bitext.add_argument("--bitext", default=None, type=input_file, help="TSV (english<TAB>foreign) or JSONL {english, foreign}")
     bitext.add_argument("--tatoeba", default=None, type=input_dir, help="folder in Tatoeba's two-file layout, with --language")
     bitext.add_argument("--language", default=None, help="ISO code of the foreign language (with --tatoeba)")
     bitext.add_argument("--valid-bitext", default=None, type=input_file, help="held-out bitext (default: --valid-fraction of it)")
     bitext.add_argument("--add-xquad-paragraphs", default=None, type=input_dir, metavar="COLLECTION",
                         help="add the parallel XQuAD paragraphs of the training folds (needs --exclude-fold)")
+    bitext.add_argument("--xquad-bitext", default=None, type=input_dir, metavar="XQUAD_DIR",
+                        help="in-domain query bitext: the training folds' English questions, each with its paragraph "
+                        "in English and in --language, from an XQuAD output folder (XQUAD_DIR/collection, e.g. "
+                        "runs/xquad); needs --exclude-fold and --mode query or --method score-kd; alone or added to "
+                        "--tatoeba/--bitext; its folds.json also cross-fits the English relevance data unless --folds "
+                        "is given")
+    bitext.add_argument("--xquad-negatives", default=0, type=nonnegative_int, metavar="N",
+                        help="with --xquad-bitext: also each question's top N non-relevant training-fold paragraphs "
+                        "of the first-stage run (default 0)")
+    bitext.add_argument("--xquad-negatives-run", default=None, type=input_file, metavar="RUN",
+                        help="the run those negatives come from (default: the dense first stage of --language, "
+                        "XQUAD_DIR/run.xquad.e5-small.cross.en-<language>.txt)")
     method = parser.add_argument_group("distillation")
     method.add_argument("--method", choices=("ot", "mse-sent", "mse-token", "score-kd"), default=None,
                         help="default ot")
@@ -127,13 +147,39 @@ def build_settings(args: argparse.Namespace):
 
 
 def read_pairs(args: argparse.Namespace):
-    if (args.bitext is None) == (args.tatoeba is None):
-        raise ConfigError("give exactly one bitext source: --bitext FILE or --tatoeba DIR --language L")
+    """The bitext of --bitext or --tatoeba (one of them, or neither with --xquad-bitext) and its files."""
+    if args.bitext is not None and args.tatoeba is not None:
+        raise ConfigError("give exactly one bitext source: --bitext FILE or --tatoeba DIR --language L "
+                          "(--xquad-bitext may be added to either)")
     if args.tatoeba is not None:
         if not args.language:
             raise ConfigError("--tatoeba needs --language (e.g. el)")
         return tatoeba_pairs(args.tatoeba, args.language), list(tatoeba_files(args.tatoeba, args.language))
-    return read_bitext(args.bitext), [args.bitext]
+    if args.bitext is not None:
+        return read_bitext(args.bitext), [args.bitext]
+    if args.xquad_bitext is None:
+        raise ConfigError("give exactly one bitext source: --bitext FILE or --tatoeba DIR --language L, "
+                          "or --xquad-bitext XQUAD_DIR")
+    return [], []
+
+
+def xquad_query_pairs(args: argparse.Namespace):
+    """The in-domain query bitext of --xquad-bitext (paths from :class:`XQuADLayout`) and its files."""
+    layout = XQuADLayout(args.xquad_bitext)
+    collection = layout.collection
+    run = None
+    if args.xquad_negatives:
+        run = args.xquad_negatives_run or layout.first_stage_run(args.language)
+    files = [collection.topics("en"), collection.qrels("en"), collection.corpus("en"),
+             collection.corpus(args.language), collection.folds] + ([run] if run is not None else [])
+    missing = [str(f) for f in files if not Path(f).exists()]
+    if missing:
+        raise ConfigError(f"--xquad-bitext {args.xquad_bitext}: missing {', '.join(missing)} (build the collection "
+                          "with `clir-ot xquad`, the runs with `clir-ot baseline`)")
+    pairs = xquad_query_bitext(collection.topics("en"), collection.qrels("en"), collection.corpus("en"),
+                               collection.corpus(args.language), collection.folds, args.exclude_fold, run=run,
+                               negatives=args.xquad_negatives)
+    return pairs, files
 
 
 def rank_spec(args: argparse.Namespace):
@@ -143,7 +189,10 @@ def rank_spec(args: argparse.Namespace):
     if args.groups is not None:
         triples = args.groups if is_tsv(args.groups) else None
         return DataSpec(triples=triples, groups=None if triples else args.groups)
-    return DataSpec(topics=args.topics, qrels=args.qrels, corpus=args.corpus, run=args.run, folds=args.folds,
+    folds = args.folds
+    if folds is None and args.xquad_bitext is not None and args.exclude_fold is not None:
+        folds = XQuADLayout(args.xquad_bitext).collection.folds  # the bitext's folds cross-fit the rank data too
+    return DataSpec(topics=args.topics, qrels=args.qrels, corpus=args.corpus, run=args.run, folds=folds,
                     exclude_fold=args.exclude_fold)
 
 
@@ -159,23 +208,40 @@ def _teacher_test_fold(teacher: str) -> int | None:
         return None
 
 
-def run(args: argparse.Namespace) -> int:
-    config, distill = build_settings(args)
-    if args.add_xquad_paragraphs:
+def check_xquad_sources(args: argparse.Namespace, distill) -> None:
+    """XQuAD bitext (--add-xquad-paragraphs, --xquad-bitext) is cross-fitted: the teacher's test fold is held out."""
+    for flag, given in (("--add-xquad-paragraphs", args.add_xquad_paragraphs), ("--xquad-bitext", args.xquad_bitext)):
+        if not given:
+            continue
         if args.exclude_fold is None or not args.language:
-            raise ConfigError("--add-xquad-paragraphs needs --exclude-fold (the teacher's test fold) and --language")
+            raise ConfigError(f"{flag} needs --exclude-fold (the teacher's test fold) and --language")
         if distill.model_type == "bi-encoder":
-            raise ConfigError("--add-xquad-paragraphs is for cross-encoder students: a dense student is evaluated "
+            raise ConfigError(f"{flag} is for cross-encoder students: a dense student is evaluated "
                               "on every fold, so another fold's paragraphs would be its test data")
         teacher_fold = _teacher_test_fold(args.teacher)
         if teacher_fold is not None and teacher_fold != args.exclude_fold:
             raise ConfigError(f"--exclude-fold {args.exclude_fold}, but the teacher {args.teacher} was trained "
                               f"without fold {teacher_fold} (its training.json): a student must hold out the same "
                               "fold as its teacher, or the reranked test questions' paragraphs leak into training")
+    if args.xquad_bitext is None and (args.xquad_negatives or args.xquad_negatives_run):
+        raise ConfigError("--xquad-negatives and --xquad-negatives-run go with --xquad-bitext")
+
+
+def run(args: argparse.Namespace) -> int:
+    config, distill = build_settings(args)
+    check_xquad_sources(args, distill)
     pairs, files = read_pairs(args)
+    folds = []
     if args.add_xquad_paragraphs:
         pairs = pairs + xquad_paragraph_pairs(args.add_xquad_paragraphs, args.language, args.exclude_fold)
         files = files + [args.add_xquad_paragraphs]
+        folds.append(XQuADCollection(args.add_xquad_paragraphs).folds)
+    if args.xquad_bitext:
+        in_domain, more = xquad_query_pairs(args)
+        pairs, files = pairs + in_domain, files + more
+        folds.append(XQuADLayout(args.xquad_bitext).collection.folds)
+    for path in folds:  # the leakage guard over everything the student will see
+        check_bitext_leakage(pairs, path, args.exclude_fold)
     valid = read_bitext(args.valid_bitext) if args.valid_bitext else None
     result = distill_student(args.teacher, args.out, pairs, config, distill, valid_pairs=valid,
                              rank_data=rank_spec(args), bitext_files=files, resume=args.resume, device=args.device)

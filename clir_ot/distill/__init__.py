@@ -2,7 +2,9 @@
 
 * :mod:`clir_ot.distill.bitext` -- :class:`BitextPair`; readers for Tatoeba's two-file layout
   (:func:`tatoeba_pairs`, :func:`read_parallel_files`), TSV and JSONL (:func:`read_bitext`); the held-out
-  slice (:func:`split_bitext`) and the shuffled-bitext control (:func:`shuffled_control`).
+  slice (:func:`split_bitext`) and the shuffled-bitext control (:func:`shuffled_control`); XQuAD's
+  in-domain bitext (:func:`xquad_paragraph_pairs`, and :func:`xquad_query_bitext` with the training
+  folds' questions) and the leakage guard over bitext (:func:`check_bitext_leakage`).
 * :mod:`clir_ot.distill.masks` -- :func:`content_token_mask`: special, padding and prefix tokens get no mass.
 * :mod:`clir_ot.distill.losses` -- :class:`OTAlignmentLoss` (``ot``), :class:`SentenceMSELoss`
   (``mse-sent``), :class:`TokenMSELoss` (``mse-token``), :class:`ScoreDistillationLoss` (``score-kd``),
@@ -11,6 +13,7 @@
 from clir_ot.distill.bitext import (
     BitextFiles,
     BitextPair,
+    check_bitext_leakage,
     discover_bitext,
     find_bitext,
     iter_bitext,
@@ -24,6 +27,7 @@ from clir_ot.distill.bitext import (
     tatoeba_pairs,
     write_bitext,
     xquad_paragraph_pairs,
+    xquad_query_bitext,
 )
 from clir_ot.distill.losses import (
     DISTILL_LOSSES,
@@ -46,6 +50,7 @@ __all__ = [
     "SentenceMSELoss",
     "TokenMSELoss",
     "build_distill_loss",
+    "check_bitext_leakage",
     "content_token_mask",
     "discover_bitext",
     "find_bitext",
@@ -60,4 +65,5 @@ __all__ = [
     "tatoeba_pairs",
     "write_bitext",
     "xquad_paragraph_pairs",
+    "xquad_query_bitext",
 ]

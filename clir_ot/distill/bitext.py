@@ -47,15 +47,17 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError
-from clir_ot.formats import BitextPair, iter_lines, load_corpus, parse_json_line, read_folds
+from clir_ot.formats import BitextPair, iter_lines, load_corpus, load_run, parse_json_line, read_folds, read_qrels, read_topics
 from clir_ot.io import PathLike, atomic_open, data_suffix
 from clir_ot.languages import resolve_language, try_resolve_language
+from clir_ot.training.data import FoldSplit, assert_no_leakage, xquad_fold_split
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "BitextFiles",
     "BitextPair",
+    "check_bitext_leakage",
     "discover_bitext",
     "find_bitext",
     "iter_bitext",
@@ -69,6 +71,7 @@ __all__ = [
     "tatoeba_pairs",
     "write_bitext",
     "xquad_paragraph_pairs",
+    "xquad_query_bitext",
 ]
 
 #: The JSONL keys of the two sides.
@@ -406,8 +409,121 @@ def xquad_paragraph_pairs(collection: PathLike, lang: str, exclude_fold: int) ->
         e, f = english.get(f"en-{number:03d}"), foreign.get(f"{lang}-{number:03d}")
         if e is None or f is None:
             raise ConsistencyError(f"{collection}: paragraph {number} lacks its en or {lang} version")
-        pairs.append(BitextPair(e, f, source, number))
+        pairs.append(BitextPair(e, f, source, number, docids=(f"en-{number:03d}", f"{lang}-{number:03d}")))
     return pairs
+
+
+_PARAGRAPH_ID = re.compile(r"^(?P<lang>[a-z]{2,3})-(?P<number>\d+)$")
+
+
+def _paragraphs_by_number(corpus: PathLike) -> dict[int, tuple[str, str]]:
+    """``{paragraph number: (docid, text)}`` of an XQuAD corpus (docids ``<lang>-<nnn>``)."""
+    out: dict[int, tuple[str, str]] = {}
+    for docid, text in load_corpus(corpus).items():
+        match = _PARAGRAPH_ID.match(docid)
+        if match is None:
+            raise ConsistencyError(f"{corpus}: document id {docid!r} is not an XQuAD paragraph id <lang>-<nnn>")
+        out[int(match.group("number"))] = (docid, text)
+    return out
+
+
+def xquad_query_bitext(
+    topics: PathLike,
+    qrels: PathLike,
+    english_corpus: PathLike,
+    foreign_corpus: PathLike,
+    folds: PathLike,
+    test_fold: int,
+    *,
+    run: PathLike | None = None,
+    negatives: int = 0,
+) -> list[BitextPair]:
+    """In-domain query bitext: XQuAD's English questions of the training folds, each with its paragraph
+    in English and in the foreign language (human translations, aligned by paragraph number).
+
+    One :class:`BitextPair` per training question and relevant paragraph, ``query`` the question; with
+    ``negatives > 0`` also the question's top ``negatives`` non-relevant training-fold paragraphs of
+    ``run`` (a first-stage run of these English questions, over any language's paragraphs, ranked by
+    score, ties by docid), so that score distillation sees low teacher scores as well as high ones.
+    Nothing of fold ``test_fold`` is returned: its questions are skipped, a negative that is a
+    test-fold paragraph is passed over, and the result goes through the leakage guard
+    (:func:`check_bitext_leakage`) before it is returned.
+
+    Args:
+        topics, qrels: the English questions and their cross qrels (``en-<nnn>`` paragraphs).
+        english_corpus, foreign_corpus: the paragraphs in English and in the foreign language.
+        folds: the collection's ``folds.json``; ``test_fold`` the fold the teacher held out.
+        run, negatives: hard negatives (``run`` is needed when ``negatives > 0``).
+
+    Raises :class:`~clir_ot.errors.ConfigError` on an unknown fold or negatives without a run,
+    :class:`~clir_ot.errors.ConsistencyError` when a paragraph lacks its translation or a run holds
+    too few negatives for a question, :class:`~clir_ot.errors.LeakageError` if anything of the test
+    fold would be returned.
+    """
+    if isinstance(negatives, bool) or not isinstance(negatives, int) or negatives < 0:
+        raise ConfigError(f"negatives must be an integer >= 0, got {negatives!r}")
+    if negatives and run is None:
+        raise ConfigError("hard negatives need a first-stage run of the English questions")
+    split = xquad_fold_split(folds, test_fold)
+    questions = read_topics(topics)
+    judged = read_qrels(qrels)
+    english, foreign = _paragraphs_by_number(english_corpus), _paragraphs_by_number(foreign_corpus)
+    ranking = load_run(run) if negatives else {}
+    source = str(foreign_corpus)
+    skipped_test = 0
+
+    def pair(qid: str, number: int) -> BitextPair:
+        if number not in english or number not in foreign:
+            raise ConsistencyError(f"paragraph {number} has no {'English' if number not in english else 'foreign'} "
+                                   f"version ({english_corpus}, {foreign_corpus})")
+        (e_id, e_text), (f_id, f_text) = english[number], foreign[number]
+        return BitextPair(e_text, f_text, source, number, query=questions[qid], qid=qid, docids=(e_id, f_id))
+
+    pairs: list[BitextPair] = []
+    for qid in questions:
+        if qid not in split.train_qids:
+            continue
+        relevant = sorted({int(m.group("number")) for d, rel in judged.get(qid, {}).items() if rel > 0
+                           for m in [_PARAGRAPH_ID.match(d)] if m})
+        if not relevant:
+            raise ConsistencyError(f"{qrels}: training question {qid} has no relevant XQuAD paragraph")
+        pairs.extend(pair(qid, number) for number in relevant)
+        if not negatives:
+            continue
+        hits = sorted(ranking.get(qid, {}).items(), key=lambda item: (-item[1], item[0]))
+        chosen: list[int] = []
+        for docid, _ in hits:
+            match = _PARAGRAPH_ID.match(docid)
+            number = int(match.group("number")) if match else None
+            if number is None or number in relevant or number in chosen:
+                continue
+            if number not in split.train_paragraphs:
+                skipped_test += 1  # a test-fold paragraph retrieved for a training question
+                continue
+            chosen.append(number)
+            if len(chosen) == negatives:
+                break
+        if len(chosen) < negatives:
+            raise ConsistencyError(f"{run}: question {qid} has {len(chosen)} non-relevant training-fold paragraphs, "
+                                   f"fewer than the {negatives} negatives asked")
+        pairs.extend(pair(qid, number) for number in chosen)
+    if not pairs:
+        raise ConsistencyError(f"no training questions of {topics} outside test fold {test_fold}")
+    checked = check_bitext_leakage(pairs, split)
+    logger.info("xquad query bitext: %d pairs (%d training questions, %d negatives each; %d test-fold paragraphs "
+                "passed over as negatives); leakage guard: %d ids checked against test fold %d", len(pairs),
+                len({p.qid for p in pairs}), negatives, skipped_test, checked["docids_checked"], test_fold)
+    return pairs
+
+
+def check_bitext_leakage(pairs: Iterable[BitextPair], folds: PathLike | FoldSplit, test_fold: int | None = None) -> dict[str, int]:
+    """The leakage guard (:func:`clir_ot.training.assert_no_leakage`) over bitext: raise
+    :class:`~clir_ot.errors.LeakageError` if a pair's ``qid`` or ``docids`` name anything of the test
+    fold (a question, a paragraph in any language). Pairs without ids (Tatoeba, files) are
+    out-of-domain and not checked; the counts checked are returned, for manifests."""
+    split = folds if isinstance(folds, FoldSplit) else xquad_fold_split(folds, int(test_fold if test_fold is not None else -1))
+    ids = [i for p in pairs for i in ((p.qid,) if p.qid else ()) + tuple(p.docids)]
+    return assert_no_leakage(ids, split)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -54,7 +54,9 @@ def distill_student(
     * ``distill.shuffle_bitext``: train and validate on the shuffled control of both.
     * ``rank_data``: English relevance data (a collection with ``folds``/``exclude_fold`` for XQuAD
       cross-fitting, or a groups/triples file) for the rank term and for the queries of ``query``
-      mode and score distillation.
+      mode and score distillation. Pairs that carry their own question (``BitextPair.query``, the
+      XQuAD query bitext of :func:`~clir_ot.distill.bitext.xquad_query_bitext`) are read with it;
+      only pairs without one are given a drawn training query.
 
     Works in one process or under ``torchrun``. Returns the :class:`TrainingResult`; the student
     selected by the validation loss is in ``output/best`` and the last one in ``output``.
@@ -90,6 +92,7 @@ def distill_student(
                 "train_pairs": len(train), "valid_pairs": len(valid),
                 "train_fingerprint": bitext_fingerprint(train), "valid_fingerprint": bitext_fingerprint(valid),
                 "shuffled_control": distill.shuffle_bitext,
+                "pairs_with_queries": sum(p.query is not None for p in train + valid),
             },
             "rank_data": data_info,
         }

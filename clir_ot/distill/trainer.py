@@ -173,9 +173,11 @@ def split_settings(data: Mapping[str, Any], where: str) -> tuple[TrainingConfig,
 
 
 def bitext_fingerprint(pairs: Sequence[BitextPair]) -> str:
+    """SHA-256 of the pairs' texts in order (a pair's own query too, when it has one)."""
     digest = hashlib.sha256()
     for pair in pairs:
-        digest.update(pair.english.encode("utf-8") + b"\t" + pair.foreign.encode("utf-8") + b"\n")
+        query = b"" if pair.query is None else pair.query.encode("utf-8") + b"\t"
+        digest.update(query + pair.english.encode("utf-8") + b"\t" + pair.foreign.encode("utf-8") + b"\n")
     return digest.hexdigest()
 
 
@@ -253,7 +255,12 @@ class DistillationTrainer(Trainer):
         self.valid_pairs = list(valid_pairs)
         self.queries = list(queries)
         self.rank_groups = list(rank_groups)
-        if distill.uses_queries and not self.queries:
+        own = [p.query is not None for p in list(train_pairs) + self.valid_pairs]
+        if any(own) and not distill.uses_queries:
+            raise ConfigError(f"the bitext pairs carry their own English questions (XQuAD query bitext), which "
+                              f"{distill.method} in {distill.mode} mode would ignore: use mode 'query' or method "
+                              "'score-kd' (or paragraph pairs without questions for passage mode)")
+        if distill.uses_queries and not self.queries and not all(own):
             raise ConfigError(f"{distill.method} in {distill.mode} mode needs English training queries "
                               "(give rank/query data: a collection or groups file)")
         if distill.rank_weight > 0 and not self.rank_groups:
@@ -365,10 +372,13 @@ class DistillationTrainer(Trainer):
         return inputs, mask.to(self.device)
 
     def _queries_for(self, positions: np.ndarray, valid: bool) -> list[str] | None:
-        if self._pair_query is None:
+        """The English query of each pair: its own (XQuAD query bitext), else a training query drawn
+        for it (seeded); ``None`` when there are no queries."""
+        pairs = self.valid_pairs if valid else self.groups
+        drawn = self._valid_query if valid else self._pair_query
+        if drawn is None and all(pairs[i].query is None for i in positions):
             return None
-        chosen = (self._valid_query if valid else self._pair_query)[positions]
-        return [self.queries[i] for i in chosen]
+        return [pairs[i].query if pairs[i].query is not None else self.queries[drawn[i]] for i in positions]
 
     @staticmethod
     def _pad_cat(batches: Sequence[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
