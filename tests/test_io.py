@@ -201,31 +201,6 @@ def test_no_import_cycles_and_nothing_imports_upward():
     assert "0 cycles, 0 upward edges" in result.stdout
 
 
-#: Stages that build on no other stage (README, "Layout and the dependency rule").
-INDEPENDENT_STAGES = ("datasets", "retrieval", "models", "ot", "evaluation")
-STAGES = ("datasets", "retrieval", "models", "rerank", "training", "distill", "ot", "evaluation")
-
-
-def test_independent_stages_import_no_other_stage():
-    """Sideways edges are invisible to the layer checker (stages share a layer): datasets, retrieval,
-    models, ot and evaluation import only their own package and the bottom layer."""
-    import ast
-
-    package = ROOT / "clir_ot"
-    offenders = []
-    for stage in INDEPENDENT_STAGES:
-        files = sorted((package / stage).rglob("*.py")) if (package / stage).is_dir() else [package / f"{stage}.py"]
-        for path in files:
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                         else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
-                for name in names:
-                    parts = name.split(".")
-                    if parts[0] == "clir_ot" and len(parts) > 1 and parts[1] in STAGES and parts[1] != stage:
-                        offenders.append(f"{path.relative_to(ROOT)} imports {name}")
-    assert not offenders, offenders
-
-
 # --------------------------------------------------------------------------------------------------
 # leftovers of killed writers
 
