@@ -32,6 +32,10 @@ class ConfigError(ClirOtError, ValueError):
     """A setting or a combination of settings is invalid (unknown key, unsupported language, ...)."""
 
 
+class ExactOrderError(ConfigError):
+    """Exact-order reranking was asked for with an invalid margin, top k, or reranker."""
+
+
 class JavaError(ClirOtError, RuntimeError):
     """No usable Java runtime, or the JVM was already started with other settings."""
 

@@ -5,11 +5,14 @@ import argparse
 import json
 import sys
 
-from clir_ot.cli.arguments import input_dir, input_file, input_path, output_file, positive_int
+from clir_ot.cli.arguments import input_dir, input_file, input_path, output_file, positive_float, positive_int
+from clir_ot.errors import ExactOrderError
 from clir_ot.formats import read_topics
 from clir_ot.models.loading import DTYPES
-from clir_ot.rerank import BiEncoderReranker, CrossEncoderReranker, rerank_run
+from clir_ot.rerank import (DEFAULT_EXACT_TOP, BiEncoderReranker, CrossEncoderReranker, ExactOrderReranker,
+                            rerank_run_sharded)
 from clir_ot.store import passage_store
+from clir_ot.training.distributed import init_distributed, shutdown_distributed
 
 MODEL_TYPES = ("cross-encoder", "bi-encoder")
 
@@ -18,9 +21,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "rerank", help="rerank a TREC run with a cross-encoder",
         description="Rerank the top --depth hits of every query of a run; the hits below keep their "
-        "first-stage order under the reranked head. The run is streamed; the job resumes if killed.",
+        "first-stage order under the reranked head. The run is streamed; the job resumes if killed. Under "
+        "torchrun, each process reranks one shard of the queries and process 0 merges the parts into --output, "
+        "identical to one process's.",
     )
-    parser.add_argument("--run", required=True, type=input_file, help="first-stage TREC run")
+    parser.add_argument("--run", "--run-file", dest="run", required=True, type=input_file,
+                        help="first-stage TREC run (--run-file under torchrun, whose own parser takes --run for an "
+                        "abbreviation of its --run-path)")
     parser.add_argument("--topics", required=True, type=input_file, help="topics: TSV qid<TAB>text or JSONL")
     passages = parser.add_mutually_exclusive_group(required=True)
     passages.add_argument("--corpus", type=input_path, default=None,
@@ -36,21 +43,56 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="cross-encoder (default), or bi-encoder similarity as the score")
     parser.add_argument("--depth", type=positive_int, default=100, help="hits per query to rerank (default 100)")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="pairs per forward pass (default 32)")
+    parser.add_argument("--chunk-pairs", type=positive_int, default=2048,
+                        help="pairs scored together and checkpointed at once; under torchrun, the unit of the shards "
+                        "(default 2048)")
     parser.add_argument("--max-length", type=positive_int, default=256, help="tokens per pair, specials included (default 256)")
     parser.add_argument("--dtype", choices=DTYPES, default="auto",
                         help="compute precision; auto = bf16 where the hardware has it natively, else fp32")
-    parser.add_argument("--device", default=None, help="torch device (default: cpu)")
+    parser.add_argument("--exact-order-margin", type=positive_float, default=None, metavar="M",
+                        help="score with --dtype, then re-score in fp32 every pair whose score is within M of a "
+                        "neighbour among the candidates for the top --exact-top: that top is fp32's when M is at "
+                        "least twice the fast path's error (see docs/speed.md)")
+    parser.add_argument("--exact-top", type=positive_int, default=None, metavar="K",
+                        help=f"with --exact-order-margin: how many leading hits get fp32's order "
+                        f"(default {DEFAULT_EXACT_TOP}, or --depth if smaller)")
+    parser.add_argument("--device", default=None,
+                        help="torch device (default: cpu; under torchrun, cuda:LOCAL_RANK where CUDA is available)")
     parser.add_argument("--run-tag", default="rerank")
     parser.set_defaults(func=run)
     return parser
 
 
+def exact_top(args: argparse.Namespace) -> int | None:
+    """The ``top_k`` of exact order the flags ask for (``None``: exact order is off)."""
+    if args.exact_order_margin is None:
+        if args.exact_top is not None:
+            raise ExactOrderError("--exact-top needs --exact-order-margin (the score gap that puts a pair in doubt)")
+        return None
+    if args.exact_top is None:
+        return min(DEFAULT_EXACT_TOP, args.depth)
+    if args.exact_top > args.depth:
+        raise ExactOrderError(f"--exact-top {args.exact_top} is beyond --depth {args.depth}: only the reranked "
+                              "head is scored, so at most --depth hits can be put in fp32's order")
+    return args.exact_top
+
+
 def run(args: argparse.Namespace) -> int:
+    top_k = exact_top(args)
     topics = read_topics(args.topics)
     corpus = passage_store(corpus=args.corpus, index=args.index)
-    kind = CrossEncoderReranker if args.model_type == "cross-encoder" else BiEncoderReranker
-    reranker = kind(args.model, batch_size=args.batch_size, max_length=args.max_length, dtype=args.dtype,
-                    device=args.device)
-    report = rerank_run(reranker, args.run, topics, corpus, args.output, depth=args.depth, tag=args.run_tag)
-    sys.stderr.write(json.dumps(report) + "\n")
+    dist, started = init_distributed()
+    try:
+        device = args.device or (str(dist.default_device()) if dist.distributed else None)
+        kind = CrossEncoderReranker if args.model_type == "cross-encoder" else BiEncoderReranker
+        reranker = kind(args.model, batch_size=args.batch_size, max_length=args.max_length, dtype=args.dtype,
+                        device=device)
+        if top_k is not None:
+            reranker = ExactOrderReranker.around(reranker, args.exact_order_margin, top_k)
+        report = rerank_run_sharded(reranker, args.run, topics, corpus, args.output, dist, depth=args.depth,
+                                    chunk_pairs=args.chunk_pairs, tag=args.run_tag)
+    finally:
+        shutdown_distributed(started)
+    if dist.is_main:
+        sys.stderr.write(json.dumps(report) + "\n")
     return 0

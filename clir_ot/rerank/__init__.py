@@ -1,19 +1,29 @@
-"""Reranking: the :class:`Reranker` contract, neural rerankers, and reranking of run files."""
+"""Reranking: the :class:`Reranker` contract, neural rerankers, exact order on demand, and reranking of
+run files, in one process or sharded over many."""
 from clir_ot.rerank.base import Reranker, as_hit, assemble_ranking, hits_from_pyserini
 from clir_ot.rerank.cross_encoder import BiEncoderReranker, CrossEncoderReranker, TruncationStats
-from clir_ot.rerank.run import RerankReport, rerank_run
+from clir_ot.rerank.exact import DEFAULT_EXACT_TOP, ExactOrderReranker, ExactOrderStats, pairs_to_rescore
+from clir_ot.rerank.run import RerankReport, Shard, rerank_run
+from clir_ot.rerank.sharded import ProcessGroup, rerank_run_sharded
 from clir_ot.rerank.crossfit import CrossFitReport, rerank_cross_fitted
 
 __all__ = [
     "BiEncoderReranker",
     "CrossEncoderReranker",
     "CrossFitReport",
+    "DEFAULT_EXACT_TOP",
+    "ExactOrderReranker",
+    "ExactOrderStats",
+    "ProcessGroup",
     "RerankReport",
     "Reranker",
+    "Shard",
     "TruncationStats",
     "as_hit",
     "assemble_ranking",
     "hits_from_pyserini",
+    "pairs_to_rescore",
     "rerank_cross_fitted",
     "rerank_run",
+    "rerank_run_sharded",
 ]

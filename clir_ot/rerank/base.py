@@ -74,6 +74,17 @@ class Reranker(ABC):
             scores[rows] = np.asarray(self.score(query, [passages[i] for i in rows]), dtype=np.float64)
         return scores
 
+    def score_groups(self, groups: Sequence[tuple[str, Sequence[str]]]) -> list[np.ndarray]:
+        """Scores of several queries' candidates at once: for each ``(query, texts)`` of ``groups``, one
+        score per text. The default makes one :meth:`score_pairs` call over all pairs (so a batching
+        reranker batches across queries) and splits it; rerankers that need each query's candidates
+        together (:class:`~clir_ot.rerank.ExactOrderReranker`) override it."""
+        queries = [query for query, texts in groups for _ in texts]
+        passages = [text for _, texts in groups for text in texts]
+        scores = np.asarray(self.score_pairs(queries, passages), dtype=np.float64) if passages else np.zeros(0)
+        bounds = np.cumsum([0] + [len(texts) for _, texts in groups])
+        return [scores[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
     def signature(self) -> dict[str, Any]:
         """What this reranker's scores depend on (JSON values): a resumed :func:`~clir_ot.rerank.rerank_run`
         continues an unfinished run only with an equal signature. Subclasses add their model and settings."""

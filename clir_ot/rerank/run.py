@@ -15,22 +15,75 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Mapping
+from typing import Collection, Iterator, Mapping
 
 from tqdm.auto import tqdm
 
 from clir_ot.errors import ConfigError
 from clir_ot.formats import Hit, RunWriter, iter_run_by_query, sha256_of
 from clir_ot.rerank.base import Reranker, assemble_ranking
+from clir_ot.rerank.exact import ExactOrderReranker
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RerankReport", "rerank_run"]
+__all__ = ["RerankReport", "Shard", "planned_queries", "rerank_run", "run_signature"]
 
 
 class RerankReport(dict):
     """Counts and timings of one :func:`rerank_run` call."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count``: the chunks of queries whose number modulo ``count`` is ``index``."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ConfigError(f"shard {self.index} of {self.count} does not exist (0 <= index < count)")
+
+    def owns(self, chunk: int) -> bool:
+        return chunk % self.count == self.index
+
+
+def planned_queries(
+    run: str | os.PathLike,
+    topics: Collection[str],
+    corpus: Collection[str],
+    depth: int,
+    chunk_pairs: int,
+    qids: Collection[str] | None = None,
+) -> Iterator[tuple[int, str, list[Hit]]]:
+    """``(chunk, qid, hits)`` for every query of ``run`` to rerank, in the run's order.
+
+    A chunk closes after the query that brings it to ``chunk_pairs`` pairs (``depth`` at most per
+    query). Chunk numbers depend only on the run, ``depth``, ``chunk_pairs`` and ``qids``, never on
+    what a resumed job or another process has done, so every process of a sharded job, and a job
+    resumed after a kill, scores exactly the batches an uninterrupted single process would.
+    """
+    chunk = waiting = 0
+    for qid, hits in iter_run_by_query(run, known_qids=topics, known_docids=corpus):
+        if qids is not None and qid not in qids:
+            continue
+        yield chunk, qid, hits
+        waiting += min(depth, len(hits))
+        if waiting >= chunk_pairs:
+            chunk, waiting = chunk + 1, 0
+
+
+def run_signature(reranker: Reranker, run: str | os.PathLike, depth: int, qids: Collection[str] | None,
+                  shard: Shard = Shard()) -> str:
+    """What an unfinished output may be continued with: the reranker's signature, depth, input run,
+    queries and (in a sharded job) the shard."""
+    fields = {**reranker.signature(), "depth": depth, "run": sha256_of(run),
+              "qids": None if qids is None else sorted(qids)}
+    if shard.count > 1:
+        fields["shard"] = [shard.index, shard.count]
+    return json.dumps(fields, sort_keys=True)
 
 
 def rerank_run(
@@ -43,6 +96,7 @@ def rerank_run(
     chunk_pairs: int = 2048,
     tag: str = "rerank",
     qids: Collection[str] | None = None,
+    shard: Shard = Shard(),
 ) -> RerankReport:
     """Rerank the top ``depth`` of every query of ``run``; write the new run to ``output``.
 
@@ -52,10 +106,13 @@ def rerank_run(
     streamed query by query neither the run nor the collection is held in memory.
 
     ``qids``, when given, restricts the job to those queries (the others are not written), e.g. the
-    test fold of a cross-fitted model.
+    test fold of a cross-fitted model. ``shard`` restricts it to one shard's chunks of
+    :func:`planned_queries` (see :func:`rerank_run_sharded`).
     """
     if depth < 1:
         raise ConfigError(f"depth must be at least 1, got {depth}")
+    if chunk_pairs < 1:
+        raise ConfigError(f"chunk_pairs must be at least 1, got {chunk_pairs}")
     started = time.time()
     pairs = 0
     scoring_seconds = 0.0
@@ -63,41 +120,34 @@ def rerank_run(
 
     def flush(writer: RunWriter) -> None:
         nonlocal pairs, scoring_seconds
-        queries, passages = [], []
-        for qid, hits in pending:
-            for hit in hits[:depth]:
-                queries.append(topics[qid])
-                passages.append(corpus[hit.docid])
+        groups = [(topics[qid], [corpus[hit.docid] for hit in hits[:depth]]) for qid, hits in pending]
         tick = time.time()
-        scores = reranker.score_pairs(queries, passages) if passages else []
+        scores = reranker.score_groups(groups)
         scoring_seconds += time.time() - tick
-        offset = 0
-        for qid, hits in pending:
-            cut = min(depth, len(hits))
-            writer.write(qid, assemble_ranking(hits, scores[offset:offset + cut]))
-            offset += cut
-        pairs += len(passages)
+        for (qid, hits), head in zip(pending, scores):
+            writer.write(qid, assemble_ranking(hits, head))
+            pairs += len(head)
         pending.clear()
         writer.checkpoint()
 
-    # an unfinished output is continued only by the same reranker, depth, input run and queries
-    signature = json.dumps({**reranker.signature(), "depth": depth, "run": sha256_of(run),
-                            "qids": None if qids is None else sorted(qids)}, sort_keys=True)
+    # an unfinished output is continued only by the same reranker, depth, input run, queries and shard
+    signature = run_signature(reranker, run, depth, qids, shard)
     with RunWriter(output, tag=tag, keep_order=True, resumable=True, signature=signature) as writer:
         if writer.done:
             logger.info("resuming %s: %d queries already reranked", output, len(writer.done))
-        waiting = 0
-        bar = tqdm(iter_run_by_query(run, known_qids=topics, known_docids=corpus), desc="reranking", unit="q")
-        for qid, hits in bar:
-            if qid in writer.done or (qids is not None and qid not in qids):
+        current = 0
+        bar = tqdm(planned_queries(run, topics, corpus, depth, chunk_pairs, qids), desc="reranking", unit="q")
+        for chunk, qid, hits in bar:
+            if chunk != current:
+                if pending:
+                    flush(writer)
+                    bar.set_postfix(pairs=pairs)
+                current = chunk
+            if qid in writer.done or not shard.owns(chunk):
                 continue
             pending.append((qid, hits))
-            waiting += min(depth, len(hits))
-            if waiting >= chunk_pairs:
-                flush(writer)
-                waiting = 0
-                bar.set_postfix(pairs=pairs)
-        flush(writer)
+        if pending:
+            flush(writer)
     report = RerankReport(
         output=str(Path(output)), queries=writer.queries, pairs=pairs, depth=depth,
         seconds=round(time.time() - started, 3),
@@ -107,5 +157,13 @@ def rerank_run(
     if truncation is not None:
         report["truncation"] = truncation.summary()
         logger.info("truncation: %s", truncation.summary())
+    if isinstance(reranker, ExactOrderReranker):
+        report["exact_order"] = reranker.stats.to_dict()
+        logger.info("exact order: %s", reranker.stats.summary())
+        if reranker.stats.over_half_margin:
+            logger.warning("exact order: %d re-scored pairs moved by more than half the margin (largest %.3g): the "
+                           "margin %g may not bound the fast path's error, so the top %d may differ from float32's; "
+                           "raise the margin", reranker.stats.over_half_margin, reranker.stats.max_error,
+                           reranker.margin, reranker.top_k)
     logger.info("reranked %d queries (%d pairs) into %s in %.1fs", writer.queries, pairs, output, report["seconds"])
     return report

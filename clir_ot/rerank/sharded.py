@@ -1,0 +1,185 @@
+"""Rerank one run with many processes (``torchrun``): one shard of chunks per process, one merged run.
+
+Every process streams the whole run and numbers its chunks as a single process would
+(:func:`~clir_ot.rerank.run.planned_queries`); process ``r`` of ``N`` scores the chunks whose number
+modulo ``N`` is ``r`` into its own part, a hidden ``.<output name>.rank<r>-of-<N>`` beside the output
+(each part resumable as any :func:`~clir_ot.rerank.rerank_run` output is). When all parts are done,
+process 0 copies their lines, query by query in the run's order, into the output, through a
+temporary file renamed into place, so no partial file ever has the output's name; then the parts are
+removed. Each chunk is scored in exactly the batches one process would form, so the merged file is
+byte for byte the single process's whenever the scorer gives the same bits for the same batch in
+every process (same device and kernels; on CPU, the same number of threads).
+
+A part that was finished by an earlier, interrupted job with the same settings is kept (a
+``.signature`` file beside it says so), so a job killed while waiting for the others or while
+merging is restarted without rescoring anything.
+
+    torchrun --nproc-per-node 4 -m clir_ot rerank --run RUN --topics T --corpus C --output OUT ...
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Collection, Iterator, Mapping, Protocol, Sequence
+
+from clir_ot.errors import ConsistencyError
+from clir_ot.io import sha256_text
+from clir_ot.rerank.base import Reranker
+from clir_ot.rerank.run import RerankReport, Shard, planned_queries, rerank_run, run_signature
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ProcessGroup", "merge_parts", "part_path", "rerank_run_sharded"]
+
+
+class ProcessGroup(Protocol):
+    """What sharding needs of a process group: this process's rank, the number of processes, a
+    barrier and an all-gather (:class:`clir_ot.training.distributed.DistInfo` is one)."""
+
+    @property
+    def rank(self) -> int: ...
+
+    @property
+    def world_size(self) -> int: ...
+
+    def barrier(self) -> None: ...
+
+    def gather(self, obj: Any) -> list[Any]: ...
+
+
+def part_path(output: str | os.PathLike, shard: Shard) -> Path:
+    """The hidden part file that ``shard`` writes for ``output``."""
+    output = Path(output)
+    return output.parent / f".{output.name}.rank{shard.index}-of-{shard.count}"
+
+
+def _query_blocks(path: Path) -> Iterator[tuple[bytes, list[bytes]]]:
+    """``(qid, lines)`` for each query of a run file written by :class:`~clir_ot.formats.RunWriter`, as bytes."""
+    qid: bytes | None = None
+    lines: list[bytes] = []
+    with open(path, "rb") as handle:
+        for line in handle:
+            first = line.split(b" ", 1)[0]
+            if first != qid:
+                if qid is not None:
+                    yield qid, lines
+                qid, lines = first, []
+            lines.append(line)
+    if qid is not None:
+        yield qid, lines
+
+
+def merge_parts(
+    parts: Sequence[Path],
+    output: str | os.PathLike,
+    run: str | os.PathLike,
+    topics: Collection[str],
+    corpus: Collection[str],
+    depth: int,
+    chunk_pairs: int,
+    qids: Collection[str] | None = None,
+) -> int:
+    """Copy the lines of ``parts`` (part ``r`` holds chunks ``r``, ``r + N``, ...) into ``output`` in the
+    run's query order, atomically; returns the number of queries.
+
+    Raises :class:`~clir_ot.errors.ConsistencyError` when a part lacks a query it should hold, holds
+    another, or holds more than its chunks.
+    """
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    readers = [_query_blocks(part) for part in parts]
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    tmp = Path(tmp_name)
+    queries = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk, qid, _ in planned_queries(run, topics, corpus, depth, chunk_pairs, qids):
+                owner = chunk % len(parts)
+                block = next(readers[owner], None)
+                if block is None or block[0].decode("utf-8") != qid:
+                    found = "its end" if block is None else f"query {block[0].decode('utf-8', 'replace')!r}"
+                    raise ConsistencyError(f"{parts[owner]}: expected query {qid!r} (chunk {chunk}), found {found}; "
+                                           "the part was written for another run or settings")
+                out.writelines(block[1])
+                queries += 1
+            for part, reader in zip(parts, readers):
+                extra = next(reader, None)
+                if extra is not None:
+                    raise ConsistencyError(f"{part}: query {extra[0].decode('utf-8', 'replace')!r} is not one of its "
+                                           "chunks; the part was written for another run or settings")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, output)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return queries
+
+
+def _sum_reports(output: Path, reports: list[dict[str, Any]]) -> RerankReport:
+    merged = RerankReport(output=str(output), queries=sum(r["queries"] for r in reports),
+                          pairs=sum(r["pairs"] for r in reports), depth=reports[0]["depth"],
+                          seconds=max(r["seconds"] for r in reports),
+                          pairs_per_second=round(sum(r["pairs_per_second"] or 0.0 for r in reports), 2) or None,
+                          processes=len(reports))
+    exact = [r["exact_order"] for r in reports if "exact_order" in r]
+    if exact:
+        pairs, rescored = sum(e["pairs"] for e in exact), sum(e["rescored"] for e in exact)
+        merged["exact_order"] = {
+            **{k: exact[0][k] for k in ("margin", "top_k")},
+            "queries": sum(e["queries"] for e in exact), "pairs": pairs, "rescored": rescored,
+            "rescored_share": round(rescored / pairs, 6) if pairs else 0.0,
+            "max_error": max(e["max_error"] for e in exact),
+            "over_half_margin": sum(e["over_half_margin"] for e in exact),
+        }
+    merged["ranks"] = reports
+    return merged
+
+
+def rerank_run_sharded(
+    reranker: Reranker,
+    run: str | os.PathLike,
+    topics: Mapping[str, str],
+    corpus: Mapping[str, str],
+    output: str | os.PathLike,
+    group: ProcessGroup,
+    depth: int = 100,
+    chunk_pairs: int = 2048,
+    tag: str = "rerank",
+    qids: Collection[str] | None = None,
+) -> RerankReport:
+    """:func:`~clir_ot.rerank.rerank_run` as process ``group.rank`` of ``group.world_size``: every
+    process calls it with the same arguments; the output, written by process 0, equals one process's.
+
+    Returns the summed report (every process's report under ``ranks``) on every process, once the
+    output is in place. With one process it is :func:`~clir_ot.rerank.rerank_run`.
+    """
+    output = Path(output)
+    if group.world_size == 1:
+        return rerank_run(reranker, run, topics, corpus, output, depth=depth, chunk_pairs=chunk_pairs, tag=tag,
+                          qids=qids)
+    shard = Shard(group.rank, group.world_size)
+    part = part_path(output, shard)
+    marker = part.with_name(part.name + ".signature")
+    signature = sha256_text(run_signature(reranker, run, depth, qids, shard) + f"\ntag {tag}\nchunk {chunk_pairs}")
+    if part.is_file() and marker.is_file() and marker.read_text().strip() == signature:
+        logger.info("%s: kept, finished by an earlier job with the same settings", part)
+        report = RerankReport(output=str(part), queries=0, pairs=0, depth=depth, seconds=0.0, pairs_per_second=None,
+                              kept=True)
+    else:
+        marker.unlink(missing_ok=True)
+        report = rerank_run(reranker, run, topics, corpus, part, depth=depth, chunk_pairs=chunk_pairs, tag=tag,
+                            qids=qids, shard=shard)
+        marker.write_text(signature + "\n")
+    reports = group.gather(dict(report))
+    if group.rank == 0:
+        parts = [part_path(output, Shard(r, group.world_size)) for r in range(group.world_size)]
+        queries = merge_parts(parts, output, run, topics, corpus, depth, chunk_pairs, qids)
+        for path in parts:
+            path.unlink()
+            path.with_name(path.name + ".signature").unlink(missing_ok=True)
+        logger.info("merged %d parts (%d queries) into %s", len(parts), queries, output)
+    group.barrier()
+    return _sum_reports(output, reports)
