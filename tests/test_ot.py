@@ -298,6 +298,51 @@ def test_long_sequences_match_pot_element_by_element_in_place(chunk, monkeypatch
         np.testing.assert_allclose(f[i].numpy(), expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("length", [64, 128])
+def test_overrelaxation_reaches_pots_stopping_rule_in_fewer_iterations(length):
+    # over-relaxed iterates differ from POT's, but the stopping rule is the same (rows exact, column
+    # error <= tol at a check), so each plan is POT's to about tol, and far fewer iterations are needed
+    B = 10
+    cost = token_like_cost(22, B, length)
+    reg = 0.05 * float(cost.mean())
+    tol = 1e-9
+    res = sinkhorn(cost, epsilon=reg, epsilon_mode="absolute", overrelaxation=True, tol=tol)
+    plain = sinkhorn(cost, epsilon=reg, epsilon_mode="absolute", tol=tol)
+    assert bool(res.converged.all()) and bool((res.error < tol).all())
+    u = np.full(length, 1.0 / length)
+    total_relaxed, total_pot = 0, 0
+    for i in range(B):
+        ref, log = pot.sinkhorn(u, u, cost[i].numpy(), reg, stopThr=tol, log=True)
+        total_pot += log["niter"] + 1
+        np.testing.assert_allclose(res.plan[i].numpy(), ref, rtol=0, atol=PLAN_ATOL * 1e-2)
+        np.testing.assert_allclose(res.plan[i].sum(-1).numpy(), u, rtol=0, atol=1e-15)  # rows exact
+        assert float(np.linalg.norm(res.plan[i].sum(0).numpy() - u)) < tol  # POT's column error
+        assert abs(float(res.cost[i]) - float((ref * cost[i].numpy()).sum())) < 1e-8
+    torch.testing.assert_close(res.f - res.f.mean(-1, keepdim=True), plain.f - plain.f.mean(-1, keepdim=True),
+                               rtol=0, atol=1e-6)
+    assert res.n_iter < plain.n_iter
+
+
+def test_overrelaxation_leaves_unbalanced_log_and_unrolled_solves_unchanged():
+    cost, a, b = random_problem(23, B=3, m=6, n=7)
+    for opts in (dict(marginal_penalty=0.5), dict(method="log"), dict(differentiate="unrolled")):
+        c = cost.clone().requires_grad_("differentiate" in opts)
+        plain = sinkhorn(c, a, b, epsilon=0.1, epsilon_mode="absolute", **opts)
+        relaxed = sinkhorn(c, a, b, epsilon=0.1, epsilon_mode="absolute", overrelaxation=True, **opts)
+        assert plain.n_iter == relaxed.n_iter
+        torch.testing.assert_close(relaxed.plan, plain.plan, rtol=0, atol=0)
+
+
+def test_relaxation_factor_is_one_without_a_usable_rate_and_below_two():
+    first = torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0], dtype=torch.float64).view(-1, 1, 1)
+    second = torch.tensor([0.5, 1.0, 0.0, math.nan, 0.0], dtype=torch.float64).view(-1, 1, 1)
+    omega = ot_module._relaxation_factor(first, second, 3).flatten().tolist()
+    theta = 0.5 ** (1 / 6)
+    assert omega[0] == pytest.approx(2 / (1 + math.sqrt(1 - theta)))
+    assert 1.0 < omega[1] < 2.0  # rho clamped to 0.99
+    assert omega[2] == 1.0 and omega[3] == 1.0 and omega[4] == 1.0
+
+
 def test_auto_falls_back_to_the_log_domain_when_scaling_breaks_down(monkeypatch):
     # float32, eps = 1e-3 on costs in [0, 2]: the scaling domain overflows to nan for at least one
     # element. Lifting the safety bound makes auto try it anyway; it must redo those in the log domain.
