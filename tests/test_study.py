@@ -24,6 +24,8 @@ from clir_ot.study.config import load_study_config
 from clir_ot.study.report import build_report, read_results_csv
 from clir_ot.study.runner import plan_study, run_study
 
+from child_processes import finish, start
+
 WORDS = "the a cat dog house tree river city book water red green big small runs sees eats old new".split()
 FOREIGN = {w: f"x{w[::-1]}" for w in WORDS}
 
@@ -335,3 +337,156 @@ def test_teacher_data_msmarco_is_checked_before_work_and_trains_on_the_files(wor
     test_qids = set(json.loads((world / "baseline" / "collection" / "folds.json").read_text())["folds"][fold]["qids"])
     assert valid and not {g.qid for g in valid} & test_qids
     assert all(1 <= len(g.negatives) <= 9 for g in valid)  # the dense top 10, less the positive
+
+
+# --------------------------------------------------------------------------------------------------
+# past one machine: two studies on one folder, submitit executors, the executor settings
+
+
+def built_by(root: Path) -> dict[str, int]:
+    """artifact folder -> pid of the process that built it."""
+    return {str(p.parent.relative_to(root)): json.loads(p.read_text())["built_by"]["pid"]
+            for p in root.glob("artifacts/*/*/artifact.json")}
+
+
+def costs_masked(report: str) -> str:
+    """``report.md`` with the wall times and rates of its cost table blanked (they differ between runs)."""
+    lines, in_cost = [], False
+    for line in report.splitlines():
+        if line.startswith("## "):
+            in_cost = line == "## Cost"
+        if in_cost and line.startswith("| ") and not line.startswith("| step "):
+            line = line.split(" | ")[0] + " | …"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def test_two_studies_on_one_folder_build_every_artifact_once(world, tiny_study, tmp_path):
+    config_path = write_config(world)
+    root = tmp_path / "shared"
+    command = [sys.executable, "-m", "clir_ot", "study", "--config", str(config_path), "--output", str(root)]
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    processes = [start(command, log) for log in logs]
+    for process, log in zip(processes, logs):
+        finish(process, log, timeout=900)
+    texts = [log.read_text(errors="replace") for log in logs]
+    plan = plan_study(load_study_config(config_path), root)
+    assert not plan.pending()
+    built = [sid for text in texts for sid in re.findall(r"step (\S+): building ", text)]
+    assert sorted(built) == sorted(s.id for s in plan.steps.values() if s.artifact is not None)  # each once
+    assert set(built_by(root).values()) <= {p.pid for p in processes}
+    assert len(built_by(root)) == 15
+    # they ran at the same time: one found a step the other was building, and left it to it
+    assert any("being built by pid" in text or "built by another worker" in text for text in texts)
+    assert not list(root.glob("artifacts/*/*.lock")) and not (root / "report.lock").exists()
+    assert not any("taking over a lock" in text for text in texts)
+    # the report is a single process's: the uninterrupted study's, query by query and line by line
+    shared, whole = results(root), results(tiny_study)
+    assert shared.keys() == whole.keys() and all(abs(shared[k] - whole[k]) < 1e-9 for k in whole)
+    report = (root / "report.md").read_text()
+    assert costs_masked(report) == costs_masked((tiny_study / "report.md").read_text())
+    from clir_ot.study.evaluate import write_study_report
+
+    write_study_report(plan)  # one process writing the report of the same artifacts writes the same bytes
+    assert (root / "report.md").read_text() == report
+
+
+def test_submitit_local_jobs_build_the_same_artifacts(world, tiny_study, tmp_path):
+    """Each step is a submitit job (its LocalExecutor: a process per job, as on Slurm): same keys,
+    same folders and the same results as the study built in one process."""
+    one = [{"name": "tiny", "base": str(world / "tiny")}]
+    config = load_study_config(write_config(world, name="tiny-submitit", backbones=one, executor={
+        "kind": "submitit-local", "max_jobs": 2, "poll_s": 0.2, "timeout_min": 30, "cpus_per_task": 1,
+        "partition": "unused-here"}))
+    root = tmp_path / "submitit"
+    plan = run_study(config, root)
+    assert not plan.pending()
+    folders = {p.parent.relative_to(root) for p in root.glob("artifacts/*/*/artifact.json")}
+    reference = {p.parent.relative_to(tiny_study) for p in tiny_study.glob("artifacts/*/*/artifact.json")}
+    assert len(folders) == 7 and folders <= reference  # 2 teachers, 2 students, 3 reranked runs: same keys
+    pids = built_by(root)
+    assert os.getpid() not in pids.values() and len(set(pids.values())) == len(pids)  # one job (process) each
+    assert len(list((root / "submitit").glob("*_result.pkl"))) == 7
+    ours, whole = results(root), results(tiny_study)
+    assert ours and all(abs(value - whole[key]) < 1e-9 for key, value in ours.items())
+    assert {key[0] for key in ours} == {"tiny"}
+
+
+def test_submitit_debug_runs_the_study_in_process_and_a_second_run_reuses_it(world, tmp_path):
+    one = [{"name": "tiny", "base": str(world / "tiny")}]
+    path = write_config(world, name="tiny-debug", backbones=one, methods=["none"], languages=["el"],
+                        executor={"kind": "submitit-debug", "poll_s": 0.1})
+    root = tmp_path / "debug"
+    assert main(["study", "--config", str(path), "--output", str(root)]) == 0
+    pids = built_by(root)
+    assert len(pids) == 4 and set(pids.values()) == {os.getpid()}  # 2 teachers, 2 reranked runs
+    before = finished(root)
+    assert main(["study", "--config", str(path), "--output", str(root), "--executor", "local"]) == 0
+    assert finished(root) == before
+
+
+@pytest.mark.parametrize("change, flags, message", [
+    ({"executor": {"kind": "slurm", "partitio": "gpu"}}, [], r"executor: unknown key\(s\) partitio; known: kind"),
+    ({"executor": {"kind": "pbs"}}, [], "kind must be one of local, slurm, submitit-local, submitit-debug"),
+    ({"executor": {"partition": "gpu"}}, [], "partition: only the submitit executors"),
+    ({"executor": {"kind": "slurm", "max_jobs": 0}}, [], "max_jobs must be a positive integer"),
+    ({"executor": {"kind": "slurm", "poll_s": "5s"}}, [], "poll_s must be a positive number"),
+    ({}, ["--slurm-partition", "gpu"], "--slurm-partition: partition: only the submitit executors"),
+    ({}, ["--executor", "submitit-local", "--jobs", "2"], "--jobs 2 runs steps on this machine"),
+])
+def test_bad_executor_settings_fail_before_any_work(world, tmp_path, change, flags, message, caplog):
+    path = write_config(world, name="bad-executor", **change)
+    output = tmp_path / "bad"
+    caplog.clear()
+    assert main(["study", "--config", str(path), "--output", str(output), *flags]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and re.search(message, errors[0]), errors
+    assert not output.exists()
+
+
+def test_slurm_without_submitit_is_one_clear_error(world, tmp_path, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "submitit", None)  # what `import submitit` meets when it is not installed
+    path = write_config(world, name="no-submitit")
+    caplog.clear()
+    assert main(["study", "--config", str(path), "--output", str(tmp_path / "x"), "--executor", "slurm"]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == ["executor slurm needs submitit: pip install 'clir_ot[slurm]' (or pip install submitit)"]
+    assert not (tmp_path / "x").exists()
+
+
+def test_slurm_settings_reach_the_sbatch_script(tmp_path, monkeypatch):
+    """The config's resources become #SBATCH lines of the job script submitit writes (no cluster needed:
+    submitit only looks for an ``srun`` on PATH, which is never run here)."""
+    from clir_ot.study.config import ExecutorSettings
+    from clir_ot.study.schedule import Submitit
+
+    settings = ExecutorSettings(kind="slurm", partition="gpu", account="clir", qos="high", timeout_min=90,
+                                cpus_per_task=8, gpus_per_node=2, mem_gb=64, additional={"constraint": "a100"})
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    with pytest.raises(ConfigError, match='executor slurm: Could not detect "srun".*submitit-local tries'):
+        Submitit(settings, tmp_path / "logs", "tiny")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (tmp_path / "bin" / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    executor = Submitit(settings, tmp_path / "logs", "tiny")
+    executor.executor.update_parameters(name="clir-ot.tiny.teacher.tiny.fold0")
+    script = executor.executor._executor._make_submission_file_text("python -m x", "0")
+    for line in ("--partition=gpu", "--account=clir", "--qos=high", "--time=90", "--cpus-per-task=8",
+                 "--gpus-per-node=2", "--mem=64GB", "--constraint=a100", "--job-name=clir-ot.tiny.teacher.tiny.fold0"):
+        assert f"#SBATCH {line}\n" in script, line
+
+
+def test_dry_run_names_the_worker_building_a_step(world, tmp_path, capsys):
+    from clir_ot.study.locks import ArtifactLock, lock_path
+
+    config = load_study_config(write_config(world))
+    plan = plan_study(config, tmp_path / "planned")
+    step = plan.steps["teacher/tiny/fold0"]
+    with ArtifactLock(lock_path(step.artifact.folder)):
+        run_study(config, tmp_path / "planned", dry_run=True)
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("teacher/tiny/fold0 "))
+    assert f"building (pid {os.getpid()}@" in line
+    run_study(config, tmp_path / "planned", dry_run=True)
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("teacher/tiny/fold0 "))
+    assert "to build" in line

@@ -6,6 +6,8 @@ distillation study and the dense students (a ``bi-encoder`` backbone) are all co
 * :mod:`clir_ot.study.config` -- the YAML config, checked before any work (:func:`load_study_config`).
 * :mod:`clir_ot.study.plan` / :mod:`clir_ot.study.runner` -- the typed plan (:class:`Step`, :class:`Cell`,
   :class:`Work`), keyed artifacts (:mod:`clir_ot.study.artifacts`), building, resuming, ``--dry-run``.
+* :mod:`clir_ot.study.schedule` / :mod:`clir_ot.study.locks` -- where steps run (this process, ``--jobs``
+  processes, submitit/Slurm jobs) and the lock per artifact that lets workers share one study folder.
 * :mod:`clir_ot.study.evaluate` -- per-query scores of the finished runs, the methods side by side.
 * :mod:`clir_ot.study.stats` -- paired randomization and t tests, Holm, bootstrap intervals, the
   answer statistic :func:`gain_difference`, and the language-bias measure :func:`max_rank_distance`.

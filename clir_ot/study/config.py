@@ -20,6 +20,7 @@ Example (``tools/studies/xquad-scaling-offline.yaml`` is the full one)::
     distill: {batch_size: 16, lr: 2e-5, epochs: 1}    # training + distillation settings
     rerank: {batch_size: 32, max_length: 256, dtype: auto}
     measures: [P@5, Success@5, RR@10]                 # the default
+    executor: {kind: slurm, partition: gpu, gpus_per_node: 1}   # default: local (this machine)
 
 A backbone of ``kind: bi-encoder`` studies the dense first stage instead of the reranker: its
 ``none`` is the baseline's dense run (``run.xquad.<first_stage>.cross.en-<L>.txt``), each method
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -49,8 +50,8 @@ from clir_ot.errors import ConfigError, InputFormatError
 from clir_ot.evaluation import parse_measure
 from clir_ot.training.trainer import TrainingConfig
 
-__all__ = ["BackboneSpec", "MethodSpec", "RerankSettings", "SearchSettings", "StudyConfig", "load_study_config",
-           "study_config_from_data"]
+__all__ = ["BackboneSpec", "EXECUTOR_KINDS", "ExecutorSettings", "MethodSpec", "RerankSettings", "SearchSettings",
+           "StudyConfig", "check_executor", "load_study_config", "study_config_from_data"]
 
 BASELINE_METHOD = "none"
 SHUFFLED_SUFFIX = "-shuffled"
@@ -202,6 +203,42 @@ class SearchSettings:
     KEYS = ("hits", "batch_size", "max_length", "dtype")
 
 
+LOCAL_EXECUTOR, SLURM_EXECUTOR = "local", "slurm"
+#: ``local``: this machine (``--jobs N`` processes); ``slurm``: one Slurm job per step through submitit;
+#: ``submitit-local`` / ``submitit-debug``: the same submitit jobs as processes here / in this process
+#: (to try a Slurm config without a cluster; the tests use them).
+EXECUTOR_KINDS = (LOCAL_EXECUTOR, SLURM_EXECUTOR, "submitit-local", "submitit-debug")
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """Where the study's steps run (``executor:``); never part of a key, so every executor builds the
+    same artifacts. The resources are submitit's (``timeout_min``, ``cpus_per_task``, ``gpus_per_node``,
+    ``mem_gb``) and Slurm's (``partition``, ``account``, ``qos``, ``additional``: other ``#SBATCH``
+    options, e.g. ``{constraint: a100}``); ``max_jobs`` steps are queued at once, ``poll_s`` is how
+    often the study looks at them, ``logs`` the folder of the jobs' logs (default ``<study>/submitit``)."""
+
+    kind: str = LOCAL_EXECUTOR
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    timeout_min: int | None = None
+    cpus_per_task: int | None = None
+    gpus_per_node: int | None = None
+    mem_gb: int | None = None
+    max_jobs: int = 16
+    poll_s: float = 5.0
+    logs: str | None = None
+    additional: Mapping[str, Any] = field(default_factory=dict)
+
+    KEYS = ("kind", "partition", "account", "qos", "timeout_min", "cpus_per_task", "gpus_per_node", "mem_gb",
+            "max_jobs", "poll_s", "logs", "additional")
+
+    @property
+    def submitit(self) -> bool:
+        return self.kind != LOCAL_EXECUTOR
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     name: str
@@ -227,11 +264,12 @@ class StudyConfig:
     resource_order: tuple[str, ...] | None
     measures: tuple[str, ...] = DEFAULT_MEASURES
     search: SearchSettings = SearchSettings()
+    executor: ExecutorSettings = ExecutorSettings()
 
     KEYS = ("name", "description", "baseline", "first_stage", "depth", "languages", "reference_language",
             "low_resource", "bitext", "seeds", "backbones", "methods", "teacher", "teacher_data", "distill",
             "rerank", "search",
-            "reuse", "pool", "n_resamples", "resource_order", "measures")
+            "reuse", "pool", "n_resamples", "resource_order", "measures", "executor")
 
     def methods_for(self, language: str) -> list[MethodSpec]:
         """The methods run on ``language`` (only ``none`` on the reference language)."""
@@ -510,6 +548,44 @@ def _parse_teacher_data(data: Mapping[str, Any], path: Path) -> TeacherDataSetti
     return TeacherDataSettings(source="msmarco", **resolved)
 
 
+def _parse_executor(data: Mapping[str, Any], path: Path) -> ExecutorSettings:
+    """``executor:`` (default: this machine), checked by :func:`check_executor`."""
+    where = f"{path}: executor"
+    value = data.get("executor") or {}
+    if isinstance(value, str):
+        value = {"kind": value}
+    _check_keys(value, ExecutorSettings.KEYS, where)
+    settings = ExecutorSettings(**value)
+    if settings.logs is not None:
+        settings = replace(settings, logs=str(_resolve(path, str(settings.logs))))
+    return check_executor(settings, where)
+
+
+def check_executor(settings: ExecutorSettings, where: str) -> ExecutorSettings:
+    """``settings`` if they are valid (also after ``clir-ot study --executor`` overrides), else a ConfigError."""
+    if settings.kind not in EXECUTOR_KINDS:
+        raise ConfigError(f"{where}: kind must be one of {', '.join(EXECUTOR_KINDS)}, got {settings.kind!r}")
+    for name in ("timeout_min", "cpus_per_task", "gpus_per_node", "mem_gb", "max_jobs"):
+        value = getattr(settings, name)
+        if value is not None:
+            _positive_int(value, f"{where}: {name}")
+    if isinstance(settings.poll_s, bool) or not isinstance(settings.poll_s, (int, float)) or settings.poll_s <= 0:
+        raise ConfigError(f"{where}: poll_s must be a positive number of seconds, got {settings.poll_s!r}")
+    for name in ("partition", "account", "qos", "logs"):
+        value = getattr(settings, name)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"{where}: {name} must be a non-empty string, got {value!r}")
+    if not isinstance(settings.additional, Mapping):
+        raise ConfigError(f"{where}: additional must map #SBATCH options to values, got {settings.additional!r}")
+    if not settings.submitit:
+        given = [k for k in ExecutorSettings.KEYS[1:] if getattr(settings, k) != getattr(ExecutorSettings(), k)]
+        if given:
+            raise ConfigError(f"{where}: {', '.join(given)}: only the submitit executors "
+                              f"({', '.join(EXECUTOR_KINDS[1:])}) take this; kind {LOCAL_EXECUTOR} runs steps "
+                              "on this machine, --jobs N at once")
+    return settings
+
+
 def _parse_measures(data: Mapping[str, Any], where: str) -> tuple[str, ...]:
     names = _str_list(data.get("measures", list(DEFAULT_MEASURES)), f"{where}: measures")
     if not names:
@@ -552,6 +628,7 @@ def study_config_from_data(data: Any, path: str | Path) -> StudyConfig:
         pool=bool(data.get("pool", True)), n_resamples=int(data.get("n_resamples", 10000)),
         resource_order=tuple(data["resource_order"]) if data.get("resource_order") else None,
         measures=_parse_measures(data, where),
+        executor=_parse_executor(data, path),
     )
     _check_distill_settings(config)
     return config

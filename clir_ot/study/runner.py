@@ -19,18 +19,19 @@ Evaluation (seconds) is redone on every run from the finished runs: ``results.cs
 ``report.md`` and plots (:mod:`clir_ot.study.report`). A killed study restarts where it stopped:
 finished artifacts are reused, an unfinished training resumes from its checkpoints, an unfinished
 reranking from its journal. Every input path comes from :class:`clir_ot.datasets.XQuADLayout`.
+Steps run here, in ``--jobs N`` processes or as submitit (Slurm) jobs (:mod:`clir_ot.study.schedule`),
+each under its artifact's lock (:mod:`clir_ot.study.locks`), so studies sharing a folder share the work.
 """
 from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -42,7 +43,7 @@ from clir_ot.datasets.layout import TeacherData, XQuADLayout
 from clir_ot.datasets.xquad import read_folds
 from clir_ot.distill import read_bitext, tatoeba_files, tatoeba_pairs
 from clir_ot.distill.pipeline import distill_student
-from clir_ot.errors import ConfigError, ConsistencyError
+from clir_ot.errors import ConfigError
 from clir_ot.formats import atomic_open, iter_corpus, load_corpus, read_qrels, read_topics
 from clir_ot.models import BiEncoderModel
 from clir_ot.models.default import default_model_dir
@@ -54,7 +55,9 @@ from clir_ot.retrieval.dense import DenseSearcher, dense_search_to_run, encode_c
 from clir_ot.study.artifacts import Artifact, ArtifactStore, artifact_key, cached_sha256, hash_model_folder
 from clir_ot.study.config import BackboneSpec, MethodSpec, StudyConfig, describe, load_study_config
 from clir_ot.study.evaluate import write_study_report
+from clir_ot.study.locks import ArtifactLock
 from clir_ot.study.plan import Cell, Step, StudyPlan, Work
+from clir_ot.study.schedule import build_pending, make_executor, step_lock
 from clir_ot.training import DataSpec, load_training_data, selected_model, train_cross_encoder, write_groups
 from clir_ot.training.trainer import RESUMABLE_CHANGES, describe_changes
 
@@ -68,6 +71,7 @@ __all__ = ["Cell", "Step", "StudyPlan", "Work", "format_plan", "plan_study", "ru
 DEFAULT_RATES = {"teacher_s_per_step": 7.0, "student_s_per_step": 0.35, "rerank_pairs_per_s": 40.0,
                  "search_passages_per_s": 20.0}
 DEFAULT_BASE = "multilingual-e5-small (offline default)"
+REPORT_LOCK = "report.lock"
 
 
 @dataclass
@@ -508,19 +512,45 @@ def _execute(step: Step, plan: StudyPlan) -> None:
         shutil.rmtree(step.model / "checkpoints")  # finished: checkpoints only served resuming (GBs each)
     ArtifactStore.finish(step.artifact, {"step": step.id, "settings": step.settings, "inputs": step.inputs,
                                          "deps": {d: plan.steps[d].key for d in step.deps},
-                                         "study": plan.config.name, "seed": step.cell.seed, **record})
+                                         "study": plan.config.name, "seed": step.cell.seed,
+                                         "built_by": {"pid": os.getpid(), "host": socket.gethostname()}, **record})
     logger.info("step %s: done in %.0f s", step.id, time.time() - started)
 
 
-def run_step_by_id(config_path: str, root: str, step_id: str, threads: int | None = None) -> str:
-    """Build one step (used by the parallel workers and under torchrun)."""
-    if threads:
-        torch.set_num_threads(threads)
+def execute_step_by_id(config_path: str, root: str, step_id: str) -> str:
+    """Build one step without taking its lock: the ranks under torchrun, whose launcher holds it."""
     plan = plan_study(load_study_config(config_path), root)
     step = plan.steps[step_id]
     if not step.done:
         _execute(step, plan)
     return step_id
+
+
+def run_step_by_id(config_path: str, root: str, step_id: str, threads: int | None = None,
+                   torchrun: bool = False) -> str:
+    """Build one step under its artifact's lock (waiting while another worker holds it); a step
+    finished meanwhile is left as it is. This is what processes and submitit jobs run; with
+    ``torchrun``, a training step runs under torchrun when several GPUs are visible."""
+    if threads:
+        torch.set_num_threads(threads)
+    plan = plan_study(load_study_config(config_path), root)
+    build_locked(plan, plan.steps[step_id], torchrun=torchrun)
+    return step_id
+
+
+def build_locked(plan: StudyPlan, step: Step, torchrun: bool = False) -> None:
+    """Build ``step`` of ``plan`` under its artifact's lock, unless it is (or meanwhile was) finished."""
+    if step.done:
+        return
+    with step_lock(step):
+        if step.done:
+            logger.info("step %s: built by another worker while this one waited; reused", step.id)
+            return
+        devices = _devices() if torchrun and step.kind in ("teacher", "student") else 0
+        if devices > 1:
+            _run_with_torchrun(plan, step, devices)
+        else:
+            _execute(step, plan)
 
 
 def _devices() -> int:
@@ -539,57 +569,31 @@ def _run_with_torchrun(plan: StudyPlan, step: Step, devices: int) -> None:
 
 def run_study(config: StudyConfig, root: str | Path | None = None, *, jobs: int = 1, dry_run: bool = False,
               report: bool = True) -> StudyPlan:
-    """Plan the study, build every unfinished step (``jobs`` at a time), evaluate and report."""
+    """Plan the study, build every unfinished step on ``config.executor`` (``jobs`` at a time on this
+    machine), evaluate and report. Other studies on the same folder share the work through the
+    artifacts' locks."""
     plan = plan_study(config, root)
     if dry_run:
         sys.stdout.write(format_plan(plan) + "\n")
         return plan
+    executor = make_executor(config.executor, jobs, plan.root, config.name,
+                             build_here=lambda step: build_locked(plan, step, torchrun=True))
     plan.root.mkdir(parents=True, exist_ok=True)
     with atomic_open(plan.root / "study.json") as handle:
         json.dump(describe(config), handle, indent=1)
     pending = plan.pending()
-    logger.info("study %s: %d steps, %d to build (%s)", config.name, len(plan.steps), len(pending),
-                estimate_text(plan))
-    devices = _devices()
+    logger.info("study %s: %d steps, %d to build on %s (%s)", config.name, len(plan.steps), len(pending),
+                config.executor.kind, estimate_text(plan))
     bar = tqdm(total=len(pending), desc=f"study {config.name}", unit="step")
     try:
-        if jobs <= 1:
-            for step in pending:
-                if step.kind in ("teacher", "student") and devices > 1:
-                    _run_with_torchrun(plan, step, devices)
-                else:
-                    _execute(step, plan)
-                bar.update(1)
-        else:
-            _run_parallel(plan, pending, jobs, bar)
+        build_pending(plan, pending, executor, run_step_by_id, progress=lambda: bar.update(1))
     finally:
         bar.close()
     plan = plan_study(config, root)  # re-read what is finished
     if report:
-        write_study_report(plan)
+        with ArtifactLock(plan.root / REPORT_LOCK):  # two studies on one folder never write it at once
+            write_study_report(plan)
     return plan
-
-
-def _run_parallel(plan: StudyPlan, pending: list[Step], jobs: int, bar) -> None:
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    waiting = {s.id: s for s in pending}
-    done_ids = {s.id for s in plan.order() if s.done}
-    running: dict[Any, str] = {}
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        while waiting or running:
-            ready = [s for s in waiting.values() if all(d in done_ids for d in s.deps)]
-            for step in ready[: max(0, jobs - len(running))]:
-                del waiting[step.id]
-                future = pool.submit(run_step_by_id, str(plan.config.path), str(plan.root), step.id, threads)
-                running[future] = step.id
-            if not running:
-                raise ConsistencyError(f"steps {sorted(waiting)} wait on steps that cannot finish")
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for future in finished:
-                step_id = running.pop(future)
-                future.result()  # re-raise a worker's error
-                done_ids.add(step_id)
-                bar.update(1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -652,6 +656,9 @@ def _status(plan: StudyPlan, step: Step) -> str:
     if step.done:
         return "cached" if plan.root in step.artifact.folder.parents else \
             f"reused ({step.artifact.folder.parents[2].name})"
+    owner = step_lock(step).holder()
+    if owner is not None:
+        return f"building (pid {owner.pid}@{owner.host})"
     return "partial (will resume)" if step.artifact.folder.exists() else "to build"
 
 

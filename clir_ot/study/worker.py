@@ -1,7 +1,8 @@
 """Build one study step in its own process: ``python -m clir_ot.study.worker CONFIG ROOT STEP_ID``.
 
 The study runner starts it under ``torchrun`` for training steps when several GPUs are present; every
-process joins the process group inside the training call and only rank 0 records the artifact.
+process joins the process group inside the training call and only rank 0 records the artifact. The
+launcher holds the artifact's lock (:func:`clir_ot.study.runner.run_step_by_id`), so the ranks take none.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 
 # `python -m clir_ot.study.worker` imports the parent package clir_ot first, which installs the JVM
 # hook before anything imports pyserini, so the runner can be imported here at the top.
-from clir_ot.study.runner import run_step_by_id
+from clir_ot.study.runner import execute_step_by_id
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("usage: python -m clir_ot.study.worker CONFIG ROOT STEP_ID\n")
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    run_step_by_id(*args)
+    execute_step_by_id(*args)
     return 0
 
 
