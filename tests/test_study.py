@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -490,3 +491,29 @@ def test_dry_run_names_the_worker_building_a_step(world, tmp_path, capsys):
     run_study(config, tmp_path / "planned", dry_run=True)
     line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("teacher/tiny/fold0 "))
     assert "to build" in line
+
+
+def test_a_study_killed_inside_a_step_leaves_a_lock_that_the_next_takes_over(world, tiny_study, tmp_path, caplog):
+    config_path = write_config(world)
+    root = tmp_path / "orphan"
+    command = [sys.executable, "-m", "clir_ot", "study", "--config", str(config_path), "--output", str(root)]
+    log = tmp_path / "killed.log"
+    process = start(command, log)
+    deadline = time.time() + 300
+    locks: list[Path] = []
+    while time.time() < deadline and not locks and process.poll() is None:
+        locks = list(root.glob("artifacts/teacher/tiny-1l.fold0-*.lock"))  # a teacher trains for a second or so
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, log.read_text(errors="replace")[-3000:]
+    assert locks and locks[0].exists(), "the study should have died holding the teacher's lock"
+    assert json.loads(locks[0].read_text())["pid"] == process.pid
+    before = finished(root)
+    with caplog.at_level(logging.WARNING, logger="clir_ot.study.locks"):
+        plan = run_study(load_study_config(config_path), root)
+    assert any(f"taking over a lock left by pid {process.pid} " in r.getMessage() for r in caplog.records)
+    assert not plan.pending() and not list(root.glob("artifacts/*/*.lock"))
+    after = finished(root)
+    assert all(after[name] == stamp for name, stamp in before.items()) and len(after) == 15
+    resumed, whole = results(root), results(tiny_study)
+    assert resumed.keys() == whole.keys() and all(abs(resumed[k] - whole[k]) < 1e-9 for k in whole)
