@@ -157,8 +157,8 @@ def build_pending(plan: StudyPlan, pending: list[Step], executor: StepExecutor, 
     """Build ``pending`` (in plan order, each once its upstream artifacts are finished) on ``executor``.
 
     A step locked by another worker is skipped until it is finished (then reused) or released
-    unfinished (then built here, resuming). Raises the first failure, after the steps already running
-    have ended.
+    unfinished (then built here, resuming). Raises the first failure: a process pool first lets its
+    running steps end; submitit jobs go on (holding their locks) for a later study to reuse.
     """
     waiting = {s.id: s for s in pending}
     running: dict[Any, Step] = {}
