@@ -47,15 +47,18 @@ SETTING_FLAGS = {
 }
 
 
+DESCRIPTION = (
+    "Initialise a student from the frozen teacher and train it on bitext so that it represents the "
+    "foreign side as the teacher represents the English side: optimal-transport token alignment (OPTICAL), "
+    "sentence MSE, hard token alignment or score distillation, optionally with the English ranking loss. "
+    "Held-out bitext gives the validation loss (best model in OUT/best, early stopping with --patience). "
+    "Checkpoints, --resume, torchrun and training.json as for `clir-ot train`."
+)
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "distill", help="distil a multilingual student from the teacher with bitext (ot, mse-sent, mse-token, score-kd)",
-        description="Initialise a student from the frozen teacher and train it on bitext so that it represents the "
-        "foreign side as the teacher represents the English side: optimal-transport token alignment (OPTICAL), "
-        "sentence MSE, hard token alignment or score distillation, optionally with the English ranking loss. "
-        "Held-out bitext gives the validation loss (best model in OUT/best, early stopping with --patience). "
-        "Checkpoints, --resume, torchrun and training.json as for `clir-ot train`.",
-    )
+    parser = subparsers.add_parser("distill", help="distil a multilingual student from the teacher with bitext (ot, mse-sent, mse-token, score-kd)",
+                                   description=DESCRIPTION)
     parser.add_argument("--teacher", required=True,
                         help="the teacher: a cross-encoder folder (from `clir-ot train`), or a bi-encoder with "
                         "--model-type bi-encoder (e.g. multilingual-e5-small)")

@@ -50,14 +50,17 @@ def _warmup(value: str) -> dict:
     return {"warmup_steps": int(number)}
 
 
+DESCRIPTION = (
+    "Train a cross-encoder on groups (query, positive, k negatives) with checkpoints, exact "
+    "--resume, periodic MRR@10 validation and a training.json manifest. The same command runs under "
+    "torchrun for data-parallel training: torchrun --nproc-per-node N -m clir_ot -- train ... (the '--' keeps "
+    "torchrun's own parser from reading --run as an abbreviation of its --run-path)."
+)
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "train", help="train a cross-encoder reranker (listwise LCE or pairwise margin)",
-        description="Train a cross-encoder on groups (query, positive, k negatives) with checkpoints, exact "
-        "--resume, periodic MRR@10 validation and a training.json manifest. The same command runs under "
-        "torchrun for data-parallel training: torchrun --nproc-per-node N -m clir_ot -- train ... (the '--' keeps "
-        "torchrun's own parser from reading --run as an abbreviation of its --run-path).",
-    )
+    parser = subparsers.add_parser("train", help="train a cross-encoder reranker (listwise LCE or pairwise margin)",
+                                   description=DESCRIPTION)
     parser.add_argument("--base", default=None,
                         help="model to start from: hub name or folder (default: offline multilingual-e5-small)")
     parser.add_argument("--out", "--output", dest="out", required=True, type=output_dir,

@@ -12,14 +12,17 @@ from clir_ot.pipelines.xquad_teacher import INTERPOLATED, MEASURES, SETTINGS, Te
 from clir_ot.training import TrainingConfig
 
 
+DESCRIPTION = (
+    "Needs the outputs of `clir-ot baseline` (collection, BM25 and dense runs). Trains one "
+    "cross-encoder per article fold on the other folds' English questions (hard negatives from the "
+    "BM25+dense RRF run), reranks each fold's questions with its own teacher in every language, merges "
+    "and evaluates. Reuses finished steps; training resumes from checkpoints."
+)
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "xquad-teacher", help="train the English teacher per XQuAD fold and rerank every language (cross-fitted)",
-        description="Needs the outputs of `clir-ot baseline` (collection, BM25 and dense runs). Trains one "
-        "cross-encoder per article fold on the other folds' English questions (hard negatives from the "
-        "BM25+dense RRF run), reranks each fold's questions with its own teacher in every language, merges "
-        "and evaluates. Reuses finished steps; training resumes from checkpoints.",
-    )
+    parser = subparsers.add_parser("xquad-teacher", help="train the English teacher per XQuAD fold and rerank every language (cross-fitted)",
+                                   description=DESCRIPTION)
     parser.add_argument("--output", default="runs/xquad", type=input_dir, help="folder of the baseline outputs (default runs/xquad)")
     parser.add_argument("--base", default=None, help="backbone (default: the offline multilingual-e5-small)")
     parser.add_argument("--languages", nargs="+", default=list(DEFAULT_LANGUAGES), choices=XQUAD_LANGUAGES,
