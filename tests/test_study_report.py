@@ -372,3 +372,125 @@ def test_pool_merge_breaks_cross_language_ties_by_own_rank_not_by_docid(tmp_path
     one = merge_language_runs([tmp_path / "th.txt", tmp_path / "hi.txt"], depth=1)
     other = merge_language_runs([tmp_path / "hi.txt", tmp_path / "th.txt"], depth=1)
     assert one == other and sorted(one["q1"]) == ["hi-0", "th-0"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Seeds: the hierarchical bootstrap and the seed spread; controls: the alignment rule
+
+
+def _seeded(rng: np.random.Generator, n: int, offsets: dict[str, list[float]]):
+    """Scores of two backbones whose ot students have three seeds each; ``offsets[backbone]`` shifts each
+    seed's values (0s: the seeds agree). Seed-averaged values are the same whatever the offsets' mean is 0."""
+    qids = [f"q{i:03d}" for i in range(n)]
+    scores, seed_scores = {}, {}
+    for backbone, gain in (("small", 0.0), ("large", 0.05)):
+        for lang in ("th", "hi"):
+            base = {q: float(v) for q, v in zip(qids, rng.uniform(0, 1, n))}
+            noise = rng.normal(0, 0.1, n)
+            mean = {q: base[q] + gain + noise[i] for i, q in enumerate(qids)}
+            scores[(backbone, "none", lang)] = base
+            scores[(backbone, "ot", lang)] = mean
+            seed_scores[(backbone, "ot", lang)] = {s: {q: mean[q] + off for q in qids}
+                                                   for s, off in zip((1, 2, 3), offsets[backbone])}
+    return scores, seed_scores
+
+
+def test_hierarchical_bootstrap_widens_when_seeds_disagree():
+    kwargs = dict(backbones=("small", "large"), languages=("th", "hi"), n_resamples=N_RESAMPLES, seed=3)
+    scores, agree = _seeded(np.random.default_rng(0), 200, {"small": [0, 0, 0], "large": [0, 0, 0]})
+    _, disagree = _seeded(np.random.default_rng(0), 200, {"small": [-0.06, 0.0, 0.06], "large": [-0.08, 0.0, 0.08]})
+    queries_only = gain_difference(scores, **kwargs)
+    same = gain_difference(scores, seed_scores=agree, **kwargs)
+    spread = gain_difference(scores, seed_scores=disagree, **kwargs)
+    # the estimate is the seed mean either way
+    assert same.difference == pytest.approx(queries_only.difference) == pytest.approx(spread.difference)
+    assert same.resamples_seeds and spread.n_seeds == {"small": 3, "large": 3} and not queries_only.resamples_seeds
+    width = lambda r: r.high - r.low
+    # identical seeds add nothing: the interval is the queries-only one (up to resampling noise)
+    assert width(same) == pytest.approx(width(queries_only), rel=0.15)
+    # seeds that disagree by +-0.06 / +-0.08 widen it: a seed draw alone moves the difference by up to ~0.1
+    assert width(spread) > 1.5 * width(same)
+    assert spread.low < same.low and spread.high > same.high
+
+
+def test_hierarchical_bootstrap_needs_the_same_seeds_in_every_language():
+    scores, seeds = _seeded(np.random.default_rng(1), 20, {"small": [0, 0, 0], "large": [0, 0.1, 0.2]})
+    del seeds[("large", "ot", "hi")][3]
+    with pytest.raises(ConsistencyError, match="seeds"):
+        gain_difference(scores, backbones=("small", "large"), languages=("th", "hi"), seed_scores=seeds,
+                        n_resamples=100)
+
+
+def test_seed_spread_of_each_method_and_language():
+    key = report_module.ScoreKey("b", "ot", "th", "cross", "P@5")
+    spreads = report_module.seed_spreads({key: {2: {"q1": 0.2, "q2": 0.0}, 1: {"q1": 0.4, "q2": 0.4}},
+                                          key._replace(method="one-seed"): {1: {"q1": 0.2}}})
+    spread, = spreads  # one seed: no spread to give
+    assert spread.seeds == (1, 2) and spread.means == pytest.approx((0.4, 0.1))
+    assert spread.sd == pytest.approx(np.std([0.4, 0.1], ddof=1)) and spread.range == pytest.approx(0.3)
+
+
+def _controlled_scores(rng: np.random.Generator, n: int = 300) -> list[QueryScore]:
+    """ot beats both controls on el; beats the shuffled control but not the no-bitext one on th; on hi
+    the gain is shared by every control (score spreading, not alignment)."""
+    qids = [f"q{i:03d}" for i in range(n)]
+    out = []
+    effects = {  # language -> (ot, ot-shuffled, no-bitext) mean shift over none
+        "el": (0.10, 0.00, 0.01), "th": (0.08, 0.00, 0.08), "hi": (0.05, 0.05, 0.05)}
+    for lang, (ot, shuffled, rank_only) in effects.items():
+        base = rng.uniform(0, 1, n)
+        for method, shift in (("none", 0.0), ("ot", ot), ("ot-shuffled", shuffled), ("no-bitext", rank_only)):
+            values = base + shift + (rng.normal(0, 0.05, n) if method != "none" else 0)
+            out += [QueryScore("b", method, lang, "cross", "P@5", q, float(v)) for q, v in zip(qids, values)]
+    return out
+
+
+CONTROLS = {"ot": {"shuffled": "ot-shuffled", "no-bitext": "no-bitext"}}
+
+
+def test_alignment_needs_both_controls_beaten_after_holm():
+    scores = _controlled_scores(np.random.default_rng(5))
+    grouped = report_module._group(scores)
+    verdicts = {v.language: v for v in report_module.alignment_verdicts(grouped, CONTROLS, n_resamples=N_RESAMPLES)}
+    assert set(verdicts) == {"el", "th", "hi"}
+    assert verdicts["el"].alignment and verdicts["el"].reading() == "alignment"
+    assert not verdicts["th"].alignment and verdicts["th"].reading() == "not alignment: not above no-bitext"
+    assert not verdicts["hi"].alignment and "ot-shuffled" in verdicts["hi"].reading()
+    assert verdicts["el"].gain == pytest.approx(0.10, abs=0.01)
+    # p(Holm) of each control comparison is Holm over the three languages of its raw p-values
+    for kind in ("shuffled", "no-bitext"):
+        raw = {l: next(c for c in v.comparisons if c.kind == kind).p_randomization for l, v in verdicts.items()}
+        adjusted = holm(raw)
+        for lang, verdict in verdicts.items():
+            assert next(c for c in verdict.comparisons if c.kind == kind).p_holm == pytest.approx(adjusted[lang])
+
+
+def test_alignment_is_undecided_without_a_control_and_holm_can_overturn_a_raw_p():
+    scores = _controlled_scores(np.random.default_rng(5))
+    grouped = report_module._group(scores)
+    only_shuffled = report_module.alignment_verdicts(grouped, {"ot": {"shuffled": "ot-shuffled"}},
+                                                     n_resamples=N_RESAMPLES)
+    el = next(v for v in only_shuffled if v.language == "el")
+    assert not el.alignment and el.missing == ("no-bitext",) and "no no-bitext control" in el.reading()
+    # three languages with one raw p-value each just under 0.05: Holm (x3 for the smallest) lifts them over
+    comparison = report_module.ControlComparison("shuffled", "ot-shuffled", 0.01, 0.03, holm({"a": 0.03, "b": 0.04, "c": 0.045})["a"])
+    assert comparison.p_randomization < 0.05 and not comparison.beaten
+
+
+def test_report_states_the_control_rule_and_the_seed_spread():
+    rng = np.random.default_rng(7)
+    scores = _controlled_scores(rng) + [
+        QueryScore("a", s.method, s.language, s.setting, s.metric, s.qid, s.value) for s in _controlled_scores(rng)]
+    seed_scores = {report_module.ScoreKey(b, "ot", l, "cross", "P@5"): {1: {}, 2: {}} for b in "ab" for l in ("el", "th", "hi")}
+    grouped = report_module._group(scores)
+    for key in seed_scores:  # two seeds, +-0.01 around the seed mean
+        mean = grouped[key]
+        seed_scores[key] = {1: {q: v - 0.01 for q, v in mean.items()}, 2: {q: v + 0.01 for q, v in mean.items()}}
+    report = build_report(scores, low_resource=("th", "hi", "el"), backbones=("a", "b"), n_resamples=500,
+                          controls=CONTROLS, seed_scores=seed_scores)
+    assert "By the control rule" in report.sentence and "counts as alignment on 1 of 3 low-resource languages (el)" \
+        in report.sentence
+    assert "## Does a gain count as alignment?" in report.markdown and "## Seed spread" in report.markdown
+    assert report.answer.resamples_seeds and "each backbone's training seeds of `ot`" in report.markdown
+    assert {(s.backbone, s.language) for s in report.spreads} == {(b, l) for b in "ab" for l in ("el", "th", "hi")}
+    assert all(s.range == pytest.approx(0.02) for s in report.spreads)

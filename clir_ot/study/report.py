@@ -11,6 +11,10 @@ per-query language bias of :func:`clir_ot.study.stats.max_rank_distance` (lower 
 
 * :func:`write_results_csv` / :func:`read_results_csv` -- the flat results file (means first).
 * :func:`build_report` -- computes every table, the per-language tests and the answer.
+* :func:`alignment_verdicts` -- per language, whether a method's gain counts as alignment: it beats
+  both controls (shuffled bitext, no bitext) with p < 0.05, paired and Holm-corrected
+  (:class:`AlignmentVerdict`).
+* :func:`seed_spreads` -- the spread of a method's mean over its training seeds (:class:`SeedSpread`).
 * :func:`write_report` -- writes ``report.md``, ``results.csv`` and the two PNG plots.
 """
 from __future__ import annotations
@@ -31,16 +35,23 @@ from clir_ot.study.stats import GainDifference, gain_difference, holm, paired_ra
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "ALPHA",
+    "AlignmentVerdict",
     "CSV_COLUMNS",
+    "ControlComparison",
     "DEFAULT_RESOURCE_ORDER",
     "GainRow",
     "QueryScore",
     "Report",
     "ScoreKey",
+    "SeedScores",
+    "SeedSpread",
     "StepCost",
+    "alignment_verdicts",
     "build_report",
     "render_markdown",
     "read_results_csv",
+    "seed_spreads",
     "write_report",
     "write_results_csv",
 ]
@@ -57,6 +68,8 @@ DEFAULT_RESOURCE_ORDER = ("en", "de", "ru", "es", "zh", "vi", "tr", "ar", "el", 
 
 _METRIC_ORDER = ("P@5", "Success@5", "RR@10")
 _METHOD_NAMES = {"ot": "OT distillation"}
+#: The level of the control rule: a gain counts as alignment where it beats both controls at p < ALPHA.
+ALPHA = 0.05
 PLOT_METRIC = "metric_by_language.png"
 PLOT_GAIN = "gain_by_language.png"
 
@@ -94,6 +107,9 @@ class ScoreKey(NamedTuple):
 
 
 Key = ScoreKey
+
+#: Per-seed values: :class:`ScoreKey` -> {training seed: {qid: value}} (the seeds of one method's students).
+SeedScores = Mapping[ScoreKey, Mapping[int, Mapping[str, float]]]
 
 
 def _key(score: QueryScore) -> ScoreKey:
@@ -254,6 +270,8 @@ class Report:
     costs: dict[str, StepCost] = field(default_factory=dict)
     n_resamples: int = 10000
     seed: int = 0
+    verdicts: tuple["AlignmentVerdict", ...] = ()
+    spreads: tuple["SeedSpread", ...] = ()
 
 
 def _order_languages(present: Iterable[str], resource_order: Sequence[str]) -> tuple[str, ...]:
@@ -310,6 +328,189 @@ def _fmt_cost(value: object) -> str:
     if isinstance(value, (int, float)):
         return f"{value:,.1f}" if abs(value) >= 1 else f"{value:.4g}"
     return str(value)
+
+
+# --------------------------------------------------------------------------------------------------
+# Controls and seeds
+
+
+@dataclass(frozen=True)
+class ControlComparison:
+    """A method against one of its controls on one language: ``difference`` = mean over queries of
+    (method − control), its paired randomization p-value and the p-value Holm-adjusted across the
+    languages (of that backbone, method and control)."""
+
+    kind: str
+    control: str
+    difference: float
+    p_randomization: float
+    p_holm: float
+
+    @property
+    def beaten(self) -> bool:
+        """The method is better than the control, and significantly so (Holm-adjusted p < :data:`ALPHA`)."""
+        return self.difference > 0 and self.p_holm < ALPHA
+
+
+@dataclass(frozen=True)
+class AlignmentVerdict:
+    """Whether a method's gain on one backbone and language counts as alignment: it beats *both*
+    controls (``required``: shuffled bitext and no bitext) with Holm-adjusted p < :data:`ALPHA`.
+    A control the grid lacks is listed in ``missing``; the verdict is then not alignment."""
+
+    backbone: str
+    method: str
+    language: str
+    metric: str
+    gain: float | None
+    comparisons: tuple[ControlComparison, ...]
+    missing: tuple[str, ...] = ()
+
+    @property
+    def alignment(self) -> bool:
+        return not self.missing and bool(self.comparisons) and all(c.beaten for c in self.comparisons)
+
+    def reading(self) -> str:
+        """One phrase: ``alignment``, or what it fails."""
+        if self.alignment:
+            return "alignment"
+        failed = [f"not above {c.control}" for c in self.comparisons if not c.beaten]
+        failed += [f"no {kind} control in the grid" for kind in self.missing]
+        return "not alignment: " + "; ".join(failed)
+
+
+def _paired(treated: Mapping[str, float], control: Mapping[str, float], what: str) -> tuple[np.ndarray, np.ndarray]:
+    if set(treated) != set(control):
+        raise ConsistencyError(f"{what}: the two cover different queries ({len(set(treated) ^ set(control))} differ); "
+                               "a paired test needs the same queries")
+    qids = sorted(treated)
+    return np.array([treated[q] for q in qids], dtype=float), np.array([control[q] for q in qids], dtype=float)
+
+
+def alignment_verdicts(grouped: Mapping[ScoreKey, Mapping[str, float]], controls: Mapping[str, Mapping[str, str]], *,
+                       required: Sequence[str] = ("shuffled", "no-bitext"), baseline: str = "none",
+                       metric: str = "P@5", n_resamples: int = 10000, seed: int = 0) -> tuple[AlignmentVerdict, ...]:
+    r"""The control rule, per backbone, method and language (setting ``cross``).
+
+    For each method of ``controls`` (method -> {control kind: control method}) and each control, the
+    paired randomization test of (method − control) over the queries of every language where both have
+    results, Holm-adjusted across those languages. The method's gain there counts as alignment iff for
+    every kind in ``required`` it is above that control with adjusted :math:`p <` :data:`ALPHA`.
+
+    Args:
+        grouped: :class:`ScoreKey` -> {qid: value} (seed-averaged per query).
+        controls: method -> {kind: control method name}, e.g. ``{"ot": {"shuffled": "ot-shuffled",
+            "no-bitext": "no-bitext"}}``.
+        required: the control kinds a gain must beat.
+        baseline: the method the ``gain`` is measured against (``None`` in a verdict without it).
+        metric, n_resamples, seed: of the tests.
+
+    Returns:
+        One :class:`AlignmentVerdict` per backbone, method and language with results, in that order.
+    """
+    cross = {k: v for k, v in grouped.items() if k.setting == CROSS and k.metric == metric}
+    backbones = list(dict.fromkeys(k.backbone for k in cross))
+    out: list[AlignmentVerdict] = []
+    for backbone in backbones:
+        for method, its_controls in controls.items():
+            languages = [k.language for k in cross if k.backbone == backbone and k.method == method]
+            if not languages:
+                continue
+            tested: dict[str, dict[str, ControlComparison]] = {lang: {} for lang in languages}
+            for kind, control in its_controls.items():
+                raw = {}
+                for lang in languages:
+                    other = cross.get(ScoreKey(backbone, control, lang, CROSS, metric))
+                    if other is None:
+                        continue
+                    a, b = _paired(cross[ScoreKey(backbone, method, lang, CROSS, metric)], other,
+                                   f"{metric} of {backbone!r}/{lang!r}: {method!r} and its control {control!r}")
+                    raw[lang] = (float((a - b).mean()), paired_randomization_test(a, b, n_resamples=n_resamples,
+                                                                                   seed=seed))
+                adjusted = holm({lang: p for lang, (_, p) in raw.items()}) if raw else {}
+                for lang, (difference, p) in raw.items():
+                    tested[lang][kind] = ControlComparison(kind, control, difference, p, adjusted[lang])
+            for lang in languages:
+                base = cross.get(ScoreKey(backbone, baseline, lang, CROSS, metric))
+                gain = None
+                if base is not None:
+                    a, b = _paired(cross[ScoreKey(backbone, method, lang, CROSS, metric)], base,
+                                   f"{metric} of {backbone!r}/{lang!r}: {method!r} and {baseline!r}")
+                    gain = float((a - b).mean())
+                found = tested[lang]
+                out.append(AlignmentVerdict(backbone, method, lang, metric, gain,
+                                            tuple(found[k] for k in required if k in found) +
+                                            tuple(c for k, c in found.items() if k not in required),
+                                            tuple(k for k in required if k not in found)))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class SeedSpread:
+    """A method's mean ``metric`` on one backbone and language for each of its training seeds."""
+
+    backbone: str
+    method: str
+    language: str
+    metric: str
+    seeds: tuple[int, ...]
+    means: tuple[float, ...]
+
+    @property
+    def sd(self) -> float:
+        """Sample standard deviation over seeds (0 for one seed)."""
+        return float(np.std(self.means, ddof=1)) if len(self.means) > 1 else 0.0
+
+    @property
+    def range(self) -> float:
+        return float(max(self.means) - min(self.means))
+
+
+def seed_spreads(seed_scores: SeedScores, *, metric: str = "P@5", setting: str = CROSS) -> tuple[SeedSpread, ...]:
+    """One :class:`SeedSpread` per (backbone, method, language) of ``seed_scores`` with at least two seeds."""
+    out = []
+    for key, by_seed in seed_scores.items():
+        if key.setting != setting or key.metric != metric or len(by_seed) < 2:
+            continue
+        seeds = tuple(sorted(by_seed))
+        out.append(SeedSpread(key.backbone, key.method, key.language, metric, seeds,
+                              tuple(float(np.mean(list(by_seed[s].values()))) for s in seeds)))
+    return tuple(out)
+
+
+def controls_markdown(verdicts: Sequence[AlignmentVerdict], baseline: str = "none") -> list[str]:
+    """The report's control-rule section: per backbone, method and language, the gain, the difference
+    to each control with its Holm-adjusted p, and the reading."""
+    if not verdicts:
+        return []
+    metric = verdicts[0].metric
+    kinds = list(dict.fromkeys(c.kind for v in verdicts for c in v.comparisons)) or ["shuffled", "no-bitext"]
+    out = [f"## Does a gain count as alignment? (the control rule, {metric}, setting `{CROSS}`)", "",
+           f"A method's gain over `{baseline}` counts as alignment on a language only where it beats *both* controls "
+           f"-- the same objective on shuffled bitext, and the same steps of the ranking term alone (no bitext) -- "
+           f"with p < {ALPHA} (paired randomization test over questions, Holm-adjusted across the languages of each "
+           "backbone, method and control).", ""]
+    header = ["backbone", "method", "language", f"gain over {baseline}", *(f"− {k} (p Holm)" for k in kinds), "reading"]
+    rows = []
+    for v in verdicts:
+        by_kind = {c.kind: c for c in v.comparisons}
+        cells = [f"{_signed(by_kind[k].difference)} ({by_kind[k].p_holm:.3f})" if k in by_kind else "—" for k in kinds]
+        rows.append([v.backbone, v.method, v.language, "—" if v.gain is None else _signed(v.gain), *cells,
+                     ("**alignment**" if v.alignment else v.reading())])
+    return out + _table(header, rows) + [""]
+
+
+def seed_spread_markdown(spreads: Sequence[SeedSpread]) -> list[str]:
+    """The report's seed section: each method's mean per seed, their standard deviation and range."""
+    if not spreads:
+        return []
+    metric = spreads[0].metric
+    out = [f"## Seed spread ({metric}, setting `{CROSS}`)", "",
+           "Each student trained once per seed; the tables above average a question's value over the seeds. "
+           "sd: sample standard deviation of the per-seed means.", ""]
+    rows = [[s.backbone, s.method, s.language, ", ".join(f"{seed}: {m:.4f}" for seed, m in zip(s.seeds, s.means)),
+             f"{s.sd:.4f}", f"{s.range:.4f}"] for s in spreads]
+    return out + _table(["backbone", "method", "language", "mean per seed", "sd", "range"], rows) + [""]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -397,6 +598,8 @@ def build_report(
     costs: Mapping[str, StepCost] | None = None,
     resource_order: Sequence[str] = DEFAULT_RESOURCE_ORDER,
     title: str = "Scaling study: does a larger backbone change the OT-distillation gain on low-resource languages?",
+    controls: Mapping[str, Mapping[str, str]] | None = None,
+    seed_scores: SeedScores | None = None,
 ) -> Report:
     r"""Compute the study's tables, tests and answer from per-query results.
 
@@ -418,6 +621,11 @@ def build_report(
         costs: optional step name -> :class:`StepCost`.
         resource_order: languages from most to least pre-training data (table rows, plot x axis).
         title: heading of ``report.md``.
+        controls: method -> {control kind: control method}: the control rule of
+            :func:`alignment_verdicts`, stated per language in the report and, for ``method`` on the
+            largest backbone, in the answer sentence.
+        seed_scores: per-seed values (:data:`SeedScores`); with several seeds the report gives their
+            spread and the answer's bootstrap resamples seeds as well as questions.
 
     Raises:
         ConfigError: fewer than two backbones, or a backbone, method, metric or low-resource
@@ -437,13 +645,23 @@ def build_report(
         for m in (baseline, method)
         for language in group
     }
+    answer_seeds = None
+    if seed_scores:
+        answer_seeds = {(k.backbone, k.method, k.language): v for k, v in seed_scores.items()
+                        if k.setting == CROSS and k.metric == metric and k.method == method}
     answer = gain_difference(answer_scores, backbones=(chosen[0], chosen[-1]), languages=group, method=method,
-                             baseline=baseline, n_resamples=n_resamples, seed=seed, confidence=confidence)
+                             baseline=baseline, n_resamples=n_resamples, seed=seed, confidence=confidence,
+                             seed_scores=answer_seeds)
+    verdicts = alignment_verdicts(grouped, controls, baseline=baseline, metric=metric, n_resamples=n_resamples,
+                                  seed=seed) if controls else ()
     seen_methods = list(dict.fromkeys(k.method for k in grouped))
+    sentence = _answer_sentence(answer, group_gains, chosen, metric)
+    if verdicts:
+        sentence += " " + _control_sentence(verdicts, chosen[-1], method, group)
     report = Report(
         title=title,
         markdown="",
-        sentence=_answer_sentence(answer, group_gains, chosen, metric),
+        sentence=sentence,
         answer=answer,
         means={k: float(np.mean(list(v.values()))) for k, v in grouped.items()},
         gains=gains,
@@ -460,8 +678,26 @@ def build_report(
         costs=dict(costs or {}),
         n_resamples=n_resamples,
         seed=seed,
+        verdicts=verdicts,
+        spreads=seed_spreads(seed_scores, metric=metric) if seed_scores else (),
     )
     return replace(report, markdown=render_markdown(report))
+
+
+def _control_sentence(verdicts: Sequence[AlignmentVerdict], backbone: str, method: str, group: Sequence[str]) -> str:
+    """Where ``method``'s gain on ``backbone`` counts as alignment by the control rule, on ``group``."""
+    mine = {v.language: v for v in verdicts if v.backbone == backbone and v.method == method and v.language in group}
+    if not mine:
+        return f"The control rule has no results for `{method}` on {backbone}."
+    aligned = [lang for lang in group if lang in mine and mine[lang].alignment]
+    missing = sorted({kind for v in mine.values() for kind in v.missing})
+    if missing:
+        return (f"Whether {_method_name(method)}'s gain is alignment cannot be decided: the grid lacks the "
+                f"{' and '.join(missing)} control.")
+    where = ", ".join(aligned) if aligned else "none"
+    return (f"By the control rule (beating the shuffled-bitext and no-bitext controls, p < {ALPHA}, Holm), "
+            f"{_method_name(method)}'s gain on {backbone} counts as alignment on {len(aligned)} of "
+            f"{len(mine)} low-resource languages ({where}).")
 
 
 def _answer_sentence(answer: GainDifference, group_gains: Mapping[str, float], backbones: Sequence[str], metric: str) -> str:
@@ -497,7 +733,10 @@ def _answer_section(report: Report) -> list[str]:
             f"Gain of a backbone = mean over the low-resource languages of the mean over queries of "
             f"({report.method} − {report.baseline}) {report.metric}, setting `{CROSS}`. The interval is a percentile "
             f"bootstrap ({report.answer.n_resamples} resamples, seed {report.seed}) that resamples query ids once for "
-            f"all languages and both backbones, since the same question is asked in every language.",
+            f"all languages and both backbones, since the same question is asked in every language"
+            + (f"; and, hierarchically, each backbone's training seeds of `{report.method}` "
+               f"({', '.join(f'{b}: {n}' for b, n in report.answer.n_seeds.items())}), so that seeds that disagree "
+               "widen it." if report.answer.resamples_seeds else "."),
             ""]
 
 
@@ -595,8 +834,16 @@ def _plots_section(report: Report) -> list[str]:
             f"![Gain of {report.method} over {report.baseline} by language]({PLOT_GAIN})", ""]
 
 
-SECTIONS = (_answer_section, _cross_tables, _gap_table, _gain_tables, _pool_tables, _bias_tables, _cost_section,
-            _plots_section)
+def _controls_section(report: Report) -> list[str]:
+    return controls_markdown(report.verdicts, report.baseline)
+
+
+def _seed_section(report: Report) -> list[str]:
+    return seed_spread_markdown(report.spreads)
+
+
+SECTIONS = (_answer_section, _cross_tables, _gap_table, _gain_tables, _controls_section, _seed_section,
+            _pool_tables, _bias_tables, _cost_section, _plots_section)
 
 
 def render_markdown(report: Report) -> str:

@@ -13,13 +13,14 @@ Functions
 * :func:`bootstrap_ci` -- percentile bootstrap over item indices.
 * :func:`gain_difference` -- the study's answer: does a larger backbone change the gain of a
   method (OT distillation) over a baseline on a group of languages? With a bootstrap interval that
-  resamples query ids jointly over languages and backbones.
+  resamples query ids jointly over languages and backbones -- and, given several seeds per student,
+  the seeds too (a hierarchical bootstrap).
 * :func:`max_rank_distance` -- per-query language bias in a multilingual pool.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Collection, Mapping, Sequence
 
 import numpy as np
@@ -304,6 +305,12 @@ class GainDifference:
     confidence: float
     n_queries: int
     n_resamples: int
+    n_seeds: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def resamples_seeds(self) -> bool:
+        """Whether the interval resampled the method's seeds as well as the queries (hierarchical)."""
+        return any(n > 1 for n in self.n_seeds.values())
 
     @property
     def distinguishable_from_zero(self) -> bool:
@@ -321,6 +328,7 @@ def gain_difference(
     n_resamples: int = 10000,
     seed: int = 0,
     confidence: float = 0.95,
+    seed_scores: Mapping[tuple[str, str, str], Mapping[int, Mapping[str, float]]] | None = None,
 ) -> GainDifference:
     r"""Difference between two backbones of the gain of ``method`` over ``baseline`` on a language group.
 
@@ -347,6 +355,14 @@ def gain_difference(
     results in different languages and on different backbones (resampling each language on its own
     would treat them as independent and give too narrow an interval).
 
+    **Seeds.** With ``seed_scores`` holding several training seeds of ``method`` on a backbone, the
+    method's value of a query is the mean over its seeds, :math:`x_{X,\text{method},l,q} =
+    \frac{1}{|S_X|}\sum_{s \in S_X} x^{(s)}_{X,\text{method},l,q}`, and the bootstrap is
+    hierarchical: each resample draws the query ids (once, for everything) *and*, independently per
+    backbone, :math:`|S_X|` of its seeds with replacement (one draw for all languages, since a seed
+    is one replicate of the whole training recipe). Seeds that disagree then widen the interval, as
+    they should: the answer is about the method, not about one training run.
+
     Args:
         scores: ``(backbone, method, language) -> {qid: value}``; every
             ``(b, m, l)`` for ``b`` in ``backbones``, ``m`` in ``(baseline, method)`` and ``l`` in
@@ -355,6 +371,9 @@ def gain_difference(
         languages: the language group :math:`L`.
         method, baseline: the compared methods.
         n_resamples, seed, confidence: of the bootstrap.
+        seed_scores: ``(backbone, method, language) -> {training seed: {qid: value}}`` for ``method``
+            (every language of a backbone with the same seeds and qids); when some backbone has
+            more than one seed, the method's values come from here and the bootstrap resamples seeds.
 
     Returns:
         A :class:`GainDifference`.
@@ -408,6 +427,10 @@ def gain_difference(
             raise ConsistencyError(f"scores of backbone {backbone!r} contain NaN or infinite values")
         return matrix
 
+    if seed_scores is not None and any(len(seed_scores.get((b, method, l), {})) > 1 for b in chosen for l in group):
+        return _hierarchical_gain_difference(scores, seed_scores, chosen, group, qids_sorted, method=method,
+                                             baseline=baseline, n_resamples=n_resamples, seed=seed,
+                                             confidence=confidence)
     small, large = (gains_matrix(b) for b in chosen)
     gains = {chosen[0]: float(small.mean(axis=1).mean()), chosen[1]: float(large.mean(axis=1).mean())}
     contribution = (large - small).mean(axis=0)  # c_q, shape (n_queries,)
@@ -433,6 +456,68 @@ def gain_difference(
         n_queries=len(qids_sorted),
         n_resamples=int(n_resamples),
     )
+
+
+def _seed_matrix(seed_scores: Mapping[tuple[str, str, str], Mapping[int, Mapping[str, float]]], backbone: str,
+                 method: str, group: Sequence[str], qids: Sequence[str]) -> tuple[tuple[int, ...], np.ndarray]:
+    """A backbone's seeds and the method's per-seed values averaged over ``group``: shape (seeds, queries)."""
+    seeds: tuple[int, ...] | None = None
+    rows = []
+    for language in group:
+        by_seed = seed_scores.get((backbone, method, language))
+        if not by_seed:
+            raise ConsistencyError(f"no per-seed scores for backbone={backbone!r}, method={method!r}, "
+                                   f"language={language!r}")
+        if seeds is None:
+            seeds = tuple(sorted(by_seed))
+        elif tuple(sorted(by_seed)) != seeds:
+            raise ConsistencyError(f"backbone {backbone!r}, method {method!r}: language {language!r} has seeds "
+                                   f"{sorted(by_seed)}, another language {list(seeds)}; the seed bootstrap needs the same")
+        try:
+            rows.append([[float(by_seed[s][q]) for q in qids] for s in seeds])
+        except KeyError as err:
+            raise ConsistencyError(f"backbone {backbone!r}, method {method!r}, language {language!r}: a seed lacks "
+                                   f"query {err.args[0]!r}") from None
+    matrix = np.asarray(rows, dtype=float).mean(axis=0)  # (seeds, queries)
+    if not np.isfinite(matrix).all():
+        raise ConsistencyError(f"per-seed scores of backbone {backbone!r} contain NaN or infinite values")
+    return seeds, matrix
+
+
+def _hierarchical_gain_difference(scores, seed_scores, chosen: tuple[str, ...], group: tuple[str, ...],
+                                  qids: Sequence[str], *, method: str, baseline: str, n_resamples: int, seed: int,
+                                  confidence: float) -> GainDifference:
+    """:func:`gain_difference` with the bootstrap resampling seeds (per backbone) as well as queries."""
+    _check_resampling(n_resamples, confidence)
+    n = len(qids)
+    treated, control, n_seeds = {}, {}, {}
+    for backbone in chosen:
+        seeds, treated[backbone] = _seed_matrix(seed_scores, backbone, method, group, qids)
+        n_seeds[backbone] = len(seeds)
+        control[backbone] = np.asarray([[float(scores[(backbone, baseline, l)][q]) for q in qids] for l in group],
+                                       dtype=float).mean(axis=0)  # (queries,)
+    gains = {b: float(treated[b].mean(axis=0).mean() - control[b].mean()) for b in chosen}
+    estimate = gains[chosen[1]] - gains[chosen[0]]
+    rng = np.random.default_rng(seed)
+    draws = []
+    for size in _chunks(int(n_resamples), n):
+        weights_q = np.zeros((size, n))
+        np.add.at(weights_q, (np.arange(size)[:, None], rng.integers(0, n, size=(size, n))), 1.0 / n)
+        value = np.zeros(size)
+        for sign, backbone in ((-1.0, chosen[0]), (1.0, chosen[1])):
+            k = n_seeds[backbone]
+            weights_s = np.zeros((size, k))
+            np.add.at(weights_s, (np.arange(size)[:, None], rng.integers(0, k, size=(size, k))), 1.0 / k)
+            per_query = weights_s @ treated[backbone] - control[backbone][None, :]  # (size, queries)
+            value += sign * (per_query * weights_q).sum(axis=1)
+        draws.append(value)
+    boot = np.concatenate(draws)
+    alpha = 1.0 - confidence
+    low, high = np.quantile(boot, [alpha / 2, 1.0 - alpha / 2])
+    logger.debug("gain difference %s (seeds %s): %.6f [%.6f, %.6f]", chosen, n_seeds, estimate, low, high)
+    return GainDifference(backbones=(chosen[0], chosen[1]), languages=group, method=method, baseline=baseline,
+                          gains=gains, difference=estimate, low=float(low), high=float(high), confidence=confidence,
+                          n_queries=n, n_resamples=int(n_resamples), n_seeds=n_seeds)
 
 
 # --------------------------------------------------------------------------------------------------
