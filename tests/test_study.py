@@ -517,3 +517,148 @@ def test_a_study_killed_inside_a_step_leaves_a_lock_that_the_next_takes_over(wor
     assert all(after[name] == stamp for name, stamp in before.items()) and len(after) == 15
     resumed, whole = results(root), results(tiny_study)
     assert resumed.keys() == whole.keys() and all(abs(resumed[k] - whole[k]) < 1e-9 for k in whole)
+
+
+# --------------------------------------------------------------------------------------------------
+# issue 16: the in-domain query bitext, controls, seeds and the cost stated up front
+
+
+def query_bitext_config(world: Path, name: str, **changes) -> Path:
+    """One backbone, ot and its two controls, two seeds, students on the XQuAD query bitext with the rank term."""
+    distill = {"max_steps": 2, "batch_size": 4, "max_length": 48, "save_every": 2, "dtype": "fp32", "lr": 1e-3,
+               "mode": "query", "rank_weight": 0.5, "negatives": 3, "valid_fraction": 0.3}  # 2 of 8 paragraphs held out
+    settings = {"backbones": [{"name": "tiny", "base": str(world / "tiny")}],
+                "bitext": {"xquad": {"negatives": 1}}, "controls": ["shuffled", "no-bitext"], "seeds": [1, 2],
+                "distill": distill, **changes}
+    return write_config(world, name=name, **settings)
+
+
+@pytest.fixture(scope="module")
+def controlled_study(world, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("controlled") / "controlled"
+    run_study(load_study_config(query_bitext_config(world, "controlled")), root)
+    return root
+
+
+def test_controls_expand_every_objective_and_add_the_rank_term_alone(world):
+    methods = ["none", "ot", {"name": "ot-unbalanced", "method": "ot", "settings": {"marginal_penalty": 1.0}},
+               {"name": "mse-sent", "languages": ["el"]}]
+    config = load_study_config(query_bitext_config(world, "expanded", methods=methods))
+    by_name = {m.name: m for m in config.methods}
+    assert list(by_name) == ["none", "ot", "ot-unbalanced", "mse-sent", "ot-shuffled", "ot-unbalanced-shuffled",
+                             "mse-sent-shuffled", "no-bitext"]
+    variant = by_name["ot-unbalanced-shuffled"]
+    assert variant.shuffled and variant.objective == "ot" and variant.settings == {"marginal_penalty": 1.0}
+    assert by_name["mse-sent-shuffled"].languages == ("el",) and by_name["mse-sent-shuffled"].objective == "mse-sent"
+    _, distill = config.distill_settings(variant, 1)
+    assert distill.shuffle_bitext and distill.marginal_penalty == 1.0
+    _, rank_only = config.distill_settings(by_name["no-bitext"], 1)
+    assert rank_only.rank_only and rank_only.rank_weight == 0.5 and not rank_only.shuffle_bitext
+    assert config.controls_of(by_name["ot-unbalanced"]) == {"shuffled": "ot-unbalanced-shuffled",
+                                                            "no-bitext": "no-bitext"}
+    assert config.controls_of(by_name["no-bitext"]) == {} and config.controls_of(by_name["none"]) == {}
+
+
+@pytest.mark.parametrize("changes,key,message", [
+    ({"controls": ["shuffled", "noise"]}, "controls", "unknown control"),
+    ({"distill": {"max_steps": 2, "mode": "query"}}, "controls", r"no-bitext .*rank_weight > 0"),
+    ({"distill": {"max_steps": 2, "rank_weight": 0.5}}, "bitext.xquad", r"'ot' \(ot, passage mode\).*mode: query"),
+    ({"bitext": {"xquad": {"negatives": -1}}}, "bitext.xquad.negatives", "integer >= 0"),
+    ({"bitext": {"xquad": {"negative": 1}}}, "bitext.xquad", "unknown key"),
+    ({"backbones": [{"name": "dense", "kind": "bi-encoder"}], "controls": ["shuffled"],
+      "distill": {"max_steps": 2, "mode": "passage"}}, "bitext.xquad", "cross-encoder students"),
+])
+def test_query_bitext_and_controls_are_checked_at_load(world, changes, key, message):
+    path = query_bitext_config(world, "bad-controls", **changes)
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_study_config(path)
+    assert str(path) in str(caught.value) and key in str(caught.value)
+
+
+def test_query_bitext_is_in_the_students_key_only(world, tmp_path):
+    plans = {n: plan_study(load_study_config(query_bitext_config(world, f"neg{n}", bitext={"xquad": {"negatives": n}})),
+                           tmp_path / f"neg{n}") for n in (1, 2)}
+    one, two = plans[1].steps, plans[2].steps
+    student = "student/tiny/ot/el/fold0/seed1"
+    assert one[student].inputs["xquad_bitext"]["negatives"] == 1 and one[student].key != two[student].key
+    assert one["teacher/tiny/fold0"].key == two["teacher/tiny/fold0"].key
+    assert one["rerank/tiny/none/el"].key == two["rerank/tiny/none/el"].key
+    # the work estimate counts the fold's training-side questions with their negatives: 8 x (1 + 1)
+    assert one[student].work.train_steps == 2  # max_steps
+
+
+def test_controlled_study_on_query_bitext(world, controlled_study):
+    root = controlled_study
+    config = load_study_config(query_bitext_config(world, "controlled"))
+    plan = plan_study(config, root)
+    assert not plan.pending()
+    collection = world / "baseline" / "collection"
+    folds = json.loads((collection / "folds.json").read_text())["folds"]
+    from clir_ot.distill import split_bitext, xquad_query_bitext
+    from clir_ot.distill.trainer import bitext_fingerprint
+    for fold in (0, 1):
+        for seed in (1, 2):
+            manifest = json.loads((plan.steps[f"student/tiny/ot/el/fold{fold}/seed{seed}"].model / "training.json")
+                                  .read_text())
+            bitext = manifest["bitext"]
+            # each fold's student read the questions of the other fold only, each with its paragraph and a negative
+            pairs = xquad_query_bitext(collection / "topics.xquad.en.tsv", collection / "qrels.xquad.cross.en.txt",
+                                       collection / "corpus" / "en", collection / "corpus" / "el",
+                                       collection / "folds.json", fold, run=world / "baseline" / "run.xquad.e5-small.cross.en-el.txt",
+                                       negatives=1)
+            assert {p.qid for p in pairs} == set(folds[1 - fold]["qids"])
+            train, valid = split_bitext(pairs, 0.3, seed)
+            assert bitext["train_fingerprint"] == bitext_fingerprint(train)
+            assert bitext["pairs_with_queries"] == bitext["train_pairs"] + bitext["valid_pairs"] == len(pairs) == 16
+    # the no-bitext control: the same steps as ot, the rank term alone, no selection by a bitext loss
+    ot_student = plan.steps["student/tiny/ot/el/fold0/seed1"].model
+    control = plan.steps["student/tiny/no-bitext/el/fold0/seed1"].model
+    read_log = lambda folder: [json.loads(l) for l in (folder / "log.jsonl").read_text().splitlines()]
+    control_terms = [set(r["terms"]) for r in read_log(control) if "terms" in r]
+    assert control_terms and all(t == {"rank", "rank_weighted", "total"} for t in control_terms)
+    assert any("distill" in r.get("terms", {}) for r in read_log(ot_student))
+    assert json.loads((control / "training.json").read_text())["steps"] == \
+        json.loads((ot_student / "training.json").read_text())["steps"] == 2
+    assert not (control / "best").exists()
+    report = (root / "report.md").read_text()
+    assert "## Does a gain count as alignment?" in report and "## Seed spread" in report
+    # the control rule's row is the verdict recomputed from results.csv
+    from clir_ot.study.report import ScoreKey, alignment_verdicts
+    grouped: dict = {}
+    for s in read_results_csv(root / "results.csv"):
+        grouped.setdefault(ScoreKey(s.backbone, s.method, s.language, s.setting, s.metric), {})[s.qid] = s.value
+    verdict, = alignment_verdicts(grouped, {"ot": config.controls_of(config.methods[1])}, n_resamples=config.n_resamples)
+    row = next(l for l in report.splitlines() if l.startswith("| tiny | ot | el |"))
+    assert row.endswith(f"| {verdict.reading()} |") and not verdict.alignment
+
+
+def cost_rows(out: str) -> dict[tuple[str, str], str]:
+    return {tuple(l.split()[:2]): l for l in out.splitlines() if l.startswith("  ") and not l.startswith("  kind")}
+
+
+def test_dry_run_states_the_cost_up_front(world, controlled_study, tmp_path, capsys):
+    from clir_ot.study.runner import estimate_costs
+
+    # a fresh folder: every kind to build, priced by the documented defaults
+    config = load_study_config(query_bitext_config(world, "controlled"))
+    run_study(config, tmp_path / "fresh", dry_run=True)
+    out = capsys.readouterr().out
+    assert "ESTIMATE" in out and not (tmp_path / "fresh").exists()
+    rows = cost_rows(out)
+    assert rows[("teacher", "-")].split()[2] == "2" and "(default)" in rows[("teacher", "-")]
+    assert rows[("student", "distill+rank")].split()[2] == "8"  # ot and ot-shuffled x 2 folds x 2 seeds
+    assert rows[("student", "rank-only")].split()[2] == "4"     # the no-bitext control x 2 folds x 2 seeds
+    assert rows[("rerank", "-")].split()[2] == "8"              # none (en, el) + 3 methods x 2 seeds
+    assert "total" in out.split("ESTIMATE")[1]
+    # the built study with a third seed: only its students and runs, priced by what the built ones measured
+    config3 = load_study_config(query_bitext_config(world, "controlled", seeds=[1, 2, 3]))
+    run_study(config3, controlled_study, dry_run=True)
+    rows = cost_rows(capsys.readouterr().out)
+    assert ("teacher", "-") not in rows
+    assert rows[("student", "distill+rank")].split()[2] == "4" and "measured, mean of 8 artifact.json" in rows[("student", "distill+rank")]
+    assert rows[("student", "rank-only")].split()[2] == "2" and "measured, mean of 4 artifact.json" in rows[("student", "rank-only")]
+    records = [json.loads(p.read_text()) for p in controlled_study.glob("artifacts/student/*/artifact.json")]
+    per_step = [r["train_s"] / r["steps"] for r in records if r["settings"]["distill"]["distill_weight"] == 0]
+    line = next(l for l in estimate_costs(plan_study(config3, controlled_study)) if l.profile == "rank-only")
+    assert line.rate.seconds == pytest.approx(sum(per_step) / len(per_step))
+    assert line.seconds == pytest.approx(line.units * line.rate.seconds) and line.units == 2 * 2  # 2 steps each

@@ -14,7 +14,11 @@ One optimizer step, for a micro-batch of bitext pairs :math:`(e_b, f_b)`:
   English relevance groups per step with the listwise loss, so it does not forget matching;
 * the total is ``distill_weight * L_distill + rank_weight * L_rank (+ score_weight * L_score)``
   with explicit weights; every term's magnitude and the time spent in the distillation loss are
-  logged (``log.jsonl``, key ``terms``).
+  logged (``log.jsonl``, key ``terms``);
+* with ``distill_weight`` and ``score_weight`` 0 (:attr:`DistillationConfig.rank_only`, a study's
+  no-bitext control) a step is the rank term alone: the bitext batches only set how many steps there
+  are, no distillation term is computed, and there is no held-out bitext loss to select by (the
+  final model is the student).
 
 All sequences of a step go through the student in one forward pass (one DDP forward per backward).
 Held-out bitext gives the validation loss (lower is better) that picks ``best/`` and stops early.
@@ -137,6 +141,12 @@ class DistillationConfig:
                               "query encoder, set rank_weight to 0")
 
     @property
+    def rank_only(self) -> bool:
+        """The no-bitext control: ``distill_weight`` and ``score_weight`` 0, so a step is the ranking
+        term alone (the bitext only sets the number of steps; no distillation term is computed)."""
+        return self.distill_weight == 0 and self.score_weight == 0
+
+    @property
     def uses_queries(self) -> bool:
         """Whether a step needs English queries (query mode, score distillation)."""
         return self.mode == "query" or self.method == "score-kd" or self.score_weight > 0
@@ -256,11 +266,11 @@ class DistillationTrainer(Trainer):
         self.queries = list(queries)
         self.rank_groups = list(rank_groups)
         own = [p.query is not None for p in list(train_pairs) + self.valid_pairs]
-        if any(own) and not distill.uses_queries:
+        if any(own) and not distill.uses_queries and not distill.rank_only:
             raise ConfigError(f"the bitext pairs carry their own English questions (XQuAD query bitext), which "
                               f"{distill.method} in {distill.mode} mode would ignore: use mode 'query' or method "
                               "'score-kd' (or paragraph pairs without questions for passage mode)")
-        if distill.uses_queries and not self.queries and not all(own):
+        if distill.uses_queries and not distill.rank_only and not self.queries and not all(own):
             raise ConfigError(f"{distill.method} in {distill.mode} mode needs English training queries "
                               "(give rank/query data: a collection or groups file)")
         if distill.rank_weight > 0 and not self.rank_groups:
@@ -289,13 +299,14 @@ class DistillationTrainer(Trainer):
         self.distill_loss = build_distill_loss(distill.method, **options)
         self.score_loss = build_distill_loss("score-kd")
         self.rank_loss = build_loss(config.loss, temperature=config.temperature, margin=config.margin)
-        weights = {"distill": distill.distill_weight}
+        weights = {} if distill.rank_only else {"distill": distill.distill_weight}
         if distill.rank_weight > 0:
             weights["rank"] = distill.rank_weight
         if distill.score_weight > 0 and distill.method != "score-kd":
             weights["score"] = distill.score_weight
         self.combined = CombinedLoss(weights)
-        if self.validate is None and self.valid_pairs:
+        if self.validate is None and self.valid_pairs and not distill.rank_only:
+            # the rank term alone has no held-out bitext loss to select by: its final model is the student
             self.validate = self.validation_loss
         rng = derived_rng(config.seed)
         self._pair_query = rng.integers(len(self.queries), size=len(self.groups)) if self.queries else None
@@ -391,9 +402,19 @@ class DistillationTrainer(Trainer):
                 out.setdefault(key, []).append(F.pad(value, (0, extra), value=fill))
         return {k: torch.cat(v) for k, v in out.items()}
 
+    def _rank_term(self, module: nn.Module, rank_groups: Sequence[TrainingGroup]) -> dict[str, torch.Tensor]:
+        """The no-bitext control's step: the listwise loss on English relevance groups, nothing else."""
+        inputs = self._inner().tokenize([g.query for g in rank_groups for _ in g.passages],
+                                        [p for g in rank_groups for p in g.passages], max_length=self.config.max_length)
+        with compute_precision(self.device, self.precision):
+            _, scores = module(**inputs)
+        return {"rank": self.rank_loss(scores.float().view(len(rank_groups), -1))}
+
     def _terms(self, module: nn.Module, pairs: Sequence[BitextPair], queries: list[str] | None,
                rank_groups: Sequence[TrainingGroup] = ()) -> dict[str, torch.Tensor]:
         distill = self.distill
+        if distill.rank_only:
+            return self._rank_term(module, rank_groups)
         cross = distill.model_type == "cross-encoder"
         query_mode = cross and (distill.mode == "query" or distill.method == "score-kd")
         english = [p.english for p in pairs]

@@ -12,18 +12,25 @@ distillation study and the dense students (a ``bi-encoder`` backbone) are all co
 * :mod:`clir_ot.study.stats` -- paired randomization and t tests, Holm, bootstrap intervals, the
   answer statistic :func:`gain_difference`, and the language-bias measure :func:`max_rank_distance`.
 * :mod:`clir_ot.study.report` -- the per-query record :class:`QueryScore`, ``results.csv``, and
-  ``report.md`` with its tables (one function per section of one :class:`Report`), plots and answer.
+  ``report.md`` with its tables (one function per section of one :class:`Report`), plots and answer;
+  the control rule (:func:`alignment_verdicts`, :class:`AlignmentVerdict`) and the seed spread
+  (:func:`seed_spreads`, :class:`SeedSpread`).
 * :mod:`clir_ot.study.dense_students` -- ``clir-ot xquad-dense-students`` as an alias over a study.
 """
 from clir_ot.study.report import (
     DEFAULT_RESOURCE_ORDER,
+    AlignmentVerdict,
+    ControlComparison,
     GainRow,
     QueryScore,
     Report,
     ScoreKey,
+    SeedSpread,
     StepCost,
+    alignment_verdicts,
     build_report,
     read_results_csv,
+    seed_spreads,
     write_report,
     write_results_csv,
 )
@@ -39,12 +46,16 @@ from clir_ot.study.stats import (
 
 __all__ = [
     "DEFAULT_RESOURCE_ORDER",
+    "AlignmentVerdict",
+    "ControlComparison",
     "GainDifference",
     "GainRow",
     "QueryScore",
     "Report",
     "ScoreKey",
+    "SeedSpread",
     "StepCost",
+    "alignment_verdicts",
     "bootstrap_ci",
     "build_report",
     "gain_difference",
@@ -53,6 +64,7 @@ __all__ = [
     "paired_randomization_test",
     "paired_t_test",
     "read_results_csv",
+    "seed_spreads",
     "write_report",
     "write_results_csv",
 ]

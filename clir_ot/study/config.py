@@ -10,7 +10,8 @@ Example (``tools/studies/xquad-scaling-offline.yaml`` is the full one)::
     languages: [th, hi, el]
     reference_language: en          # reranked with the teacher only, for each language's gap to English
     low_resource: [th, hi, el]
-    bitext: {tatoeba: ../shared/data/tatoeba}     # or {files: {th: th.tsv, ...}}
+    bitext: {tatoeba: ../shared/data/tatoeba}     # or {files: {th: th.tsv, ...}}, and/or {xquad: {negatives: 3}}
+    controls: [shuffled, no-bitext]               # every objective's shuffled-bitext control; the rank term alone
     seeds: [42]
     backbones:                      # smaller to larger
       - {name: e5-small-6l, layers: 6, teachers: runs/xquad-6l}
@@ -28,6 +29,17 @@ distils a bi-encoder student from the encoder on bitext (no teacher and no folds
 sees XQuAD), and a ``search`` step re-encodes the language's paragraphs with the student and searches
 them with the unchanged query encoder (``search: {hits, batch_size, max_length, dtype}``).
 ``tools/studies/xquad-dense-students.yaml`` is that study (``clir-ot xquad-dense-students``).
+
+``bitext: {xquad: {negatives: N}}`` is the in-domain query bitext of the baseline's own XQuAD collection
+(:func:`clir_ot.distill.xquad_query_bitext`): each student gets the English questions of its fold's
+*training* side with their paragraphs in English and in its language (and ``N`` hard negatives from
+the first stage), leakage-checked; alone or added to ``tatoeba`` / ``files``. Its pairs carry their
+questions, so every method must read them (``mode: query`` or ``score-kd``), checked here.
+
+``controls: [shuffled, no-bitext]`` adds, for every distillation method ``X`` of the grid, its
+shuffled-bitext control ``X-shuffled`` (same objective and settings on misaligned pairs), and one
+``no-bitext`` control: the same training steps with the ranking term alone (``distill_weight: 0``,
+which needs ``rank_weight > 0``). The report says per language whether a method's gain beats both.
 
 Every mapping rejects unknown keys with the list of known ones.
 """
@@ -50,11 +62,18 @@ from clir_ot.errors import ConfigError, InputFormatError
 from clir_ot.evaluation import parse_measure
 from clir_ot.training.trainer import TrainingConfig
 
-__all__ = ["BackboneSpec", "EXECUTOR_KINDS", "ExecutorSettings", "MethodSpec", "RerankSettings", "SearchSettings",
-           "StudyConfig", "check_executor", "load_study_config", "study_config_from_data"]
+__all__ = ["BackboneSpec", "CONTROLS", "EXECUTOR_KINDS", "ExecutorSettings", "MethodSpec", "RerankSettings",
+           "SearchSettings", "StudyConfig", "XQuADBitextSettings", "check_executor", "load_study_config",
+           "study_config_from_data"]
 
 BASELINE_METHOD = "none"
 SHUFFLED_SUFFIX = "-shuffled"
+#: The controls a study can add (``controls:``): every objective's shuffled-bitext control, and the
+#: ranking term alone for the same steps.
+SHUFFLED_CONTROL, NO_BITEXT_CONTROL = "shuffled", "no-bitext"
+CONTROLS = (SHUFFLED_CONTROL, NO_BITEXT_CONTROL)
+#: The objective named in a no-bitext control's settings: with ``distill_weight: 0`` it is never computed.
+NO_BITEXT_OBJECTIVE = "ot"
 CROSS_ENCODER, BI_ENCODER = "cross-encoder", "bi-encoder"
 BACKBONE_KINDS = (CROSS_ENCODER, BI_ENCODER)
 #: The measures of a study unless its config names others (``measures:``).
@@ -125,6 +144,7 @@ class MethodSpec:
     languages: tuple[str, ...] | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
     method: str | None = None
+    control: str | None = None  # set by ``controls:``: SHUFFLED_CONTROL or NO_BITEXT_CONTROL
 
     KEYS = ("name", "method", "languages", "settings")
 
@@ -134,7 +154,21 @@ class MethodSpec:
 
     @property
     def objective(self) -> str | None:
-        return None if self.name == BASELINE_METHOD else self._base.removesuffix(SHUFFLED_SUFFIX)
+        if self.name == BASELINE_METHOD:
+            return None
+        if self.rank_only:
+            return NO_BITEXT_OBJECTIVE
+        return self._base.removesuffix(SHUFFLED_SUFFIX)
+
+    @property
+    def rank_only(self) -> bool:
+        """The no-bitext control: the ranking term alone (no distillation term is computed)."""
+        return self.control == NO_BITEXT_CONTROL
+
+    @property
+    def is_control(self) -> bool:
+        """A control (shuffled bitext or no bitext), not a method whose gain is read."""
+        return self.rank_only or self.shuffled
 
     @property
     def shuffled(self) -> bool:
@@ -154,6 +188,18 @@ class RerankSettings:
     dtype: str = "auto"
 
     KEYS = ("batch_size", "max_length", "dtype")
+
+
+@dataclass(frozen=True)
+class XQuADBitextSettings:
+    """The in-domain query bitext (``bitext: {xquad: {negatives: N}}``): per student, the training-fold
+    English questions of the baseline's collection with their paragraphs in English and in the student's
+    language, and each question's top ``negatives`` non-relevant training-fold paragraphs of the first
+    stage (:func:`clir_ot.distill.xquad_query_bitext`); part of every such student's key."""
+
+    negatives: int = 0
+
+    KEYS = ("negatives",)
 
 
 TEACHER_SOURCES = ("xquad", "msmarco")
@@ -250,7 +296,7 @@ class StudyConfig:
     reference_language: str | None
     low_resource: tuple[str, ...]
     bitext: dict[str, Path]  # language -> bitext file or Tatoeba folder (for tatoeba: the folder)
-    bitext_kind: str         # "tatoeba" or "files"
+    bitext_kind: str         # "tatoeba", "files", or "xquad" (the in-domain query bitext alone)
     seeds: tuple[int, ...]
     backbones: tuple[BackboneSpec, ...]
     methods: tuple[MethodSpec, ...]
@@ -265,9 +311,11 @@ class StudyConfig:
     measures: tuple[str, ...] = DEFAULT_MEASURES
     search: SearchSettings = SearchSettings()
     executor: ExecutorSettings = ExecutorSettings()
+    xquad_bitext: XQuADBitextSettings | None = None
+    controls: tuple[str, ...] = ()
 
     KEYS = ("name", "description", "baseline", "first_stage", "depth", "languages", "reference_language",
-            "low_resource", "bitext", "seeds", "backbones", "methods", "teacher", "teacher_data", "distill",
+            "low_resource", "bitext", "controls", "seeds", "backbones", "methods", "teacher", "teacher_data", "distill",
             "rerank", "search",
             "reuse", "pool", "n_resamples", "resource_order", "measures", "executor")
 
@@ -276,6 +324,22 @@ class StudyConfig:
         if language == self.reference_language and language not in self.languages:
             return [m for m in self.methods if m.is_baseline]
         return [m for m in self.methods if m.languages is None or language in m.languages]
+
+    def controls_of(self, method: MethodSpec) -> dict[str, str]:
+        """The controls of a distillation method in this grid: control kind -> method name
+        (``shuffled``: ``<name>-shuffled``; ``no-bitext``: the ranking term alone); empty for ``none``
+        and for the controls themselves."""
+        if method.is_baseline or method.is_control:
+            return {}
+        names = {m.name: m for m in self.methods}
+        out = {}
+        shuffled = names.get(method.name + SHUFFLED_SUFFIX)
+        if shuffled is not None and shuffled.shuffled:
+            out[SHUFFLED_CONTROL] = shuffled.name
+        rank_only = [m.name for m in self.methods if m.rank_only]
+        if rank_only:
+            out[NO_BITEXT_CONTROL] = rank_only[0]
+        return out
 
     @property
     def evaluated_languages(self) -> tuple[str, ...]:
@@ -446,18 +510,22 @@ def _parse_methods(data: Mapping[str, Any], languages: Sequence[str], where: str
 
 
 def _parse_bitext(data: Mapping[str, Any], methods: Sequence[MethodSpec], languages: Sequence[str],
-                  path: Path) -> tuple[dict[str, Path], str]:
-    """language -> bitext (a Tatoeba folder or a file), for every language a distillation method needs."""
+                  path: Path) -> tuple[dict[str, Path], str, XQuADBitextSettings | None]:
+    """language -> bitext (a Tatoeba folder or a file), for every language a distillation method needs;
+    the kind (``tatoeba``, ``files``, or ``xquad`` when the in-domain query bitext is the only source);
+    and the in-domain query bitext's settings (``bitext.xquad``, ``None`` without it)."""
     where = str(path)
     distilled = [m for m in methods if not m.is_baseline]
     bitext_data = data.get("bitext") or {}
-    _check_keys(bitext_data, ("tatoeba", "files"), f"{where}: bitext")
-    kind = "tatoeba" if "tatoeba" in bitext_data else "files"
+    _check_keys(bitext_data, ("tatoeba", "files", "xquad"), f"{where}: bitext")
+    xquad = _parse_xquad_bitext(bitext_data, where) if "xquad" in bitext_data else None
+    kind = "tatoeba" if "tatoeba" in bitext_data else "files" if "files" in bitext_data else "xquad" if xquad else "files"
     need = sorted({l for m in distilled for l in (m.languages or languages)})
     if not need:
-        return {}, kind
+        return {}, kind, xquad
     if "tatoeba" in bitext_data:
-        return {lang: _tatoeba_bitext(_resolve(path, bitext_data["tatoeba"]), lang, where) for lang in need}, kind
+        return ({lang: _tatoeba_bitext(_resolve(path, bitext_data["tatoeba"]), lang, where) for lang in need}, kind,
+                xquad)
     if "files" in bitext_data:
         files = bitext_data["files"]
         if not isinstance(files, Mapping):
@@ -470,9 +538,51 @@ def _parse_bitext(data: Mapping[str, Any], methods: Sequence[MethodSpec], langua
             if not file.is_file():
                 raise ConfigError(f"{where}: bitext file for {lang!r} does not exist: {file}")
             bitext[lang] = file
-        return bitext, kind
+        return bitext, kind, xquad
+    if xquad is not None:
+        return {}, kind, xquad
     raise ConfigError(f"{where}: methods {', '.join(m.name for m in distilled)} need bitext: "
-                      "give bitext: {tatoeba: DIR} or bitext: {files: {lang: file}}")
+                      "give bitext: {tatoeba: DIR}, bitext: {files: {lang: file}} or bitext: {xquad: {negatives: N}}")
+
+
+def _parse_xquad_bitext(bitext_data: Mapping[str, Any], where: str) -> XQuADBitextSettings:
+    value = bitext_data["xquad"]
+    if value is None or value is True:
+        value = {}
+    _check_keys(value, XQuADBitextSettings.KEYS, f"{where}: bitext.xquad")
+    negatives = value.get("negatives", 0)
+    if isinstance(negatives, bool) or not isinstance(negatives, int) or negatives < 0:
+        raise ConfigError(f"{where}: bitext.xquad.negatives must be an integer >= 0, got {negatives!r}")
+    return XQuADBitextSettings(negatives=negatives)
+
+
+def _parse_controls(data: Mapping[str, Any], methods: list[MethodSpec], where: str) -> tuple[tuple[str, ...], list[MethodSpec]]:
+    """``controls:`` and the methods with the controls added: ``<X>-shuffled`` for every distillation
+    method ``X`` (unless the list has it already) and one ``no-bitext`` method (the rank term alone)."""
+    controls = tuple(_str_list(data.get("controls") or [], f"{where}: controls"))
+    unknown = [c for c in controls if c not in CONTROLS]
+    if unknown:
+        raise ConfigError(f"{where}: controls: unknown control(s) {', '.join(unknown)}; known: {', '.join(CONTROLS)}")
+    objectives = [m for m in methods if not m.is_baseline and not m.shuffled]
+    if controls and not objectives:
+        raise ConfigError(f"{where}: controls: {', '.join(controls)} need a distillation method in methods")
+    names = {m.name for m in methods}
+    out = list(methods)
+    if SHUFFLED_CONTROL in controls:
+        for m in objectives:
+            name = m.name + SHUFFLED_SUFFIX
+            if name in names:
+                continue
+            base = (m.method or m.name) + SHUFFLED_SUFFIX
+            out.append(MethodSpec(name, m.languages, dict(m.settings), base if m.method else None,
+                                  control=SHUFFLED_CONTROL))
+    if NO_BITEXT_CONTROL in controls:
+        if NO_BITEXT_CONTROL in names:
+            raise ConfigError(f"{where}: methods: {NO_BITEXT_CONTROL!r} is the name of the control that controls: adds")
+        subsets = [m.languages for m in objectives]
+        languages = None if any(s is None for s in subsets) else tuple(dict.fromkeys(l for s in subsets for l in s))
+        out.append(MethodSpec(NO_BITEXT_CONTROL, languages, {"distill_weight": 0.0}, control=NO_BITEXT_CONTROL))
+    return controls, out
 
 
 def _tatoeba_bitext(folder: Path, lang: str, where: str) -> Path:
@@ -609,8 +719,8 @@ def study_config_from_data(data: Any, path: str | Path) -> StudyConfig:
     _check_top_level(data, where)
     languages, reference, low = _parse_languages(data, where)
     backbones = _parse_backbones(data, path)
-    methods = _parse_methods(data, languages, where)
-    bitext, bitext_kind = _parse_bitext(data, methods, languages, path)
+    controls, methods = _parse_controls(data, _parse_methods(data, languages, where), where)
+    bitext, bitext_kind, xquad_bitext = _parse_bitext(data, methods, languages, path)
     seeds = _parse_seeds(data, where)
     depth = int(data.get("depth", 10))
     if depth < 1:
@@ -629,7 +739,9 @@ def study_config_from_data(data: Any, path: str | Path) -> StudyConfig:
         resource_order=tuple(data["resource_order"]) if data.get("resource_order") else None,
         measures=_parse_measures(data, where),
         executor=_parse_executor(data, path),
+        xquad_bitext=xquad_bitext, controls=controls,
     )
+    _check_controls_and_query_bitext(config)
     _check_distill_settings(config)
     return config
 
@@ -643,6 +755,37 @@ def _check_distill_settings(config: StudyConfig) -> None:
                 config.distill_settings(method, config.seeds[0], kind)
 
 
+def _check_controls_and_query_bitext(config: StudyConfig) -> None:
+    """The no-bitext control needs the rank term; the in-domain query bitext needs methods that read its
+    questions (query mode, score-kd) and cross-encoder students (a dense student is tested on every fold)."""
+    where = str(config.path)
+    dense = [b.name for b in config.backbones if b.dense]
+    rank_only = [m for m in config.methods if m.rank_only]
+    if rank_only:
+        if dense:
+            raise ConfigError(f"{where}: controls: {NO_BITEXT_CONTROL} is the ranking term alone, which dense "
+                              f"students do not have (backbones {', '.join(dense)} are bi-encoders)")
+        rank_weight = {**config.distill, **dict(rank_only[0].settings)}.get("rank_weight", 0.0)
+        if isinstance(rank_weight, bool) or not isinstance(rank_weight, (int, float)) or not rank_weight > 0:
+            raise ConfigError(f"{where}: controls: {NO_BITEXT_CONTROL} trains the ranking term alone for the same "
+                              "steps, so it needs distill.rank_weight > 0 (the English groups of the fold); "
+                              f"rank_weight is {rank_weight!r}")
+    if config.xquad_bitext is None:
+        return
+    if dense:
+        raise ConfigError(f"{where}: bitext.xquad is for cross-encoder students; backbones {', '.join(dense)} are "
+                          "bi-encoders, whose students are evaluated on every fold (another fold's paragraphs "
+                          "would be their test data)")
+    for method in config.methods:
+        if method.is_baseline or method.rank_only:
+            continue
+        _, distill = config.distill_settings(method, config.seeds[0])
+        if not distill.uses_queries:
+            raise ConfigError(f"{where}: bitext.xquad: its pairs carry their English questions, which method "
+                              f"{method.name!r} ({distill.method}, {distill.mode} mode) would ignore: set "
+                              "distill.mode: query (or the method's settings: {mode: query}), or use score-kd")
+
+
 def describe(config: StudyConfig) -> dict[str, Any]:
     """The config as plain data (for manifests)."""
     return json.loads(json.dumps({
@@ -650,8 +793,10 @@ def describe(config: StudyConfig) -> dict[str, Any]:
         "first_stage": config.first_stage, "depth": config.depth, "languages": list(config.languages),
         "reference_language": config.reference_language, "low_resource": list(config.low_resource),
         "seeds": list(config.seeds), "backbones": [asdict(b) for b in config.backbones],
-        "methods": [{"name": m.name, "method": m.method, "languages": m.languages, "settings": dict(m.settings)}
-                    for m in config.methods],
+        "methods": [{"name": m.name, "method": m.method, "languages": m.languages, "settings": dict(m.settings),
+                     **({"control": m.control} if m.control else {})} for m in config.methods],
+        **({"controls": list(config.controls)} if config.controls else {}),
+        **({"bitext": {"xquad": asdict(config.xquad_bitext)}} if config.xquad_bitext else {}),
         "teacher": config.teacher.to_dict(), "distill": config.distill, "rerank": asdict(config.rerank),
         "search": asdict(config.search), "measures": list(config.measures),
         **({"teacher_data": config.teacher_data.key_settings()} if config.teacher_data.key_settings() else {}),

@@ -32,13 +32,24 @@ from clir_ot.evaluation import evaluate, parse_measure
 from clir_ot.formats import atomic_open, iter_run_by_query, load_run, read_qrels
 from clir_ot.study.config import BASELINE_METHOD, DEFAULT_MEASURES, StudyConfig
 from clir_ot.study.plan import Step, StudyPlan
-from clir_ot.study.report import QueryScore, StepCost, build_report, write_report, write_results_csv
+from clir_ot.study.report import (
+    QueryScore,
+    ScoreKey,
+    StepCost,
+    alignment_verdicts,
+    build_report,
+    controls_markdown,
+    seed_spread_markdown,
+    seed_spreads,
+    write_report,
+    write_results_csv,
+)
 from clir_ot.study.stats import holm, max_rank_distance, paired_randomization_test
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ComparisonCell", "collect_scores", "compare_methods", "comparison_markdown", "merge_language_runs",
-           "write_study_report"]
+__all__ = ["ComparisonCell", "StudyScores", "collect_scores", "compare_methods", "comparison_markdown",
+           "evaluate_study", "merge_language_runs", "study_controls", "write_study_report"]
 
 MEASURES = DEFAULT_MEASURES
 REUSED_NOTE = "reused from clir-ot xquad-teacher"
@@ -103,29 +114,55 @@ def _run_steps(plan: StudyPlan) -> Iterable[Step]:
     return (s for s in plan.order() if s.run is not None and s.done)
 
 
-def collect_scores(plan: StudyPlan) -> tuple[list[QueryScore], dict[str, StepCost]]:
-    """Per-query scores of every finished run (seeds averaged per query), and the costs."""
+@dataclass(frozen=True)
+class StudyScores:
+    """A study's evaluation: per-query ``scores`` (a question's value averaged over a method's seeds,
+    both settings), the per-seed values of the ``cross`` setting (:data:`~clir_ot.study.report.SeedScores`:
+    ``ScoreKey -> {seed: {qid: value}}``, students only) and the ``costs`` of the finished steps."""
+
+    scores: list[QueryScore]
+    seed_scores: dict[ScoreKey, dict[int, dict[str, float]]]
+    costs: dict[str, StepCost]
+
+
+def evaluate_study(plan: StudyPlan) -> StudyScores:
+    """Evaluate every finished run of ``plan`` per query (see :class:`StudyScores`)."""
     config = plan.config
     measures = list(config.measures)
     parsed = [parse_measure(m) for m in measures]
-    per_seed: dict[MetricKey, list[dict[str, float]]] = defaultdict(list)
+    per_seed: dict[MetricKey, dict[int | None, dict[str, float]]] = defaultdict(dict)
     runs: dict[RunKey, list[Path]] = defaultdict(list)
     for step in _run_steps(plan):
         cell = step.cell
         qrels = read_qrels(plan.layout.collection.qrels(cell.language))
         result = evaluate(qrels, load_run(step.run), parsed, name=step.id)
         for metric in measures:
-            per_seed[MetricKey(cell.backbone.name, cell.method.name, cell.language, metric)].append(
-                {q: v[metric] for q, v in result.per_query.items()})
+            per_seed[MetricKey(cell.backbone.name, cell.method.name, cell.language, metric)][cell.seed] = {
+                q: v[metric] for q, v in result.per_query.items()}
         runs[RunKey(cell.backbone.name, cell.method.name, cell.language)].append(step.run)
     scores = []
+    seed_scores: dict[ScoreKey, dict[int, dict[str, float]]] = {}
     for key, seeds in per_seed.items():
-        for qid in seeds[0]:
-            value = float(np.mean([s[qid] for s in seeds]))
+        values = list(seeds.values())
+        for qid in values[0]:
+            value = float(np.mean([s[qid] for s in values]))
             scores.append(QueryScore(key.backbone, key.method, key.language, "cross", key.metric, qid, value))
+        if None not in seeds:  # students: one run per seed (``none`` has no seed)
+            seed_scores[ScoreKey(key.backbone, key.method, key.language, "cross", key.metric)] = dict(seeds)
     if config.pool:
         scores += _pool_scores(plan, runs)
-    return scores, collect_costs(plan)
+    return StudyScores(scores, seed_scores, collect_costs(plan))
+
+
+def collect_scores(plan: StudyPlan) -> tuple[list[QueryScore], dict[str, StepCost]]:
+    """Per-query scores of every finished run (seeds averaged per query), and the costs."""
+    evaluated = evaluate_study(plan)
+    return evaluated.scores, evaluated.costs
+
+
+def study_controls(config: StudyConfig) -> dict[str, dict[str, str]]:
+    """method -> {control kind: control method} for every distillation method that has a control."""
+    return {m.name: config.controls_of(m) for m in config.methods if config.controls_of(m)}
 
 
 def training_manifest(model: Path) -> dict | None:
@@ -356,20 +393,22 @@ def _cost_table(costs: dict[str, StepCost]) -> list[str]:
 
 
 def _single_backbone_report(plan: StudyPlan, scores: Sequence[QueryScore], costs: dict[str, StepCost],
-                            comparison: str) -> str:
+                            comparison: str, extra: Sequence[str] = ()) -> str:
     """``report.md`` of a study with fewer than two finished backbones: the comparison, pool and cost."""
     config = plan.config
     folds = f"cross-fitted over {len(plan.folds)} article folds" if plan.folds else "no folds (dense students)"
     lines = [f"# Study `{config.name}`", "", f"Config: `{config.path}`. Backbones: "
              f"{', '.join(b.name for b in config.backbones)}; first stage `{config.first_stage}` reranked to depth "
-             f"{config.depth}; {folds}.", "", comparison, ""]
+             f"{config.depth}; {folds}.", "", comparison, "", *extra]
     return "\n".join(lines + _pool_table(config, scores) + _cost_table(costs))
 
 
 def write_study_report(plan: StudyPlan) -> Path:
     """Evaluate and write ``results.csv``, ``report.md`` (and plots, with two or more backbones)."""
     config = plan.config
-    scores, costs = collect_scores(plan)
+    evaluated = evaluate_study(plan)
+    scores, costs, seed_scores = evaluated.scores, evaluated.costs, evaluated.seed_scores
+    controls = study_controls(config)
     root = plan.root
     root.mkdir(parents=True, exist_ok=True)
     if not scores:
@@ -382,7 +421,8 @@ def write_study_report(plan: StudyPlan) -> Path:
     kwargs = {"resource_order": config.resource_order} if config.resource_order else {}
     if len(done_backbones) >= 2:
         report = build_report(scores, low_resource=config.low_resource, backbones=done_backbones,
-                              costs=costs, n_resamples=config.n_resamples, **kwargs)
+                              costs=costs, n_resamples=config.n_resamples, controls=controls or None,
+                              seed_scores=seed_scores, **kwargs)
         write_report(root, report, scores)
         text = (root / "report.md").read_text(encoding="utf-8")
         with atomic_open(root / "report.md") as handle:
@@ -390,7 +430,13 @@ def write_study_report(plan: StudyPlan) -> Path:
         logger.info("answer: %s", report.sentence)
     else:
         write_results_csv(root / "results.csv", scores)
+        metric = config.measures[0]
+        grouped: dict[ScoreKey, dict[str, float]] = defaultdict(dict)
+        for s in scores:
+            grouped[ScoreKey(s.backbone, s.method, s.language, s.setting, s.metric)][s.qid] = s.value
+        verdicts = alignment_verdicts(grouped, controls, metric=metric, n_resamples=config.n_resamples) if controls else ()
+        extra = controls_markdown(verdicts) + seed_spread_markdown(seed_spreads(seed_scores, metric=metric))
         with atomic_open(root / "report.md") as handle:
-            handle.write(_single_backbone_report(plan, scores, costs, comparison))
+            handle.write(_single_backbone_report(plan, scores, costs, comparison, extra))
     logger.info("report: %s", root / "report.md")
     return root / "report.md"

@@ -21,6 +21,12 @@ finished artifacts are reused, an unfinished training resumes from its checkpoin
 reranking from its journal. Every input path comes from :class:`clir_ot.datasets.XQuADLayout`.
 Steps run here, in ``--jobs N`` processes or as submitit (Slurm) jobs (:mod:`clir_ot.study.schedule`),
 each under its artifact's lock (:mod:`clir_ot.study.locks`), so studies sharing a folder share the work.
+
+A student on the in-domain query bitext (``bitext: {xquad: ...}``) reads the questions of its fold's
+training side only (its ``cell.fold`` is the test fold), leakage-checked before training; the
+no-bitext control (``controls: [no-bitext]``) trains the rank term alone for the same steps.
+``--dry-run`` states the cost up front: the steps to build per kind and an *estimated* time from a
+per-step cost model (:data:`DEFAULT_COSTS`, replaced by what finished artifacts measured).
 """
 from __future__ import annotations
 
@@ -41,7 +47,7 @@ from tqdm.auto import tqdm
 
 from clir_ot.datasets.layout import TeacherData, XQuADLayout
 from clir_ot.datasets.xquad import read_folds
-from clir_ot.distill import read_bitext, tatoeba_files, tatoeba_pairs
+from clir_ot.distill import check_bitext_leakage, read_bitext, tatoeba_files, tatoeba_pairs, xquad_query_bitext
 from clir_ot.distill.pipeline import distill_student
 from clir_ot.errors import ConfigError
 from clir_ot.formats import atomic_open, iter_corpus, load_corpus, read_qrels, read_topics
@@ -65,11 +71,19 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Cell", "Step", "StudyPlan", "Work", "format_plan", "plan_study", "run_study"]
 
-#: Rough costs on the 2-core CPU this toolkit is developed on, for --dry-run estimates before any
-#: artifact of a kind has measured its own (seconds per training step, pairs per second at 12 layers;
-#: passages per second for a dense student's encoding is a guess, replaced by the first measurement).
-DEFAULT_RATES = {"teacher_s_per_step": 7.0, "student_s_per_step": 0.35, "rerank_pairs_per_s": 40.0,
-                 "search_passages_per_s": 20.0}
+#: The per-step cost model of --dry-run's estimate: seconds per unit of work at FULL_LAYERS layers on the
+#: 2-core CPU this toolkit is developed on, per (kind, profile), used until an artifact.json of that
+#: kind and profile (in this study's folder or a reused one) records a measurement. Measured figures
+#: are scaled to a backbone's depth (cost per layer). Figures from docs/study.md and docs/distillation.md:
+#: a teacher step 7 s; a distillation step 0.35 s in passage mode on Tatoeba without the rank term,
+#: about 10x that with it; reranking 40 pairs/s; a dense student's encoding 20 passages/s (a guess).
+DEFAULT_COSTS = {("backbone", ""): 10.0, ("teacher", ""): 7.0, ("student", "distill"): 0.35,
+                 ("student", "distill+rank"): 3.5, ("student", "rank-only"): 3.2, ("rerank", ""): 1 / 40.0,
+                 ("search", ""): 1 / 20.0}
+#: The depth of a backbone without ``layers:`` (multilingual-e5-small, mBERT and XLM-R base have 12).
+FULL_LAYERS = 12
+WORK_UNITS = {"backbone": "step", "teacher": "train step", "student": "train step", "rerank": "pair",
+              "search": "passage"}
 DEFAULT_BASE = "multilingual-e5-small (offline default)"
 REPORT_LOCK = "report.lock"
 
@@ -147,6 +161,8 @@ def _rerank_settings(config: StudyConfig) -> dict[str, Any]:
 
 
 def _bitext_inputs(config: StudyConfig, lang: str) -> dict[str, str]:
+    if lang not in config.bitext:  # the in-domain query bitext alone (bitext: {xquad: ...})
+        return {}
     if config.bitext_kind == "tatoeba":
         return {p.name: cached_sha256(p) for p in tatoeba_files(config.bitext[lang], lang)}
     return {config.bitext[lang].name: cached_sha256(config.bitext[lang])}
@@ -215,8 +231,26 @@ def _teacher_step(ctx: _Context, backbone: BackboneSpec, base: Step | None, fold
     return replace(step, model=step.artifact.folder / "model")
 
 
-def _student_work(config: StudyConfig, lang: str, training, distill) -> Work:
-    pairs = _bitext_size(config, lang)
+def _xquad_inputs(ctx: _Context, lang: str) -> dict[str, Any]:
+    """What a student's in-domain query bitext is made of (``bitext.xquad``): its settings and files."""
+    config, collection = ctx.config, ctx.layout.collection
+    inputs: dict[str, Any] = {"negatives": config.xquad_bitext.negatives, "topics": ctx.sha(collection.topics("en")),
+                              "qrels": ctx.sha(collection.qrels("en")), "english": ctx.sha(collection.corpus("en")),
+                              "foreign": ctx.sha(collection.corpus(lang)), "folds": ctx.sha(collection.folds)}
+    if config.xquad_bitext.negatives:
+        inputs["run"] = ctx.sha(ctx.layout.first_stage_run(lang))
+    return inputs
+
+
+def _xquad_pair_estimate(ctx: _Context, fold: int) -> int:
+    """About how many query-bitext pairs a fold's student gets: one per training-side question, plus
+    its negatives (an estimate: a question may have more relevant paragraphs, or fewer negatives)."""
+    questions = sum(len(f["qids"]) for i, f in enumerate(ctx.folds) if i != fold)
+    return questions * (1 + ctx.config.xquad_bitext.negatives)
+
+
+def _student_work(config: StudyConfig, lang: str, training, distill, extra_pairs: int = 0) -> Work:
+    pairs = (_bitext_size(config, lang) if lang in config.bitext else 0) + extra_pairs
     per_step = training.batch_size * training.grad_accum
     return Work(train_steps=training.max_steps or training.epochs * max(1, int(pairs * (1 - distill.valid_fraction)) // per_step))
 
@@ -235,12 +269,16 @@ def _student_step(ctx: _Context, cell: Cell, teacher: Step) -> Step:
         # rerank with); students from before this rule started from its final model: other keys
         settings["teacher_model"] = "selected"
     inputs = {"teacher": teacher.key, "bitext": _bitext_inputs(config, lang)}
+    extra = 0
+    if config.xquad_bitext is not None:  # the fold's training side only (cross-fitted: cell.fold is its test fold)
+        inputs["xquad_bitext"] = _xquad_inputs(ctx, lang)
+        extra = _xquad_pair_estimate(ctx, cell.fold)
     if distill.uses_queries or distill.rank_weight > 0:
         inputs.update(ctx.english_training())
     step = _artifact_step(ctx, "student", f"student/{backbone.name}/{method.name}/{lang}/fold{cell.fold}/seed{cell.seed}",
                           f"{backbone.name}.{method.name}.{lang}.fold{cell.fold}.seed{cell.seed}", cell, settings, inputs,
                           deps=(teacher.id,) if teacher.artifact else (), sources=(teacher.id,), action=_distil,
-                          work=_student_work(config, lang, training, distill))
+                          work=_student_work(config, lang, training, distill, extra))
     return replace(step, model=step.artifact.folder / "model")
 
 
@@ -432,10 +470,15 @@ def _distil(step: Step, plan: StudyPlan) -> dict[str, Any]:
     config, cell = plan.config, step.cell
     lang = cell.language
     training, distill = config.distill_settings(cell.method, cell.seed, cell.backbone.kind)
-    if config.bitext_kind == "tatoeba":
+    pairs, files = [], []
+    if lang in config.bitext and config.bitext_kind == "tatoeba":
         pairs, files = tatoeba_pairs(config.bitext[lang], lang), list(tatoeba_files(config.bitext[lang], lang))
-    else:
+    elif lang in config.bitext:
         pairs, files = read_bitext(config.bitext[lang]), [config.bitext[lang]]
+    if config.xquad_bitext is not None:
+        in_domain, more = _xquad_pairs(plan, lang, cell.fold)
+        pairs, files = pairs + in_domain, files + more
+        check_bitext_leakage(pairs, plan.layout.collection.folds, cell.fold)  # everything the student will see
     rank = None
     if distill.uses_queries or distill.rank_weight > 0:
         rank = DataSpec(**plan.layout.english_training._asdict(), exclude_fold=cell.fold)
@@ -446,6 +489,18 @@ def _distil(step: Step, plan: StudyPlan) -> dict[str, Any]:
     result = distill_student(None if teacher is None else str(teacher), step.model, pairs, training, distill,
                              rank_data=rank, bitext_files=files, resume=resume)
     return _training_record(result)
+
+
+def _xquad_pairs(plan: StudyPlan, lang: str, fold: int) -> tuple[list, list[Path]]:
+    """The in-domain query bitext of a fold-``fold`` student: the questions of the other folds with their
+    paragraphs in English and ``lang`` (and hard negatives of the first stage), never fold ``fold``."""
+    collection, negatives = plan.layout.collection, plan.config.xquad_bitext.negatives
+    run = plan.layout.first_stage_run(lang) if negatives else None
+    pairs = xquad_query_bitext(collection.topics("en"), collection.qrels("en"), collection.corpus("en"),
+                               collection.corpus(lang), collection.folds, fold, run=run, negatives=negatives)
+    files = [collection.topics("en"), collection.qrels("en"), collection.corpus("en"), collection.corpus(lang),
+             collection.folds] + ([run] if run is not None else [])
+    return pairs, files
 
 
 def _run_tag(cell: Cell) -> str:
@@ -600,23 +655,80 @@ def run_study(config: StudyConfig, root: str | Path | None = None, *, jobs: int 
 # estimates and the --dry-run table
 
 
-def _mean_rate(plan: StudyPlan, kind: str, rate: Callable[[Mapping[str, Any]], float | None]) -> float | None:
-    values = [rate(s.artifact.record()) for s in plan.steps.values()
-              if s.kind == kind and s.artifact is not None and s.artifact.done]
-    values = [v for v in values if v]
-    return sum(values) / len(values) if values else None
+@dataclass(frozen=True)
+class StepRate:
+    """The cost model of one kind and profile of step: ``seconds`` per unit of work (a training step, a
+    reranked pair, an encoded passage) at :data:`FULL_LAYERS` layers, and where the figure comes from."""
+
+    kind: str
+    profile: str
+    seconds: float
+    measured: int = 0  # artifacts the figure is the mean of (0: the documented default)
+
+    @property
+    def source(self) -> str:
+        return f"measured, mean of {self.measured} artifact.json" if self.measured else "default"
 
 
-def _rates(plan: StudyPlan) -> dict[str, float]:
-    """Measured rates from finished artifacts (seconds per step, pairs per second), else the defaults."""
-    def per_step(record: Mapping[str, Any]) -> float | None:
+def _profile(kind: str, settings: Mapping[str, Any]) -> str:
+    """A student's cost profile from its settings: the rank term alone, distillation with or without it."""
+    if kind != "student":
+        return ""
+    distill = settings.get("distill") or {}
+    rank = (distill.get("rank_weight") or 0) > 0
+    if rank and not distill.get("distill_weight", 1.0) and not distill.get("score_weight"):
+        return "rank-only"
+    return "distill+rank" if rank else "distill"
+
+
+def _depth(config: StudyConfig, backbone: str | None) -> int:
+    spec = next((b for b in config.backbones if b.name == backbone), None)
+    return (spec.layers if spec is not None and spec.layers else FULL_LAYERS)
+
+
+def _unit_seconds(record: Mapping[str, Any]) -> float | None:
+    """Seconds per unit of work that one artifact.json records (``None`` where it records none)."""
+    kind = record.get("kind")
+    if kind in ("teacher", "student"):
         return record["train_s"] / record["steps"] if record.get("train_s") and record.get("steps") else None
+    rate = record.get({"rerank": "pairs_per_s", "search": "passages_per_s"}.get(kind, ""))
+    return 1.0 / rate if rate else None
 
-    measured = {"teacher_s_per_step": _mean_rate(plan, "teacher", per_step),
-                "student_s_per_step": _mean_rate(plan, "student", per_step),
-                "rerank_pairs_per_s": _mean_rate(plan, "rerank", lambda r: r.get("pairs_per_s")),
-                "search_passages_per_s": _mean_rate(plan, "search", lambda r: r.get("passages_per_s"))}
-    return {name: measured[name] or default for name, default in DEFAULT_RATES.items()}
+
+def _recorded(plan: StudyPlan) -> Iterator[Mapping[str, Any]]:
+    """Every artifact.json in this study's store and the stores it reuses."""
+    for root in [plan.store.root, *plan.store.reuse]:
+        for path in sorted((root / "artifacts").glob("*/*/artifact.json")):
+            try:
+                yield json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+
+
+def _rates(plan: StudyPlan) -> dict[tuple[str, str], StepRate]:
+    """The cost model: per (kind, profile) the mean measured seconds per unit of work, per
+    :data:`FULL_LAYERS` layers (from every artifact.json found), else :data:`DEFAULT_COSTS`."""
+    measured: dict[tuple[str, str], list[float]] = {}
+    for record in _recorded(plan):
+        seconds = _unit_seconds(record)
+        if not seconds or record.get("imported_from"):
+            continue
+        kind = record.get("kind", "")
+        backbone = str(record.get("step", "")).split("/")[1] if "/" in str(record.get("step", "")) else None
+        scaled = seconds * FULL_LAYERS / _depth(plan.config, backbone)
+        measured.setdefault((kind, _profile(kind, record.get("settings") or {})), []).append(scaled)
+    rates = {key: StepRate(*key, default) for key, default in DEFAULT_COSTS.items()}
+    for key, values in measured.items():
+        rates[key] = StepRate(*key, sum(values) / len(values), len(values))
+    return rates
+
+
+def _step_rate(rates: Mapping[tuple[str, str], StepRate], step: Step) -> StepRate:
+    """The cost model of ``step``'s kind and profile."""
+    key = (step.kind, _profile(step.kind, step.settings))
+    if key in rates:
+        return rates[key]
+    return rates[("student", "distill")] if step.kind == "student" else rates[("backbone", "")]
 
 
 def _importable_teacher_run(config: StudyConfig, step: Step) -> Path | None:
@@ -629,25 +741,75 @@ def _importable_teacher_run(config: StudyConfig, step: Step) -> Path | None:
     return run if run.is_file() and recorded_scoring_version(run) == SCORING_VERSION else None
 
 
-def _seconds(config: StudyConfig, step: Step, rates: Mapping[str, float]) -> float:
-    if step.kind == "teacher":
-        return (step.work.train_steps or 0) * rates["teacher_s_per_step"]
-    if step.kind == "student":
-        return (step.work.train_steps or 0) * rates["student_s_per_step"]
+def _units(config: StudyConfig, step: Step) -> float:
+    """The work a step still needs, in its kind's unit (0 for a rerank that copies a teacher's run)."""
+    if step.kind in ("teacher", "student"):
+        return float(step.work.train_steps or 0)
     if step.kind == "rerank":
-        if _importable_teacher_run(config, step) is not None:
-            return 0.0
-        return (step.work.pairs or 0) / rates["rerank_pairs_per_s"]
+        return 0.0 if _importable_teacher_run(config, step) is not None else float(step.work.pairs or 0)
     if step.kind == "search":
-        return (step.work.passages or 0) / rates["search_passages_per_s"]
-    return 10.0
+        return float(step.work.passages or 0)
+    return 1.0
+
+
+def _seconds(config: StudyConfig, step: Step, rates: Mapping[tuple[str, str], StepRate]) -> float:
+    """Estimated seconds of a step: its work x the cost per unit, scaled to its backbone's depth."""
+    depth = _depth(config, step.cell.backbone.name) if step.kind != "backbone" else FULL_LAYERS
+    return _units(config, step) * _step_rate(rates, step).seconds * depth / FULL_LAYERS
+
+
+@dataclass(frozen=True)
+class CostLine:
+    """One row of --dry-run's cost estimate: the steps of a kind and profile still to build."""
+
+    kind: str
+    profile: str
+    steps: int
+    units: float
+    seconds: float
+    rate: StepRate
+
+
+def estimate_costs(plan: StudyPlan) -> list[CostLine]:
+    """The pending steps per kind and profile with their estimated time (an estimate, see :data:`DEFAULT_COSTS`)."""
+    rates = _rates(plan)
+    lines: dict[tuple[str, str], CostLine] = {}
+    for step in plan.pending():
+        key = (step.kind, _profile(step.kind, step.settings))
+        rate = _step_rate(rates, step)
+        was = lines.get(key, CostLine(*key, 0, 0.0, 0.0, rate))
+        lines[key] = replace(was, steps=was.steps + 1, units=was.units + _units(plan.config, step),
+                             seconds=was.seconds + _seconds(plan.config, step, rates))
+    order = list(WORK_UNITS)
+    return sorted(lines.values(), key=lambda l: (order.index(l.kind) if l.kind in order else len(order), l.profile))
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
 def estimate_text(plan: StudyPlan) -> str:
-    rates = _rates(plan)
-    seconds = sum(_seconds(plan.config, s, rates) for s in plan.pending())
-    return f"about {seconds / 60:.0f} min of work left at {rates['rerank_pairs_per_s']:.0f} pairs/s reranking, " \
-           f"{rates['student_s_per_step']:.1f} s per distillation step"
+    seconds = sum(line.seconds for line in estimate_costs(plan))
+    return f"an estimated {_hours(seconds)} of work left on one worker (per-step cost model; --dry-run details it)"
+
+
+def cost_table(plan: StudyPlan) -> list[str]:
+    """--dry-run's statement of the cost: steps to build per kind, and the estimated time of each."""
+    costs = estimate_costs(plan)
+    if not costs:
+        return ["nothing to build"]
+    lines = ["cost (an ESTIMATE from a per-step cost model, not a measurement; one worker, steps one after another):",
+             f"  {'kind':10s} {'profile':13s} {'to build':>8s} {'work':>20s} {'est. time':>10s}  cost per unit (source)"]
+    for line in costs:
+        unit = WORK_UNITS.get(line.kind, "step")
+        per = line.rate.seconds
+        rate = f"{per:.3g} s per {unit} at {FULL_LAYERS} layers ({line.rate.source})"
+        lines.append(f"  {line.kind:10s} {line.profile or '-':13s} {line.steps:8d} {f'{line.units:,.0f} {unit}s':>20s} "
+                     f"{_hours(line.seconds):>10s}  {rate}")
+    total = sum(line.seconds for line in costs)
+    lines.append(f"  {'total':10s} {'':13s} {sum(l.steps for l in costs):8d} {'':>20s} {_hours(total):>10s}"
+                 f"  (with --jobs N, independent steps overlap; on a shared CPU they slow each other)")
+    return lines
 
 
 def _status(plan: StudyPlan, step: Step) -> str:
@@ -672,6 +834,5 @@ def format_plan(plan: StudyPlan) -> str:
         est = f"{_seconds(plan.config, step, rates) / 60:.1f} min" if not step.done else ""
         lines.append(f"{step.id:58s} {_status(plan, step):26s} {work:>14s} {est:>8s}")
     pending = plan.pending()
-    lines += ["", f"{len(plan.steps)} steps, {len(plan.steps) - len(pending)} finished, {len(pending)} to build; "
-              + estimate_text(plan)]
-    return "\n".join(lines)
+    lines += ["", f"{len(plan.steps)} steps, {len(plan.steps) - len(pending)} finished, {len(pending)} to build", ""]
+    return "\n".join(lines + cost_table(plan))
