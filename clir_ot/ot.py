@@ -886,10 +886,7 @@ def _scaling_inplace(p: _Problem, *, balanced, max_iter, tol, check_every, overr
         size = min(chunk, B - start)
         q = p.narrow(start, size)
         kernel = kernel_buf[:size]
-        if q.pair_mask is None and bool((q.span / q.eps <= limit).all()):
-            row_min, col_min = _shifted_kernel_into(kernel, q.c, q.floor, q.eps)
-        else:
-            row_min, col_min = _reduced_kernel_into(kernel, q.c, q.pair_mask, q.eps)
+        row_min, col_min = _kernel_into(kernel, q, limit)
         a, b, u = _scaling_start(q, row_min, col_min, balanced)
         chunk_out = out.narrow(start, size)
         n_iter = max(n_iter, _scaling_loop_inplace(
@@ -901,6 +898,30 @@ def _scaling_inplace(p: _Problem, *, balanced, max_iter, tol, check_every, overr
         f.narrow(0, start, size).copy_(f_q)
         g.narrow(0, start, size).copy_(g_q)
     return out.plan, out.total, f, g, n_iter, out.err
+
+
+def _kernel_into(kernel, q: _Problem, limit: float):
+    """Write each element's kernel into ``kernel``; return its row and column shifts r, s.
+
+    The choice is made **per element**, never per chunk, so that an element's plan does not depend on
+    the other elements it is batched with (nor on the thread count, which sets the chunk size): the
+    one-pass shifted kernel where the element's cost range over epsilon is within ``limit`` (and there
+    is no padding), the row/column-reduced kernel otherwise.
+    """
+    if q.pair_mask is not None:
+        return _reduced_kernel_into(kernel, q.c, q.pair_mask, q.eps)
+    shifted = q.span / q.eps <= limit
+    if bool(shifted.all()):
+        return _shifted_kernel_into(kernel, q.c, q.floor, q.eps)
+    row_min, col_min = _reduced_kernel_into(kernel, q.c, None, q.eps)
+    if bool(shifted.any()):
+        idx = shifted.nonzero().squeeze(1)
+        sub = kernel.new_empty(len(idx), *kernel.shape[1:])
+        sub_row, sub_col = _shifted_kernel_into(sub, q.c[idx], q.floor[idx], q.eps[idx])
+        kernel[idx] = sub
+        row_min, col_min = row_min.clone(), col_min.clone()
+        row_min[idx], col_min[idx] = sub_row, sub_col
+    return row_min, col_min
 
 
 def _shifted_kernel_into(out, c, floor, eps):

@@ -257,6 +257,24 @@ def test_chunked_and_retired_elements_match_solving_each_alone(method, marginal_
         torch.testing.assert_close(whole.f[i], chunked.f[i], rtol=1e-12, atol=0)
 
 
+def test_an_elements_plan_is_bit_identical_alone_and_beside_a_wide_range_element():
+    # The kernel (one-pass shifted or row/column reduced) is chosen per element: batching an element
+    # with one whose cost range over epsilon needs the reduced kernel must not change a single bit of
+    # its plan (nor may the chunk size, which follows the thread count).
+    cost, a, b = random_problem(3, B=2, m=8, n=8)
+    # row and column offsets: a span over epsilon in the tens of thousands (the reduced kernel), while the
+    # reduced cost stays small enough for the scaling domain
+    offsets = 100.0 * torch.arange(8, dtype=torch.float64)
+    cost[1] = cost[1] + offsets[:, None] + offsets[None, :]
+    opts = dict(epsilon=0.05, epsilon_mode="absolute", method="scaling", check_every=10, tol=1e-9)
+    together = sinkhorn(cost, a, b, **opts)
+    alone = sinkhorn(cost[:1], a[:1], b[:1], **opts)
+    assert torch.equal(together.plan[0], alone.plan[0])
+    assert torch.equal(together.cost[0], alone.cost[0])
+    wide_alone = sinkhorn(cost[1:], a[1:], b[1:], **opts)
+    assert bool(together.converged.all()) and torch.equal(together.plan[1], wide_alone.plan[0])
+
+
 def token_like_cost(seed, B, length, hidden=64):
     """Cosine costs between token states and noisy reordered copies of them (as tools/bench_ot.py's "soft")."""
     g = torch.Generator().manual_seed(seed)
