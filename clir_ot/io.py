@@ -111,8 +111,14 @@ def sha256_text(text: str) -> str:
 
 
 def _host_tag() -> str:
-    """8 hex digits naming this machine, so that a shared file system's other hosts are left alone."""
-    return hashlib.sha256(socket.gethostname().encode("utf-8")).hexdigest()[:8]
+    """8 hex digits naming this machine *and its process-id namespace*: a pid is only meaningful there, so
+    a shared file system's other hosts, and containers that share a host name but not their pids, are
+    left alone by :func:`sweep_leftovers`."""
+    try:
+        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:  # no /proc (macOS): the host name alone
+        namespace = ""
+    return hashlib.sha256(f"{socket.gethostname()}\0{namespace}".encode("utf-8")).hexdigest()[:8]
 
 
 def work_prefix(target: PathLike) -> str:
