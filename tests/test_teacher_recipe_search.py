@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from clir_ot.datasets.layout import XQuADLayout
+from clir_ot.errors import ConfigError
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "teacher_recipe_search.py"
 
@@ -55,3 +56,5 @@ def test_runs_are_the_layouts(search, tmp_path):
     assert paths.run("dense", "th") == layout.first_stage_run("th")
     assert paths.run("fused") == layout.negatives_run
     assert paths.collection.topics("en") == layout.collection.topics("en")
+    with pytest.raises(ConfigError, match="dense or fused"):
+        paths.run("dens")

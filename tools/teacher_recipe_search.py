@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from clir_ot.datasets.layout import XQuADCollection, XQuADLayout
-from clir_ot.errors import ClirOtError
+from clir_ot.errors import ClirOtError, ConfigError
 from clir_ot.evaluation import evaluate
 from clir_ot.formats import iter_run_by_query, load_corpus, load_run, read_folds, read_qrels, read_topics, write_run
 from clir_ot.io import atomic_open
@@ -105,7 +105,9 @@ class Paths:
         """The ``dense`` first stage or the ``fused`` (BM25 + dense RRF) run of ``lang``."""
         if kind == "dense":
             return self.layout.first_stage_run(lang)
-        return self.layout.rrf_run(self.layout.first_stage, lang)
+        if kind == "fused":
+            return self.layout.rrf_run(self.layout.first_stage, lang)
+        raise ConfigError(f"unknown run kind {kind!r}: dense or fused")
 
     def trial(self, name: str) -> Path:
         return self.search / name
