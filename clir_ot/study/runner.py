@@ -30,6 +30,7 @@ per-step cost model (:data:`DEFAULT_COSTS`, replaced by what finished artifacts 
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -60,7 +61,7 @@ from clir_ot.rerank.base import SCORING_VERSION, recorded_scoring_version
 from clir_ot.retrieval.dense import DenseSearcher, dense_search_to_run, encode_corpus
 from clir_ot.study.artifacts import Artifact, ArtifactStore, artifact_key, cached_sha256, hash_model_folder
 from clir_ot.study.config import BackboneSpec, MethodSpec, StudyConfig, describe, load_study_config
-from clir_ot.study.evaluate import write_study_report
+from clir_ot.study.evaluate import training_manifest, write_study_report
 from clir_ot.study.locks import ArtifactLock
 from clir_ot.study.plan import Cell, Step, StudyPlan, Work
 from clir_ot.study.schedule import build_pending, make_executor, step_lock
@@ -74,10 +75,12 @@ __all__ = ["Cell", "Step", "StudyPlan", "Work", "format_plan", "plan_study", "ru
 #: The per-step cost model of --dry-run's estimate: seconds per unit of work at FULL_LAYERS layers on the
 #: 2-core CPU this toolkit is developed on, per (kind, profile), used until an artifact.json of that
 #: kind and profile (in this study's folder or a reused one) records a measurement. Measured figures
-#: are scaled to a backbone's depth (cost per layer). Figures from docs/study.md and docs/distillation.md:
-#: a teacher step 7 s; a distillation step 0.35 s in passage mode on Tatoeba without the rank term,
-#: about 10x that with it; reranking 40 pairs/s; a dense student's encoding 20 passages/s (a guess).
-DEFAULT_COSTS = {("backbone", ""): 10.0, ("teacher", ""): 7.0, ("student", "distill"): 0.35,
+#: are scaled to a backbone's depth (cost per layer). The figures: a teacher step of the recipe (batch 4,
+#: 7 negatives, 256 tokens) 16 s (2,307 s for 143 steps, runs/xquad's fold-0 teacher); a distillation
+#: step 0.35 s in passage mode on Tatoeba without the rank term, about 10x that with it
+#: (docs/distillation.md, docs/study.md); reranking 40 pairs/s; a dense student's encoding 20
+#: passages/s (a guess). Reused teachers' and students' training.json count as measurements too.
+DEFAULT_COSTS = {("backbone", ""): 10.0, ("teacher", ""): 16.0, ("student", "distill"): 0.35,
                  ("student", "distill+rank"): 3.5, ("student", "rank-only"): 3.2, ("rerank", ""): 1 / 40.0,
                  ("search", ""): 1 / 20.0}
 #: The depth of a backbone without ``layers:`` (multilingual-e5-small, mBERT and XLM-R base have 12).
@@ -667,7 +670,7 @@ class StepRate:
 
     @property
     def source(self) -> str:
-        return f"measured, mean of {self.measured} artifact.json" if self.measured else "default"
+        return f"measured, mean of {self.measured} artifact.json/training.json" if self.measured else "default"
 
 
 def _profile(kind: str, settings: Mapping[str, Any]) -> str:
@@ -705,11 +708,23 @@ def _recorded(plan: StudyPlan) -> Iterator[Mapping[str, Any]]:
                 continue
 
 
+def _reused_records(plan: StudyPlan) -> Iterator[Mapping[str, Any]]:
+    """What the reused teachers and students of ``plan`` measured (their training.json), as records."""
+    for step in plan.steps.values():
+        if step.artifact is not None or step.kind not in ("teacher", "student") or step.model is None:
+            continue
+        manifest = training_manifest(step.model) or {}
+        time_info = manifest.get("time") or {}
+        yield {"kind": step.kind, "step": step.id, "train_s": time_info.get("train_s"), "steps": manifest.get("steps"),
+               "settings": {"distill": manifest.get("distillation") or {}}}
+
+
 def _rates(plan: StudyPlan) -> dict[tuple[str, str], StepRate]:
     """The cost model: per (kind, profile) the mean measured seconds per unit of work, per
-    :data:`FULL_LAYERS` layers (from every artifact.json found), else :data:`DEFAULT_COSTS`."""
+    :data:`FULL_LAYERS` layers (from every artifact.json found, and the training.json of reused
+    teachers and students), else :data:`DEFAULT_COSTS`."""
     measured: dict[tuple[str, str], list[float]] = {}
-    for record in _recorded(plan):
+    for record in itertools.chain(_recorded(plan), _reused_records(plan)):
         seconds = _unit_seconds(record)
         if not seconds or record.get("imported_from"):
             continue
