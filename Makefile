@@ -45,14 +45,9 @@ distill: install
 	HF_HUB_OFFLINE=1 $(CLI) xquad-dense-students --output runs/xquad --tatoeba ../shared/data/tatoeba \
 	    --config tools/configs/distill-xquad-cpu.json
 
-# the scaling study (after `make teacher`): the 6-layer backbone, its teachers, then the study
+# the scaling study (after `make teacher`): the 3- and 6-layer backbones and their teachers are built by
+# the study itself (`clir-ot study --config ... --dry-run` states what is left and its estimated cost)
 study: install
-	test -d runs/models/e5-small-6l || $(CLI) models derive --base multilingual-e5-small --layers 6 --output runs/models/e5-small-6l
-	mkdir -p runs/xquad-6l && ln -sfn ../xquad/collection runs/xquad-6l/collection
-	for f in runs/xquad/run.xquad.e5-small.cross.en-*.txt runs/xquad/run.xquad.bm25+e5-small.rrf.cross.en-en.txt; do \
-	    ln -sfn ../xquad/$$(basename $$f) runs/xquad-6l/$$(basename $$f); done
-	$(CLI) xquad-teacher --output runs/xquad-6l --base runs/models/e5-small-6l \
-	    --config tools/configs/teacher-xquad-cpu-v1.json --depth 10 --languages en th hi el
 	HF_HUB_OFFLINE=1 $(CLI) study --config tools/studies/xquad-scaling-offline.yaml
 
 clean-outputs:
