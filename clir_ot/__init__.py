@@ -28,6 +28,7 @@ Stages, one module or package each:
 * :mod:`clir_ot.cli` -- the ``clir-ot`` command, a thin layer over the above
 """
 from clir_ot.errors import (
+    BackendError,
     ClirOtError,
     ConfigError,
     ConsistencyError,
@@ -45,6 +46,7 @@ install_pyserini_import_hook()  # `import pyserini` after `import clir_ot` boots
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackendError",
     "ClirOtError",
     "ConfigError",
     "ConsistencyError",

@@ -46,3 +46,8 @@ class ModelLoadError(ClirOtError, OSError):
 
 class LeakageError(ConsistencyError):
     """Training data names something of the held-out test split (cross-fitting would be void)."""
+
+
+class BackendError(ClirOtError, RuntimeError):
+    """An inference backend is unknown, not installed (its extra is missing), or cannot run the asked
+    precision or device."""

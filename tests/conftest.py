@@ -13,6 +13,10 @@ if "CLIR_OT_STORE_DIR" not in os.environ:  # the stores' index files of a test r
     _STORES = tempfile.mkdtemp(prefix="clir_ot-test-stores-")
     os.environ["CLIR_OT_STORE_DIR"] = _STORES
     atexit.register(shutil.rmtree, _STORES, ignore_errors=True)
+if "CLIR_OT_GUARD_DIR" not in os.environ:  # no quality-guard record of this machine steers a test's backend
+    _GUARDS = tempfile.mkdtemp(prefix="clir_ot-test-guard-")
+    os.environ["CLIR_OT_GUARD_DIR"] = _GUARDS
+    atexit.register(shutil.rmtree, _GUARDS, ignore_errors=True)
 
 from pathlib import Path  # noqa: E402
 

@@ -189,6 +189,8 @@ MISSING = [
     ["encode", "--corpus", "{missing}", "--index", "{out}/f"],
     ["rerank", "--run", "{missing}", "--topics", "{topics}", "--corpus", "{corpus}", "--output", "{out}/r.txt"],
     ["rerank", "--run", "{run}", "--topics", "{topics}", "--corpus", "{missing}", "--output", "{out}/r.txt"],
+    ["rerank", "--run", "{run}", "--topics", "{topics}", "--corpus", "{corpus}", "--output", "{out}/r.txt",
+     "--guard-dir", "{missing}"],
     ["train", "--out", "{out}/m", "--train", "{missing}"],
     ["train", "--out", "{out}/m", "--topics", "{topics}", "--qrels", "{qrels}", "--corpus", "{corpus}",
      "--run", "{run}", "--folds", "{missing}", "--exclude-fold", "0"],
@@ -295,6 +297,39 @@ MODELS = [  # a folder that is not a model where a model is expected; found when
 @pytest.mark.parametrize("argv", MODELS, ids=[a[0] for a in MODELS])
 def test_a_folder_that_is_not_a_model(argv, files, out, caplog, capsys):
     work_error(_fill(argv, files, out), caplog, capsys, f"model folder {files['not_a_model']} lacks config.json")
+    assert_nothing_written(out)
+
+
+RERANK = ["rerank", "--run", "{run}", "--topics", "{topics}", "--corpus", "{corpus}", "--output", "{out}/r.txt",
+          "--model", "{not_a_model}"]
+
+
+def test_an_unknown_backend_is_refused_by_the_parser(files, out, capsys):
+    usage_error(_fill(RERANK, files, out) + ["--backend", "tensorrt"], capsys, "argument --backend",
+                "invalid choice: 'tensorrt'")
+    assert_nothing_written(out)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--backend", "onnx", "--dtype", "bf16"], "backend 'onnx' computes in fp32, not 'bf16'"),
+    (["--backend", "openvino", "--dtype", "fp16"], "backend 'openvino' computes in fp32, bf16, not 'fp16'"),
+    (["--backend", "openvino", "--model-type", "bi-encoder"], "--backend openvino serves the cross-encoder"),
+    (["--backend", "onnx", "--device", "cuda"], "backend 'onnx' runs on the CPU only, not on cuda"),
+])
+def test_a_backend_that_cannot_run_is_one_line_before_the_model_loads(flags, message, files, out, caplog, capsys):
+    """Checked before the model folder is read (the folder here is not a model; its error would come later)."""
+    work_error(_fill(RERANK, files, out) + flags, caplog, capsys, message)
+    assert_nothing_written(out)
+
+
+@pytest.mark.parametrize(("backend", "module"), [("openvino", "openvino"), ("onnx", "onnxruntime")])
+def test_a_backend_whose_extra_is_missing_is_one_line(backend, module, files, out, caplog, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a))
+    work_error(_fill(RERANK, files, out) + ["--backend", backend], caplog, capsys,
+               f"backend '{backend}' needs {module}", f"pip install 'clir_ot[{backend}]'")
     assert_nothing_written(out)
 
 

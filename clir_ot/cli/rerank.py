@@ -7,6 +7,7 @@ import sys
 
 from clir_ot.cli.arguments import input_dir, input_file, input_path, output_file, positive_float, positive_int
 from clir_ot.errors import ExactOrderError
+from clir_ot.models.backends import BACKEND_CHOICES, BackendError, check_request
 from clir_ot.formats import read_topics
 from clir_ot.models.loading import DTYPES
 from clir_ot.rerank import (DEFAULT_EXACT_TOP, BiEncoderReranker, CrossEncoderReranker, ExactOrderReranker,
@@ -48,7 +49,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "(default 2048)")
     parser.add_argument("--max-length", type=positive_int, default=256, help="tokens per pair, specials included (default 256)")
     parser.add_argument("--dtype", choices=DTYPES, default="auto",
-                        help="compute precision; auto = bf16 where the hardware has it natively, else fp32")
+                        help="compute precision; auto = bf16 where the hardware has it natively and the backend "
+                        "computes in it, else fp32 (with --backend auto: the guard's pick)")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                        help="what runs the cross-encoder: torch, torch-compile, onnx (extra clir_ot[onnx]), openvino "
+                        "(extra clir_ot[openvino]), or auto (default): the fastest path that passed the quality guard "
+                        "for this model on this hardware (tools/bench_rerank.py --guard), else torch; the log says which")
+    parser.add_argument("--guard-dir", type=input_dir, default=None,
+                        help="folder of quality-guard records for --backend auto (default $CLIR_OT_GUARD_DIR or "
+                        "~/.cache/clir_ot/guard)")
     parser.add_argument("--exact-order-margin", type=positive_float, default=None, metavar="M",
                         help="score with --dtype, then re-score in fp32 every pair whose score is within M of a "
                         "neighbour among the candidates for the top --exact-top: that top is fp32's when M is at "
@@ -77,16 +86,28 @@ def exact_top(args: argparse.Namespace) -> int | None:
     return args.exact_top
 
 
+def check_backend_flags(args: argparse.Namespace) -> None:
+    """``--backend`` / ``--dtype`` checked before any input is read or model loaded."""
+    if args.model_type == "bi-encoder" and args.backend not in ("auto", "torch"):
+        raise BackendError(f"--backend {args.backend} serves the cross-encoder; bi-encoder similarity runs on torch")
+    check_request(args.backend, args.dtype, args.device)
+
+
 def run(args: argparse.Namespace) -> int:
     top_k = exact_top(args)
+    check_backend_flags(args)
     topics = read_topics(args.topics)
     corpus = passage_store(corpus=args.corpus, index=args.index)
     dist, started = init_distributed()
     try:
         device = args.device or (str(dist.default_device()) if dist.distributed else None)
-        kind = CrossEncoderReranker if args.model_type == "cross-encoder" else BiEncoderReranker
-        reranker = kind(args.model, batch_size=args.batch_size, max_length=args.max_length, dtype=args.dtype,
-                        device=device)
+        if args.model_type == "cross-encoder":
+            reranker = CrossEncoderReranker(args.model, batch_size=args.batch_size, max_length=args.max_length,
+                                            dtype=args.dtype, device=device, backend=args.backend,
+                                            guard_dir=args.guard_dir)
+        else:
+            reranker = BiEncoderReranker(args.model, batch_size=args.batch_size, max_length=args.max_length,
+                                         dtype=args.dtype, device=device)
         if top_k is not None:
             reranker = ExactOrderReranker.around(reranker, args.exact_order_margin, top_k)
         report = rerank_run_sharded(reranker, args.run, topics, corpus, args.output, dist, depth=args.depth,

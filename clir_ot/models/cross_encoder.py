@@ -31,6 +31,7 @@ from torch import nn
 
 from clir_ot.errors import ConfigError, ModelLoadError
 from clir_ot.io import PathLike
+from clir_ot.models.backends import InferencePath, StateRunner, build_runner
 from clir_ot.models.folder import read_settings, save_model_folder
 from clir_ot.models.loading import MODEL_INPUTS, LoadedEncoder, load_encoder, max_sequence_length, run_batched
 from clir_ot.settings import settings_from_dict
@@ -397,11 +398,14 @@ class CrossEncoderModel(nn.Module):
         max_length: int | None = None,
         show_progress: bool | None = None,
         dtype: str | torch.dtype | None = None,
+        runner: StateRunner | None = None,
     ) -> np.ndarray:
         """Score ``(query, passage)`` pairs: a float32 array of logits, one per pair, in input order.
 
         Pairs are batched by length (dynamic padding) under ``torch.inference_mode`` with dropout off.
-        ``dtype`` (``fp32``, ``fp16``, ``bf16``) is the compute precision (autocast).
+        ``dtype`` (``fp32``, ``fp16``, ``bf16``) is the compute precision (autocast). ``runner``, if
+        given (:meth:`runner`), computes the encoder's states on its own inference path instead, at its
+        own precision (then ``dtype`` must be left unset); pooling and head stay in float32 here.
         """
         pairs = list(pairs)
         limit = self._max_length(max_length)
@@ -410,9 +414,22 @@ class CrossEncoderModel(nn.Module):
             queries, passages = self.pair_texts([pairs[i][0] for i in positions], [pairs[i][1] for i in positions])
             return self.tokenizer(queries, passages, truncation="longest_first", max_length=limit)
 
+        forward = None
+        if runner is not None:
+            if dtype is not None:
+                raise ConfigError(f"predict: runner {runner.path} sets the precision; leave dtype unset")
+
+            def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+                return self.score_states(runner(batch), batch["attention_mask"].to(self.device))
+
         return run_batched(self, np.zeros(len(pairs), dtype=np.float32), tokenize, batch_size=batch_size,
                            pad_token_id=self.tokenizer.pad_token_id, show_progress=show_progress, dtype=dtype,
-                           desc="scoring")
+                           desc="scoring", forward=forward)
+
+    def runner(self, path: InferencePath) -> StateRunner:
+        """A :class:`~clir_ot.models.backends.StateRunner` of this model's encoder on ``path``, for
+        :meth:`predict` (``onnx`` / ``openvino`` convert the encoder once, here, tracing a short pair)."""
+        return build_runner(self.encoder, path, self.tokenize(["query"], ["a passage to trace the graph with"]))
 
     def score(self, query: str, texts: Sequence[str], **kwargs: Any) -> np.ndarray:
         """Score ``texts`` against one ``query``; keyword arguments as for :meth:`predict`."""

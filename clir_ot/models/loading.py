@@ -497,12 +497,15 @@ def run_batched(
     show_progress: bool | None = None,
     dtype: "str | torch.dtype | None" = None,
     desc: str = "encoding",
+    forward: "Callable[[dict[str, torch.Tensor]], torch.Tensor] | None" = None,
 ) -> np.ndarray:
     """Fill ``out`` (one row per input, in input order) with ``module(**batch)`` over length-sorted batches.
 
     Runs with dropout off (the module's train/eval mode is restored afterwards), under
     ``torch.inference_mode`` and the compute precision ``dtype`` (see :func:`compute_precision`).
     ``tokenize`` maps input positions to unpadded tokenizer output (see :func:`iter_length_sorted_batches`).
+    ``forward`` (batch -> outputs), if given, replaces ``module(**batch)``: an inference path of
+    :mod:`clir_ot.models.backends`, which sets its own precision (then leave ``dtype`` unset).
     """
     device = next(module.parameters()).device
     was_training = module.training
@@ -513,7 +516,11 @@ def run_batched(
                 len(out), tokenize, batch_size=batch_size, pad_token_id=pad_token_id,
                 show_progress=show_progress, desc=desc,
             ):
-                out[rows] = module(**{k: v.to(device) for k, v in batch.items()}).float().cpu().numpy()
+                if forward is not None:
+                    result = forward(batch)
+                else:
+                    result = module(**{k: v.to(device) for k, v in batch.items()})
+                out[rows] = result.float().cpu().numpy()
     finally:
         module.train(was_training)
     return out

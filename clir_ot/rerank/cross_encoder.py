@@ -17,10 +17,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from clir_ot.io import PathLike
+from clir_ot.models.backends import check_request, resolve_path
 from clir_ot.models.bi_encoder import BiEncoderModel
 from clir_ot.models.cross_encoder import CrossEncoderModel
 from clir_ot.models.loading import max_sequence_length, parameters_digest, resolve_precision
 from clir_ot.rerank.base import Reranker
+from clir_ot.rerank.guard import choose_path
 
 logger = logging.getLogger(__name__)
 
@@ -69,12 +72,20 @@ class _ModelReranker(Reranker):
     dtype: object
     _digest: str | None = None
 
-    def signature(self) -> dict[str, Any]:
-        """The base signature plus the model's location, its weights' SHA-256, max length and precision."""
+    @property
+    def weights_digest(self) -> str:
+        """SHA-256 of the model's parameters (computed once)."""
         if self._digest is None:
             self._digest = parameters_digest(self.model)
-        return {**super().signature(), "model": self.model.name_or_path, "weights": self._digest,
-                "max_length": self.max_length, "dtype": str(self.dtype)}
+        return self._digest
+
+    def signature(self) -> dict[str, Any]:
+        """The base signature plus the model's location, its weights' SHA-256, max length and precision
+        (and the backend, when it is not ``torch``)."""
+        backend = getattr(getattr(self, "path", None), "backend", "torch")
+        return {**super().signature(), "model": self.model.name_or_path, "weights": self.weights_digest,
+                "max_length": self.max_length, "dtype": str(self.dtype),
+                **({"backend": backend} if backend != "torch" else {})}
 
 
 class CrossEncoderReranker(_ModelReranker):
@@ -82,6 +93,12 @@ class CrossEncoderReranker(_ModelReranker):
 
     ``model`` is a loaded model, or a hub name / folder (``None``: the offline default backbone,
     whose head is untrained until the teacher is trained).
+
+    ``backend`` is the inference path's runtime (:data:`~clir_ot.models.backends.BACKEND_CHOICES`):
+    ``torch`` (default), ``torch-compile``, ``onnx``, ``openvino``, or ``auto``, the fastest path that
+    passed the quality guard for these weights on this hardware (:func:`clir_ot.rerank.guard.choose_path`,
+    reading ``guard_dir``), logged with the reason. ``dtype`` is its precision (``auto``: bf16 where
+    the hardware has it natively and the backend computes in it, else fp32). :attr:`path` is the result.
     """
 
     def __init__(
@@ -91,18 +108,27 @@ class CrossEncoderReranker(_ModelReranker):
         max_length: int = 256,
         dtype: str = "auto",
         device: str | None = None,
+        backend: str = "torch",
+        guard_dir: PathLike | None = None,
     ):
+        check_request(backend, dtype, device)  # before the model loads
         if not isinstance(model, CrossEncoderModel):
             model = CrossEncoderModel.from_pretrained(model, device=device)
         self.model = model
         self.batch_size = batch_size
         self.max_length = min(max_length, max_sequence_length(model.encoder, model.tokenizer))
-        self.dtype = resolve_precision(dtype, model.device)
+        if backend == "auto":
+            self.path, why = choose_path(self.weights_digest, self.max_length, dtype, model.device, guard_dir)
+            logger.info("backend auto: %s -- %s", self.path, why)
+        else:
+            self.path = resolve_path(backend, dtype, model.device)
+        self.dtype = self.path.dtype
+        self._runner = model.runner(self.path) if self.path.backend != "torch" else None
         self.truncation = TruncationStats(self.max_length)
         tokenizer = model.tokenizer
         self._specials = tokenizer.num_special_tokens_to_add(pair=True)
         logger.info("cross-encoder %s: max length %d, batch %d, %s", getattr(model, "name_or_path", ""),
-                    self.max_length, batch_size, self.dtype)
+                    self.max_length, batch_size, self.path)
 
     def _lengths(self, texts: Sequence[str]) -> np.ndarray:
         encoded = self.model.tokenizer(list(texts), add_special_tokens=False, truncation=False,
@@ -121,7 +147,8 @@ class CrossEncoderReranker(_ModelReranker):
         """Scores of ``(queries[i], passages[i])``; lengths are recorded in :attr:`truncation`."""
         self.record_lengths(*self.model.pair_texts(queries, passages))
         return self.model.predict(list(zip(queries, passages)), batch_size=self.batch_size,
-                                  max_length=self.max_length, dtype=self.dtype, show_progress=False)
+                                  max_length=self.max_length, show_progress=False,
+                                  dtype=self.dtype if self._runner is None else None, runner=self._runner)
 
     def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
         return self.score_pairs([query] * len(texts), texts)

@@ -49,6 +49,11 @@ __all__ = ["DEFAULT_EXACT_TOP", "ExactOrderReranker", "ExactOrderStats", "check_
 DEFAULT_EXACT_TOP = 10
 
 
+def _backend(reranker: Reranker) -> str:
+    """The backend of a model reranker's inference path (``torch`` when it names none)."""
+    return getattr(getattr(reranker, "path", None), "backend", "torch")
+
+
 def check_exact_order(margin: float, top_k: int) -> None:
     """Raise :class:`~clir_ot.errors.ExactOrderError` unless ``margin`` is a finite positive number
     and ``top_k`` a positive integer."""
@@ -136,8 +141,10 @@ class ExactOrderReranker(Reranker):
         self.top_k = int(top_k)
         self.stats = ExactOrderStats(self.margin, self.top_k)
         fast_dtype = getattr(fast, "dtype", None)
-        #: both score at the same precision: the fast scores are already exact, nothing is re-scored
-        self.same_precision = fast_dtype is not None and fast_dtype == getattr(exact, "dtype", None)
+        #: both score at the same precision on the same backend: the fast scores are already exact,
+        #: nothing is re-scored
+        self.same_precision = fast_dtype is not None and fast_dtype == getattr(exact, "dtype", None) and (
+            _backend(fast) == _backend(exact))
         if self.same_precision:
             logger.info("exact order: the fast path already computes in %s; no pair needs re-scoring", fast_dtype)
 
