@@ -356,7 +356,8 @@ class ControlComparison:
 class AlignmentVerdict:
     """Whether a method's gain on one backbone and language counts as alignment: it beats *both*
     controls (``required``: shuffled bitext and no bitext) with Holm-adjusted p < :data:`ALPHA`.
-    A control the grid lacks is listed in ``missing``; the verdict is then not alignment."""
+    A control without results on that language (not in the grid, or not finished) is listed in
+    ``missing``; the verdict is then not alignment."""
 
     backbone: str
     method: str
@@ -375,7 +376,7 @@ class AlignmentVerdict:
         if self.alignment:
             return "alignment"
         failed = [f"not above {c.control}" for c in self.comparisons if not c.beaten]
-        failed += [f"no {kind} control in the grid" for kind in self.missing]
+        failed += [f"no {kind} control results" for kind in self.missing]
         return "not alignment: " + "; ".join(failed)
 
 
@@ -692,8 +693,8 @@ def _control_sentence(verdicts: Sequence[AlignmentVerdict], backbone: str, metho
     aligned = [lang for lang in group if lang in mine and mine[lang].alignment]
     missing = sorted({kind for v in mine.values() for kind in v.missing})
     if missing:
-        return (f"Whether {_method_name(method)}'s gain is alignment cannot be decided: the grid lacks the "
-                f"{' and '.join(missing)} control.")
+        return (f"Whether {_method_name(method)}'s gain is alignment cannot be decided: there are no results of "
+                f"the {' and '.join(missing)} control.")
     where = ", ".join(aligned) if aligned else "none"
     return (f"By the control rule (beating the shuffled-bitext and no-bitext controls, p < {ALPHA}, Holm), "
             f"{_method_name(method)}'s gain on {backbone} counts as alignment on {len(aligned)} of "
