@@ -14,7 +14,9 @@ from clir_ot.formats import Document, Hit, write_corpus, write_run, write_topics
 from clir_ot.models import CrossEncoderModel, tiny_random_model
 from clir_ot.models.derive import DEFAULT_TINY_TEXTS
 from clir_ot.rerank import CrossEncoderReranker, Shard, rerank_run
-from clir_ot.rerank.sharded import merge_parts, part_path
+from clir_ot.rerank.run import run_signature
+from clir_ot.rerank.sharded import merge_parts, part_path, rerank_run_sharded
+from clir_ot.training.distributed import DistInfo
 from child_processes import child_env
 
 WORDS = " ".join(DEFAULT_TINY_TEXTS).split()
@@ -99,3 +101,23 @@ def test_torchrun_with_two_processes_writes_the_single_process_run(inputs, tmp_p
     reports = [json.loads(line) for line in sharded.stderr.splitlines() if line.startswith("{")]
     assert len(reports) == 1 and reports[0]["processes"] == 2
     assert reports[0]["queries"] == 10 and [r["queries"] > 0 for r in reports[0]["ranks"]] == [True, True]
+
+
+def test_a_finished_output_removes_parts_that_jobs_of_another_process_count_left(inputs, tmp_path):
+    """Parts of a 3-process job that never merged are useless once a 1-process job wrote the output."""
+    root, topics, docs, model = inputs
+    reranker = CrossEncoderReranker(model, batch_size=4, max_length=64, dtype="fp32")
+    output = tmp_path / "out.txt"
+    stale = part_path(output, Shard(1, 3))
+    rerank_run(reranker, root / "run.txt", topics, docs, stale, depth=8, chunk_pairs=20, shard=Shard(1, 3))
+    stale.with_name(stale.name + ".signature").write_text("x\n")
+    rerank_run_sharded(reranker, root / "run.txt", topics, docs, output, DistInfo(), depth=8, chunk_pairs=20)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_the_chunk_size_is_part_of_what_an_unfinished_output_resumes_with(inputs):
+    root, topics, docs, model = inputs
+    reranker = CrossEncoderReranker(model, batch_size=4, max_length=64, dtype="fp32")
+    one = run_signature(reranker, root / "run.txt", 8, None, 20)
+    assert one != run_signature(reranker, root / "run.txt", 8, None, 40)
+    assert one == run_signature(reranker, root / "run.txt", 8, None, 20)

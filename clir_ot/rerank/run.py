@@ -76,11 +76,12 @@ def planned_queries(
 
 
 def run_signature(reranker: Reranker, run: str | os.PathLike, depth: int, qids: Collection[str] | None,
-                  shard: Shard = Shard()) -> str:
+                  chunk_pairs: int, shard: Shard = Shard()) -> str:
     """What an unfinished output may be continued with: the reranker's signature, depth, input run,
-    queries and (in a sharded job) the shard."""
+    queries, the chunk size (it sets which pairs share a batch, and so the last bits of bf16 scores,
+    and in a sharded job which chunks a process owns) and (in a sharded job) the shard."""
     fields = {**reranker.signature(), "depth": depth, "run": sha256_of(run),
-              "qids": None if qids is None else sorted(qids)}
+              "qids": None if qids is None else sorted(qids), "chunk_pairs": chunk_pairs}
     if shard.count > 1:
         fields["shard"] = [shard.index, shard.count]
     return json.dumps(fields, sort_keys=True)
@@ -131,7 +132,7 @@ def rerank_run(
         writer.checkpoint()
 
     # an unfinished output is continued only by the same reranker, depth, input run, queries and shard
-    signature = run_signature(reranker, run, depth, qids, shard)
+    signature = run_signature(reranker, run, depth, qids, chunk_pairs, shard)
     with RunWriter(output, tag=tag, keep_order=True, resumable=True, signature=signature) as writer:
         if writer.done:
             logger.info("resuming %s: %d queries already reranked", output, len(writer.done))

@@ -18,14 +18,14 @@ merging is restarted without rescoring anything.
 """
 from __future__ import annotations
 
+import glob
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Collection, Iterator, Mapping, Protocol, Sequence
 
 from clir_ot.errors import ConsistencyError
-from clir_ot.io import sha256_text
+from clir_ot.io import atomic_open, sha256_text
 from clir_ot.rerank.base import Reranker
 from clir_ot.rerank.run import RerankReport, Shard, planned_queries, rerank_run, run_signature
 
@@ -53,6 +53,16 @@ def part_path(output: str | os.PathLike, shard: Shard) -> Path:
     """The hidden part file that ``shard`` writes for ``output``."""
     output = Path(output)
     return output.parent / f".{output.name}.rank{shard.index}-of-{shard.count}"
+
+
+def _remove_stale_parts(output: Path) -> None:
+    """Delete the parts (and their signatures) that jobs with another process count left for ``output``:
+    once the output is complete they can never be used."""
+    stale = sorted(output.parent.glob(f".{glob.escape(output.name)}.rank*-of-*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        logger.info("removed %d stale part file(s) of %s left by jobs with another process count", len(stale), output)
 
 
 def _query_blocks(path: Path) -> Iterator[tuple[bytes, list[bytes]]]:
@@ -90,31 +100,22 @@ def merge_parts(
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     readers = [_query_blocks(part) for part in parts]
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    tmp = Path(tmp_name)
     queries = 0
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk, qid, _ in planned_queries(run, topics, corpus, depth, chunk_pairs, qids):
-                owner = chunk % len(parts)
-                block = next(readers[owner], None)
-                if block is None or block[0].decode("utf-8") != qid:
-                    found = "its end" if block is None else f"query {block[0].decode('utf-8', 'replace')!r}"
-                    raise ConsistencyError(f"{parts[owner]}: expected query {qid!r} (chunk {chunk}), found {found}; "
-                                           "the part was written for another run or settings")
-                out.writelines(block[1])
-                queries += 1
-            for part, reader in zip(parts, readers):
-                extra = next(reader, None)
-                if extra is not None:
-                    raise ConsistencyError(f"{part}: query {extra[0].decode('utf-8', 'replace')!r} is not one of its "
-                                           "chunks; the part was written for another run or settings")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(output, "wb") as out:  # hidden until complete; a killed merge's temporary is swept
+        for chunk, qid, _ in planned_queries(run, topics, corpus, depth, chunk_pairs, qids):
+            owner = chunk % len(parts)
+            block = next(readers[owner], None)
+            if block is None or block[0].decode("utf-8") != qid:
+                found = "its end" if block is None else f"query {block[0].decode('utf-8', 'replace')!r}"
+                raise ConsistencyError(f"{parts[owner]}: expected query {qid!r} (chunk {chunk}), found {found}; "
+                                       "the part was written for another run or settings")
+            out.writelines(block[1])
+            queries += 1
+        for part, reader in zip(parts, readers):
+            extra = next(reader, None)
+            if extra is not None:
+                raise ConsistencyError(f"{part}: query {extra[0].decode('utf-8', 'replace')!r} is not one of its "
+                                       "chunks; the part was written for another run or settings")
     return queries
 
 
@@ -158,12 +159,14 @@ def rerank_run_sharded(
     """
     output = Path(output)
     if group.world_size == 1:
-        return rerank_run(reranker, run, topics, corpus, output, depth=depth, chunk_pairs=chunk_pairs, tag=tag,
-                          qids=qids)
+        report = rerank_run(reranker, run, topics, corpus, output, depth=depth, chunk_pairs=chunk_pairs, tag=tag,
+                            qids=qids)
+        _remove_stale_parts(output)
+        return report
     shard = Shard(group.rank, group.world_size)
     part = part_path(output, shard)
     marker = part.with_name(part.name + ".signature")
-    signature = sha256_text(run_signature(reranker, run, depth, qids, shard) + f"\ntag {tag}\nchunk {chunk_pairs}")
+    signature = sha256_text(run_signature(reranker, run, depth, qids, chunk_pairs, shard) + f"\ntag {tag}")
     if part.is_file() and marker.is_file() and marker.read_text().strip() == signature:
         logger.info("%s: kept, finished by an earlier job with the same settings", part)
         report = RerankReport(output=str(part), queries=0, pairs=0, depth=depth, seconds=0.0, pairs_per_second=None,
@@ -181,5 +184,6 @@ def rerank_run_sharded(
             path.unlink()
             path.with_name(path.name + ".signature").unlink(missing_ok=True)
         logger.info("merged %d parts (%d queries) into %s", len(parts), queries, output)
+        _remove_stale_parts(output)
     group.barrier()
     return _sum_reports(output, reports)
