@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from clir_ot import BackendError
+from clir_ot import BackendError, ConfigError
 from clir_ot.models import CrossEncoderModel, tiny_random_model
 from clir_ot.models.backends import (
     BACKEND_PRECISIONS,
@@ -140,3 +140,51 @@ def test_paths_parse_from_their_names():
     for bad in ("openvino", "onnx/bf16", "jax/fp32"):
         with pytest.raises(BackendError):
             InferencePath.parse(bad)
+
+
+# --------------------------------------------------------------------------------------------------
+# the bi-encoder (clir-ot encode) on the same paths
+
+ENCODER_PATHS = [(b, d) for b, d in PATHS if b != "torch" or d == "bf16"]
+
+
+@pytest.fixture(scope="module")
+def tiny_bi():
+    from clir_ot.models import BiEncoderConfig, BiEncoderModel
+
+    model, tokenizer = tiny_random_model("xlm-roberta", seed=5)
+    config = BiEncoderConfig(pooling="mean", normalize=True, query_prefix="query: ", passage_prefix="passage: ")
+    bi = BiEncoderModel(model, tokenizer, config)
+    return bi, bi.encode_passages(PASSAGES, batch_size=4, dtype="fp32")
+
+
+@pytest.mark.parametrize(("backend", "dtype"), ENCODER_PATHS, ids=[f"{b}/{d}" for b, d in ENCODER_PATHS])
+def test_every_path_embeds_as_fp32_within_its_precision(tiny_bi, backend, dtype):
+    skip_unless_installed(backend)
+    bi, reference = tiny_bi
+    runner = bi.runner(InferencePath(backend, dtype))
+    vectors = bi.encode_passages(PASSAGES, batch_size=4, runner=runner)
+    assert vectors.shape == reference.shape and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)  # normalised in float32
+    assert float(np.max(np.abs(vectors - reference))) <= TOLERANCE[dtype]
+    with pytest.raises(ConfigError, match="leave dtype unset"):
+        bi.encode_passages(PASSAGES[:2], dtype="fp32", runner=runner)
+
+
+def test_encode_corpus_on_a_backend_stamps_it_and_matches_torch(tiny_bi, tmp_path):
+    skip_unless_installed("openvino")
+    from clir_ot.formats import Document, write_corpus
+    from clir_ot.retrieval.dense import encode_corpus
+
+    bi, _ = tiny_bi
+    write_corpus(tmp_path / "c.jsonl", [Document(f"d{i}", text) for i, text in enumerate(PASSAGES)])
+    on_torch = encode_corpus(tmp_path / "c.jsonl", tmp_path / "torch", bi, batch_size=4)
+    runner = bi.runner(InferencePath("openvino", "fp32"))
+    on_openvino = encode_corpus(tmp_path / "c.jsonl", tmp_path / "ov", bi, batch_size=4, runner=runner)
+    assert "backend" not in on_torch and on_openvino["backend"] == "openvino"
+    import faiss
+
+    a, b = (faiss.read_index(str(tmp_path / name / "index")) for name in ("torch", "ov"))
+    assert np.max(np.abs(a.reconstruct_n(0, a.ntotal) - b.reconstruct_n(0, b.ntotal))) <= TOLERANCE["fp32"]
+    with pytest.raises(ConfigError, match="the runner computes in fp32"):
+        encode_corpus(tmp_path / "c.jsonl", tmp_path / "bad", bi, dtype="bf16", runner=runner)

@@ -322,6 +322,22 @@ def test_a_backend_that_cannot_run_is_one_line_before_the_model_loads(flags, mes
     assert_nothing_written(out)
 
 
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--backend", "onnx", "--dtype", "bf16"], "backend 'onnx' computes in fp32, not 'bf16'"),
+    (["--backend", "torch-compile", "--dtype", "fp16"], "backend 'torch-compile' computes in fp32, bf16, not 'fp16'"),
+])
+def test_encode_backend_that_cannot_run_is_one_line_before_the_model_loads(flags, message, files, out, caplog,
+                                                                           capsys):
+    work_error(["encode", "--corpus", files["corpus"], "--index", str(out / "faiss"), "--encoder",
+                files["not_a_model"], *flags], caplog, capsys, message)
+    assert_nothing_written(out)
+
+
+def test_encode_refuses_an_unknown_backend(files, out, capsys):
+    usage_error(["encode", "--corpus", files["corpus"], "--index", str(out / "faiss"), "--backend", "auto"], capsys,
+                "argument --backend", "invalid choice: 'auto'")
+
+
 @pytest.mark.parametrize(("backend", "module"), [("openvino", "openvino"), ("onnx", "onnxruntime")])
 def test_a_backend_whose_extra_is_missing_is_one_line(backend, module, files, out, caplog, capsys, monkeypatch):
     import importlib.util

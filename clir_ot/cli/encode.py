@@ -5,7 +5,8 @@ import argparse
 
 from clir_ot.cli.arguments import input_path, output_dir, positive_int
 from clir_ot.models import BiEncoderModel
-from clir_ot.models.loading import DTYPES, resolve_precision
+from clir_ot.models.backends import BACKENDS, check_request, resolve_path
+from clir_ot.models.loading import DTYPES
 from clir_ot.retrieval.dense import INDEX_TYPES, encode_corpus
 
 
@@ -24,14 +25,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--index-type", choices=INDEX_TYPES, default="flat",
                         help="flat (exact inner product, default) or hnsw (approximate, for large corpora)")
     parser.add_argument("--hnsw-m", type=positive_int, default=32)
-    parser.add_argument("--dtype", choices=DTYPES, default="auto")
+    parser.add_argument("--dtype", choices=DTYPES, default="auto",
+                        help="compute precision; auto = bf16 where the hardware has it natively and the backend "
+                        "computes in it, else fp32")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="what runs the encoder: torch (default), torch-compile, onnx (extra clir_ot[onnx]), "
+                        "openvino (extra clir_ot[openvino])")
     parser.add_argument("--device", default=None)
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    check_request(args.backend, args.dtype, args.device)  # before the model loads
     model = BiEncoderModel.from_pretrained(args.encoder, device=args.device)
+    path = resolve_path(args.backend, args.dtype, model.device)
     encode_corpus(args.corpus, args.index, model, batch_size=args.batch_size, max_length=args.max_length,
-                  index_type=args.index_type, hnsw_m=args.hnsw_m, dtype=resolve_precision(args.dtype, model.device))
+                  index_type=args.index_type, hnsw_m=args.hnsw_m, dtype=path.dtype,
+                  runner=model.runner(path) if path.backend != "torch" else None)
     return 0

@@ -28,6 +28,7 @@ from torch import nn
 
 from clir_ot.errors import ConfigError
 from clir_ot.io import PathLike
+from clir_ot.models.backends import InferencePath, StateRunner, build_runner
 from clir_ot.models.folder import read_settings, save_model_folder
 from clir_ot.models.loading import MODEL_INPUTS, load_encoder, max_sequence_length, run_batched
 from clir_ot.settings import settings_from_dict
@@ -203,12 +204,15 @@ class BiEncoderModel(nn.Module):
         max_length: int | None = None,
         show_progress: bool | None = None,
         dtype: str | torch.dtype | None = None,
+        runner: StateRunner | None = None,
     ) -> np.ndarray:
         """Embed ``texts`` (each preceded by ``prefix``) into a float32 array of shape (len(texts), dim).
 
         Texts are batched by length (dynamic padding) under ``torch.inference_mode`` with dropout off;
         rows come back in the input order. ``dtype`` (``fp32``, ``fp16``, ``bf16``) is the compute
-        precision (autocast); the result is float32 in every case.
+        precision (autocast); the result is float32 in every case. ``runner`` (:meth:`runner`), if
+        given, computes the token states on its inference path at its own precision (leave ``dtype``
+        unset); pooling and normalisation stay in float32 here.
         """
         if isinstance(texts, str):
             raise TypeError("texts must be a sequence of strings, not one string")
@@ -218,22 +222,38 @@ class BiEncoderModel(nn.Module):
         def tokenize(positions: Sequence[int]) -> dict[str, list[list[int]]]:
             return self.tokenizer([prefix + texts[i] for i in positions], truncation=True, max_length=limit)
 
+        forward = None
+        if runner is not None:
+            if dtype is not None:
+                raise ConfigError(f"encode: runner {runner.path} sets the precision; leave dtype unset")
+
+            def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+                embeddings = pool(runner(batch), batch["attention_mask"].to(self.device), self.config.pooling)
+                return F.normalize(embeddings, p=2, dim=-1) if self.config.normalize else embeddings
+
         return run_batched(self, np.zeros((len(texts), self.dim), dtype=np.float32), tokenize,
                            batch_size=batch_size, pad_token_id=self.tokenizer.pad_token_id,
-                           show_progress=show_progress, dtype=dtype, desc="encoding")
+                           show_progress=show_progress, dtype=dtype, desc="encoding", forward=forward)
+
+    def runner(self, path: InferencePath) -> StateRunner:
+        """A :class:`~clir_ot.models.backends.StateRunner` of this model's encoder on ``path``, for
+        :meth:`encode` (``onnx`` / ``openvino`` convert the encoder once, here)."""
+        return build_runner(self.encoder, path, self.tokenize(["a text to trace the graph with"]))
 
     def encode_queries(
         self, texts: Sequence[str], batch_size: int = 32, max_length: int | None = None,
         show_progress: bool | None = None, dtype: str | torch.dtype | None = None,
+        runner: StateRunner | None = None,
     ) -> np.ndarray:
         """Embed queries (with the query prefix): float32 array (len(texts), dim)."""
         return self.encode(texts, prefix=self.config.query_prefix, batch_size=batch_size,
-                           max_length=max_length, show_progress=show_progress, dtype=dtype)
+                           max_length=max_length, show_progress=show_progress, dtype=dtype, runner=runner)
 
     def encode_passages(
         self, texts: Sequence[str], batch_size: int = 32, max_length: int | None = None,
         show_progress: bool | None = None, dtype: str | torch.dtype | None = None,
+        runner: StateRunner | None = None,
     ) -> np.ndarray:
         """Embed passages (with the passage prefix): float32 array (len(texts), dim)."""
         return self.encode(texts, prefix=self.config.passage_prefix, batch_size=batch_size,
-                           max_length=max_length, show_progress=show_progress, dtype=dtype)
+                           max_length=max_length, show_progress=show_progress, dtype=dtype, runner=runner)

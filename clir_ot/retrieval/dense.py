@@ -66,9 +66,12 @@ def encode_corpus(
     hnsw_m: int = 32,
     shard_size: int = 10_000,
     dtype: str = "fp32",
+    runner=None,
 ) -> dict:
     """Embed every passage of ``corpus`` with ``model`` (a :class:`~clir_ot.models.BiEncoderModel`)
-    and write a faiss index to ``index_dir``; returns the manifest."""
+    and write a faiss index to ``index_dir``; returns the manifest. ``runner`` (``model.runner(path)``,
+    :mod:`clir_ot.models.backends`), if given, runs the encoder on its inference path instead of torch
+    at ``dtype`` (then ``dtype`` must be the path's)."""
     if index_type not in INDEX_TYPES:
         raise ConfigError(f"index type {index_type!r} is not one of {', '.join(INDEX_TYPES)}")
     corpus, index_dir = Path(corpus), Path(index_dir)
@@ -77,8 +80,12 @@ def encode_corpus(
         raise InputFormatError(corpus, None, "corpus has no documents")
     corpus_hash = sha256_of(corpus)
     work = index_dir.parent / f".{index_dir.name}.encoding"
+    if runner is not None and runner.path.dtype != dtype:
+        raise ConfigError(f"encode_corpus: dtype {dtype!r} but the runner computes in {runner.path.dtype}")
+    # a torch job's stamp is as before, so earlier interrupted jobs resume
+    on_backend = {"backend": runner.path.backend} if runner is not None else {}
     stamp = {"corpus_sha256": corpus_hash, "model": str(getattr(model, "name_or_path", "")),
-             "max_length": max_length, "shard_size": shard_size, "dtype": dtype}
+             "max_length": max_length, "shard_size": shard_size, "dtype": dtype, **on_backend}
     stamp_file = work / "stamp.json"
     if work.exists() and (not stamp_file.is_file() or json.loads(stamp_file.read_text()) != stamp):
         shutil.rmtree(work)  # left by a different job: start afresh
@@ -93,7 +100,8 @@ def encode_corpus(
             shards.append(np.load(path))
             continue
         texts = [d.contents for d in docs[s * shard_size:(s + 1) * shard_size]]
-        vectors = model.encode_passages(texts, batch_size=batch_size, max_length=max_length, dtype=dtype)
+        vectors = model.encode_passages(texts, batch_size=batch_size, max_length=max_length,
+                                        dtype=dtype if runner is None else None, runner=runner)
         with atomic_open(path, "wb") as handle:
             np.save(handle, vectors)
         shards.append(vectors)
@@ -111,6 +119,7 @@ def encode_corpus(
         "encoder_settings": model.config.to_dict() if hasattr(model.config, "to_dict") else {},
         "max_length": max_length,
         "dtype": dtype,
+        **on_backend,
         "clir_ot": __version__,
         "seconds": round(time.time() - started, 3),
     }
