@@ -431,7 +431,9 @@ def test_submitit_debug_runs_the_study_in_process_and_a_second_run_reuses_it(wor
     ({"executor": {"kind": "pbs"}}, [], "kind must be one of local, slurm, submitit-local, submitit-debug"),
     ({"executor": {"partition": "gpu"}}, [], "partition: only the submitit executors"),
     ({"executor": {"kind": "slurm", "max_jobs": 0}}, [], "max_jobs must be a positive integer"),
-    ({"executor": {"kind": "slurm", "poll_s": "5s"}}, [], "poll_s must be a positive number"),
+    ({"executor": {"kind": "slurm", "poll_s": "5s"}}, [], "poll_s must be a number of seconds above 0"),
+    ({"executor": {"kind": "slurm", "poll_s": float("nan")}}, [], "poll_s must be a number of seconds above 0"),
+    ({"executor": {"kind": "slurm", "poll_s": float("inf")}}, [], "at most 3600, got inf"),
     ({}, ["--slurm-partition", "gpu"], "--slurm-partition: partition: only the submitit executors"),
     ({}, ["--executor", "submitit-local", "--jobs", "2"], "--jobs 2 runs steps on this machine"),
 ])
@@ -476,6 +478,9 @@ def test_slurm_settings_reach_the_sbatch_script(tmp_path, monkeypatch):
     for line in ("--partition=gpu", "--account=clir", "--qos=high", "--time=90", "--cpus-per-task=8",
                  "--gpus-per-node=2", "--mem=64GB", "--constraint=a100", "--job-name=clir-ot.tiny.teacher.tiny.fold0"):
         assert f"#SBATCH {line}\n" in script, line
+    # without timeout_min a job gets a day, not submitit's 5 minutes
+    untimed = Submitit(ExecutorSettings(kind="slurm", partition="gpu"), tmp_path / "logs", "tiny")
+    assert "#SBATCH --time=1440\n" in untimed.executor._executor._make_submission_file_text("python -m x", "0")
 
 
 def test_dry_run_names_the_worker_building_a_step(world, tmp_path, capsys):
@@ -662,3 +667,16 @@ def test_dry_run_states_the_cost_up_front(world, controlled_study, tmp_path, cap
     line = next(l for l in estimate_costs(plan_study(config3, controlled_study)) if l.profile == "rank-only")
     assert line.rate.seconds == pytest.approx(sum(per_step) / len(per_step))
     assert line.seconds == pytest.approx(line.units * line.rate.seconds) and line.units == 2 * 2  # 2 steps each
+
+
+def test_report_only_rewrites_the_same_report_under_the_report_lock(world, tiny_study):
+    """`--report-only` builds nothing and writes what a study writes, through the same lock (the lock
+    file is gone again once it is released)."""
+    from clir_ot.study.runner import REPORT_LOCK
+
+    before = (tiny_study / "report.md").read_text()
+    built = sorted(p.name for p in (tiny_study / "artifacts").rglob("artifact.json"))
+    assert main(["study", "--config", str(write_config(world)), "--output", str(tiny_study), "--report-only"]) == 0
+    assert costs_masked((tiny_study / "report.md").read_text()) == costs_masked(before)
+    assert sorted(p.name for p in (tiny_study / "artifacts").rglob("artifact.json")) == built
+    assert not (tiny_study / REPORT_LOCK).exists()

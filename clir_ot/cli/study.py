@@ -7,8 +7,7 @@ from dataclasses import replace
 from clir_ot.cli.arguments import input_file, output_dir, positive_int
 from clir_ot.errors import ConfigError
 from clir_ot.study.config import EXECUTOR_KINDS, LOCAL_EXECUTOR, ExecutorSettings, check_executor, load_study_config
-from clir_ot.study.evaluate import write_study_report
-from clir_ot.study.runner import plan_study, run_study
+from clir_ot.study.runner import plan_study, run_study, write_report
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -46,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if executor != config.executor:
         config = replace(config, executor=check_executor(executor, "clir-ot study --executor/--slurm-partition"))
     if args.report_only:
-        write_study_report(plan_study(config, args.output))
+        write_report(plan_study(config, args.output))
         return 0
     run_study(config, args.output, jobs=args.jobs, dry_run=args.dry_run)
     return 0

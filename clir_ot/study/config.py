@@ -46,6 +46,7 @@ Every mapping rejects unknown keys with the list of known ones.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -254,6 +255,11 @@ LOCAL_EXECUTOR, SLURM_EXECUTOR = "local", "slurm"
 #: ``submitit-local`` / ``submitit-debug``: the same submitit jobs as processes here / in this process
 #: (to try a Slurm config without a cluster; the tests use them).
 EXECUTOR_KINDS = (LOCAL_EXECUTOR, SLURM_EXECUTOR, "submitit-local", "submitit-debug")
+#: the longest wait between two looks at the queue (an hour)
+MAX_POLL_S = 3600.0
+#: a submitit job's wall-time limit when ``timeout_min`` is not given (submitit's own defaults, 5 minutes
+#: on Slurm and 2 locally, would stop every training step)
+DEFAULT_TIMEOUT_MIN = 24 * 60
 
 
 @dataclass(frozen=True)
@@ -679,8 +685,10 @@ def check_executor(settings: ExecutorSettings, where: str) -> ExecutorSettings:
         value = getattr(settings, name)
         if value is not None:
             _positive_int(value, f"{where}: {name}")
-    if isinstance(settings.poll_s, bool) or not isinstance(settings.poll_s, (int, float)) or settings.poll_s <= 0:
-        raise ConfigError(f"{where}: poll_s must be a positive number of seconds, got {settings.poll_s!r}")
+    if (isinstance(settings.poll_s, bool) or not isinstance(settings.poll_s, (int, float))
+            or not math.isfinite(settings.poll_s) or not 0 < settings.poll_s <= MAX_POLL_S):
+        raise ConfigError(f"{where}: poll_s must be a number of seconds above 0 and at most {MAX_POLL_S:g}, "
+                          f"got {settings.poll_s!r}")
     for name in ("partition", "account", "qos", "logs"):
         value = getattr(settings, name)
         if value is not None and (not isinstance(value, str) or not value):

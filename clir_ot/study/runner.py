@@ -649,9 +649,16 @@ def run_study(config: StudyConfig, root: str | Path | None = None, *, jobs: int 
         bar.close()
     plan = plan_study(config, root)  # re-read what is finished
     if report:
-        with ArtifactLock(plan.root / REPORT_LOCK):  # two studies on one folder never write it at once
-            write_study_report(plan)
+        write_report(plan)
     return plan
+
+
+def write_report(plan: StudyPlan) -> Path:
+    """Evaluate what is finished and write the report (:func:`~clir_ot.study.evaluate.write_study_report`)
+    under the study folder's report lock, so two studies on one folder (or ``--report-only`` beside a
+    running study) never write it at once."""
+    with ArtifactLock(plan.root / REPORT_LOCK):
+        return write_study_report(plan)
 
 
 # --------------------------------------------------------------------------------------------------

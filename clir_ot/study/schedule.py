@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from clir_ot.errors import ConfigError, ConsistencyError
-from clir_ot.study.config import ExecutorSettings
+from clir_ot.study.config import DEFAULT_TIMEOUT_MIN, ExecutorSettings
 from clir_ot.study.locks import ArtifactLock, lock_path
 from clir_ot.study.plan import Step, StudyPlan
 
@@ -122,6 +122,10 @@ class Submitit:
             raise ConfigError(f"executor {settings.kind}: {err} (start the study where sbatch and srun run, e.g. "
                               "a login node; submitit-local tries the same config on this machine)") from None
         generic = {name: getattr(settings, name) for name in ("timeout_min", "cpus_per_task", "gpus_per_node", "mem_gb")}
+        if settings.timeout_min is None:
+            generic["timeout_min"] = DEFAULT_TIMEOUT_MIN
+            logger.info("executor %s: no timeout_min given, each job may run %d minutes (set timeout_min to "
+                        "your partition's limit)", settings.kind, DEFAULT_TIMEOUT_MIN)
         slurm = {"slurm_partition": settings.partition, "slurm_account": settings.account, "slurm_qos": settings.qos,
                  "slurm_additional_parameters": dict(settings.additional) or None}
         try:
