@@ -506,8 +506,15 @@ def test_a_study_killed_inside_a_step_leaves_a_lock_that_the_next_takes_over(wor
     process = start(command, log)
     deadline = time.time() + 300
     locks: list[Path] = []
+    def held_by_the_study(path: Path) -> bool:  # the file exists before its owner record is written
+        try:
+            return json.loads(path.read_text()).get("pid") == process.pid
+        except (OSError, ValueError):
+            return False
+
     while time.time() < deadline and not locks and process.poll() is None:
-        locks = list(root.glob("artifacts/teacher/tiny-1l.fold0-*.lock"))  # a teacher trains for a second or so
+        # a teacher trains for a second or so
+        locks = [p for p in root.glob("artifacts/teacher/tiny-1l.fold0-*.lock") if held_by_the_study(p)]
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL, log.read_text(errors="replace")[-3000:]
