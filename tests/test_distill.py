@@ -197,6 +197,13 @@ def test_distill_cli_xquad_bitext(data, mini_xquad, tmp_path, caplog):
             "--language", "el", "--method", "score-kd", "--max-steps", "2", "--batch-size", "8",
             "--max-length", "48", "--save-every", "2", "--dtype", "fp32"]
     assert main(args + ["--xquad-negatives", "1"]) != 0 and "needs --exclude-fold" in caplog.text
+    # refused before any model is loaded: a run without negatives to take from it, a mode that ignores questions
+    run = str(mini_xquad / "run.xquad.e5-small.cross.en-el.txt")
+    assert main(args + ["--exclude-fold", "0", "--xquad-negatives-run", run]) != 0
+    assert "--xquad-negatives-run is read only for --xquad-negatives N > 0" in caplog.text
+    passage = [a if a != "score-kd" else "ot" for a in args] + ["--mode", "passage", "--exclude-fold", "0"]
+    assert main(passage) != 0 and "which ot in passage mode would ignore" in caplog.text
+    assert not out.exists()
     assert main(args + ["--exclude-fold", "0", "--xquad-negatives", "1"]) == 0
     manifest = json.loads((out / "training.json").read_text())
     assert manifest["bitext"]["pairs_with_queries"] == 32

@@ -228,6 +228,13 @@ def check_xquad_sources(args: argparse.Namespace, distill) -> None:
                               "fold as its teacher, or the reranked test questions' paragraphs leak into training")
     if args.xquad_bitext is None and (args.xquad_negatives or args.xquad_negatives_run):
         raise ConfigError("--xquad-negatives and --xquad-negatives-run go with --xquad-bitext")
+    if args.xquad_negatives_run and not args.xquad_negatives:
+        raise ConfigError("--xquad-negatives-run is read only for --xquad-negatives N > 0 (the number of hard "
+                          "negatives per question to take from it)")
+    if args.xquad_bitext and not distill.uses_queries and not distill.rank_only:
+        # the trainer refuses it too, but only after the models and the data are loaded
+        raise ConfigError(f"--xquad-bitext gives each pair its English question, which {distill.method} in "
+                          f"{distill.mode} mode would ignore: use --mode query or --method score-kd")
 
 
 def run(args: argparse.Namespace) -> int:
