@@ -22,7 +22,7 @@ import glob
 import logging
 import os
 from pathlib import Path
-from typing import Any, Collection, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Collection, Iterator, Mapping, NamedTuple, Protocol, Sequence
 
 from clir_ot.errors import ConsistencyError
 from clir_ot.io import atomic_open, sha256_text
@@ -65,8 +65,15 @@ def _remove_stale_parts(output: Path) -> None:
         logger.info("removed %d stale part file(s) of %s left by jobs with another process count", len(stale), output)
 
 
-def _query_blocks(path: Path) -> Iterator[tuple[bytes, list[bytes]]]:
-    """``(qid, lines)`` for each query of a run file written by :class:`~clir_ot.formats.RunWriter`, as bytes."""
+class QueryBlock(NamedTuple):
+    """One query's lines of a part file, as bytes."""
+
+    qid: str
+    lines: list[bytes]
+
+
+def _query_blocks(path: Path) -> Iterator[QueryBlock]:
+    """Each query's lines of a run file written by :class:`~clir_ot.formats.RunWriter`, in file order."""
     qid: bytes | None = None
     lines: list[bytes] = []
     with open(path, "rb") as handle:
@@ -74,11 +81,11 @@ def _query_blocks(path: Path) -> Iterator[tuple[bytes, list[bytes]]]:
             first = line.split(b" ", 1)[0]
             if first != qid:
                 if qid is not None:
-                    yield qid, lines
+                    yield QueryBlock(qid.decode("utf-8", "replace"), lines)
                 qid, lines = first, []
             lines.append(line)
     if qid is not None:
-        yield qid, lines
+        yield QueryBlock(qid.decode("utf-8", "replace"), lines)
 
 
 def merge_parts(
@@ -105,16 +112,16 @@ def merge_parts(
         for chunk, qid, _ in planned_queries(run, topics, corpus, depth, chunk_pairs, qids):
             owner = chunk % len(parts)
             block = next(readers[owner], None)
-            if block is None or block[0].decode("utf-8") != qid:
-                found = "its end" if block is None else f"query {block[0].decode('utf-8', 'replace')!r}"
+            if block is None or block.qid != qid:
+                found = "its end" if block is None else f"query {block.qid!r}"
                 raise ConsistencyError(f"{parts[owner]}: expected query {qid!r} (chunk {chunk}), found {found}; "
                                        "the part was written for another run or settings")
-            out.writelines(block[1])
+            out.writelines(block.lines)
             queries += 1
         for part, reader in zip(parts, readers):
             extra = next(reader, None)
             if extra is not None:
-                raise ConsistencyError(f"{part}: query {extra[0].decode('utf-8', 'replace')!r} is not one of its "
+                raise ConsistencyError(f"{part}: query {extra.qid!r} is not one of its "
                                        "chunks; the part was written for another run or settings")
     return queries
 
