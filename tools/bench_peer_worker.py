@@ -19,8 +19,10 @@ benchmark's own pairs instead of GLUE SST-2, which needs the hub).
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -58,6 +60,7 @@ def build_peer(peer: str, folder: Path, max_length: int, calibration: list[tuple
 
     warnings.simplefilter("ignore")
     work = Path(tempfile.mkdtemp(prefix=f"st-{peer}-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # a copy of the weights, and the exports
     shutil.copytree(folder, work, dirs_exist_ok=True)
     readable_tokenizer(work)
     common = {"num_labels": 1, "max_length": max_length, "device": "cpu"}
@@ -95,13 +98,8 @@ def build_peer(peer: str, folder: Path, max_length: int, calibration: list[tuple
                      "config.json"):
             if (work / name).is_file() and not (target / name).exists():
                 shutil.copy(work / name, target / name)
-        quantized = next(target.glob("*.xml")).name
-        (work / "openvino").mkdir(exist_ok=True)
-        for file in target.glob("openvino_model*"):
-            shutil.copy(file, work / "openvino" / file.name.replace("openvino_model", "openvino_model_qint8"))
-        return CrossEncoder(str(work), backend="openvino",
-                            model_kwargs={"file_name": f"openvino/{quantized.replace('openvino_model', 'openvino_model_qint8')}"},
-                            **common)
+        quantized = next(target.rglob("*.xml")).relative_to(target)
+        return CrossEncoder(str(target), backend="openvino", model_kwargs={"file_name": str(quantized)}, **common)
     raise ValueError(f"unknown peer {peer!r}")
 
 
@@ -113,7 +111,17 @@ def set_max_length(model, max_length: int) -> None:
         model.max_length = max_length
 
 
+def protocol_stream():
+    """The answers' stream: the process's stdout; whatever a library prints (nncf's progress bars) goes
+    to stderr instead, so no answer line is ever interleaved with it."""
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return answers
+
+
 def serve(pairs: list[tuple[str, str]], folder: Path, batch_size: int) -> None:
+    answers = protocol_stream()
     models: dict[str, object] = {}  # one build (export, quantization) per peer, reused at every max length
     failed: dict[str, str] = {}
     for line in sys.stdin:
@@ -131,8 +139,8 @@ def serve(pairs: list[tuple[str, str]], folder: Path, batch_size: int) -> None:
             start = time.perf_counter()
             models[peer].predict(pairs, batch_size=batch_size, show_progress_bar=False)
             answer = {"seconds": time.perf_counter() - start}
-        sys.stdout.write(json.dumps(answer) + "\n")
-        sys.stdout.flush()
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
 
 
 def main() -> int:

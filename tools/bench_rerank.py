@@ -1,7 +1,7 @@
 """Reranker throughput and the quality guard: clir_ot's inference paths against sentence-transformers' backends.
 
     python tools/bench_rerank.py --model MODEL [--pairs 1000] [--max-lengths 256 512] [--repeats 3]
-        [--paths torch/fp32 torch/bf16 ...] [--peers torch onnx ...] [--peer-python PY] [--no-limits]
+        [--paths torch/fp32 torch/bf16 ...] [--peers torch onnx ...] [--peer-python PY] [--limits PATH ...]
     python tools/bench_rerank.py --guard --model MODEL --fold 0 [--questions 300] [--max-lengths 256 512]
 
 Pairs are real XQuAD pairs: English questions with Hindi paragraphs (each question's top 10 of the
@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 from clir_ot.evaluation import evaluate  # noqa: E402
 from clir_ot.formats import iter_run_by_query, load_corpus, read_folds, read_qrels, read_topics  # noqa: E402
 from clir_ot.models.backends import InferencePath, backend_available  # noqa: E402
+from clir_ot.models.loading import parameters_digest  # noqa: E402
 from clir_ot.rerank.guard import (  # noqa: E402
     GUARD_MEASURES,
     GUARD_TOP,
@@ -60,6 +61,7 @@ from clir_ot.rerank.guard import (  # noqa: E402
     choose_path,
     hardware_id,
     judge_path,
+    read_guard_records,
     write_guard_record,
 )
 from clir_ot.study.stats import paired_randomization_test  # noqa: E402
@@ -264,7 +266,8 @@ def peer_methods(peers: Sequence[str], worker: PeerWorker | None, folder: Path, 
         try:
             model = build_peer(peer, folder, max_length, texts[:256])
         except Exception as err:  # noqa: BLE001 - the reason is printed, the peer skipped
-            print(f"  skipped ST {peer}: {describe(err)}")
+            print(f"  skipped ST {peer}: {describe(err)} (sentence-transformers 6 needs transformers 5; the optimum "
+                  "packages of its onnx/openvino backends support transformers < 4.58: see --peer-python)")
             continue
         methods[f"ST {peer}"] = lambda m=model: m.predict(texts, batch_size=batch_size, show_progress_bar=False)
     return methods
@@ -296,6 +299,16 @@ def limit_methods(model, rerankers: dict, pairs: Pairs, max_length: int, batch_s
     return methods
 
 
+def guard_verdicts(weights: str, max_length: int, device, folder: Path | None) -> dict[str, str]:
+    """path -> "PASS (order share)" / "FAIL (...)" from the guard record nearest ``max_length`` (none: {})."""
+    pool = [r for r in read_guard_records(folder) if r.weights == weights and r.hardware == hardware_id(device)]
+    if not pool:
+        return {}
+    record = min(pool, key=lambda r: (abs(r.max_length - max_length), -r.max_length))
+    return {q.path: f"{'PASS' if q.passed else 'FAIL'} ({q.order_share:.0%} top-10 = fp32, len {record.max_length})"
+            for q in record.paths}
+
+
 def throughput(args, model, pairs: Pairs, paths: list[InferencePath]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "encoder"
@@ -316,22 +329,26 @@ def throughput(args, model, pairs: Pairs, paths: list[InferencePath]) -> None:
 def throughput_at(args, model, pairs: Pairs, paths: list[InferencePath], max_length: int,
                   worker: PeerWorker | None, folder: Path, texts: list[tuple[str, str]]) -> None:
     print(f"\nmax length {max_length}")
-    rerankers = build_rerankers(model, paths, args.batch_size, max_length)
-    auto_path, why = choose_path(next(iter(rerankers.values())).weights_digest, max_length, "auto", model.device,
-                                 args.guard_dir)
+    weights = parameters_digest(model)
+    auto_path, why = choose_path(weights, max_length, "auto", model.device, args.guard_dir)
+    rerankers = build_rerankers(model, [*paths, *([auto_path] if auto_path not in paths else [])], args.batch_size,
+                                max_length)
     warm_up(rerankers, pairs)
     ours = {name: (lambda r=r: r.score_pairs(pairs.queries, pairs.passages)) for name, r in rerankers.items()}
     peers = peer_methods(args.peers, worker, folder, texts, max_length, args.batch_size)
-    limits = limit_methods(model, rerankers, pairs, max_length, args.batch_size) if args.limits else {}
+    limited = {name: r for name, r in rerankers.items() if args.limits is None or name in args.limits}
+    limits = limit_methods(model, limited, pairs, max_length, args.batch_size) if limited else {}
     for fn in peers.values():  # warm-up (graph allocation)
         fn()
     best, _ = interleaved({**ours, **limits, **peers}, args.repeats)
     rate = {name: len(pairs) / s for name, s in best.items()}
     fastest_peer = max((n for n in rate if n.startswith("ST ")), key=rate.get, default=None)
-    print(f"  {'scorer':28s} {'pairs/s':>8s}  {'/ fastest ST':>12s}")
+    verdicts = guard_verdicts(weights, max_length, model.device, args.guard_dir)
+    print(f"  {'scorer':28s} {'pairs/s':>8s}  {'/ fastest ST':>12s}  guard")
     for name in [*ours, *limits, *peers]:
         ratio = f"{rate[name] / rate[fastest_peer]:11.2f}x" if fastest_peer else ""
-        print(f"  {name:28s} {rate[name]:8.1f}  {ratio}")
+        verdict = verdicts.get(name, "") if name in ours else ""
+        print(f"  {name:28s} {rate[name]:8.1f}  {ratio:>12s}  {verdict}")
     auto = str(auto_path)
     print(f"  auto = {auto} ({why})")
     if fastest_peer and auto in rate:
@@ -358,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=PEERS)
     parser.add_argument("--peer-python", default=None,
                         help="an interpreter with sentence-transformers and optimum (onnx, openvino) to run the peers in")
-    parser.add_argument("--no-limits", dest="limits", action="store_false", help="skip the forward limits")
+    parser.add_argument("--limits", nargs="*", default=None, metavar="PATH",
+                        help="the paths whose bare forward limit is timed too (default: all of --paths; none: no limits)")
     parser.add_argument("--guard", action="store_true", help="measure the quality guard and write its records")
     parser.add_argument("--fold", type=int, default=None,
                         help="guard: the questions of this fold of folds.json (a cross-fitted teacher's test fold)")
