@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     prepare_default_model()
     torch.manual_seed(0)
     model = CrossEncoderModel.from_pretrained(args.model or default_model_dir())
-    qids, queries, passages = load_pairs(args.collection, args.run, args.pairs)
+    pairs = load_pairs(args.collection, args.run, args.pairs)
+    qids, queries, passages = pairs.qids, pairs.queries, pairs.passages
     groups = groups_of(qids, queries, passages)
     half = len(groups) // 2
     calibration, test = groups[:half], groups[half:]
