@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from clir_ot import InputFormatError
+from clir_ot import BackendError, InputFormatError
 from clir_ot.models import CrossEncoderModel, tiny_random_model
 from clir_ot.models.backends import InferencePath, backend_available
 from clir_ot.models.loading import cpu_has_native_bf16
@@ -93,6 +93,14 @@ def test_auto_takes_the_fastest_path_that_passed_never_a_faster_failure():
     assert "passed the quality guard" in why and "30.0 pairs/s" in why
     # asked for fp32 only: the fastest fp32 path that passed
     assert choose_path("w" * 64, 256, dtype="fp32", records=recs)[0] == InferencePath("torch-compile", "fp32")
+
+
+def test_auto_never_picks_a_path_that_failed_even_when_its_precision_is_asked_for():
+    recs = [record("w" * 64, 256, quality("torch/fp32", 10.0), quality("torch/bf16", 30.0, share=0.8),
+                   quality("openvino/bf16", 60.0, share=0.78))]
+    with pytest.raises(BackendError, match=r"no installed bf16 path passed .* \(failed: torch/bf16, openvino/bf16\)"):
+        choose_path("w" * 64, 256, dtype="bf16", records=recs)
+    assert choose_path("w" * 64, 256, records=recs)[0] == InferencePath("torch", "fp32")
 
 
 def test_auto_uses_only_records_of_these_weights_on_this_hardware():

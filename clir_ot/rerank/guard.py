@@ -33,7 +33,7 @@ from typing import Any, Sequence
 
 import torch
 
-from clir_ot.errors import ConfigError, InputFormatError
+from clir_ot.errors import BackendError, ConfigError, InputFormatError
 from clir_ot.io import PathLike, atomic_open
 from clir_ot.models.backends import BACKENDS, InferencePath, backend_available, resolve_path
 
@@ -210,7 +210,8 @@ def choose_path(
 
     Among the records of these ``weights`` on this hardware, the one measured at the max length
     nearest ``max_length`` (the longer on a tie) decides: its fastest installed path that passed the
-    guard, of precision ``dtype`` unless ``auto``. Without a record, the default rule (module docstring).
+    guard, of precision ``dtype`` unless ``auto``; if none passed, :class:`~clir_ot.errors.BackendError`
+    (a path that failed is never picked). Without a record, the default rule (module docstring).
     """
     if max_length < 1:
         raise ConfigError(f"max_length must be at least 1, got {max_length}")
@@ -226,7 +227,10 @@ def choose_path(
                 f"fastest installed path that passed the quality guard at max length {record.max_length} "
                 f"({best.pairs_per_s:.1f} pairs/s, top-{GUARD_TOP} order = fp32's on {best.order_share:.1%} of "
                 f"{record.questions} questions; measured {record.measured_at})")
-        why = f"no installed {dtype} path passed the guard at max length {record.max_length}"
+        failed = ", ".join(q.path for q in record.paths if not q.passed) or "none"
+        raise BackendError(f"backend auto: no installed {dtype} path passed the quality guard for these weights at "
+                           f"max length {record.max_length} (failed: {failed}); ask for --dtype auto, or name "
+                           f"the path yourself (--backend torch --dtype {dtype})")
     else:
         why = ("no quality-guard record for these weights on this hardware "
                "(measure one with tools/bench_rerank.py --guard)")
