@@ -81,7 +81,7 @@ TRIALS: tuple[Trial, ...] = (
     Trial("max-length-512", {"max_length": 512, "batch_size": 2, "grad_accum": 2},
           question="512 tokens per pair instead of 256 (the length that truncates at most 5% of every "
                    "language's pairs, tools/truncation_report.py); the same global batch in two micro-batches, "
-                   "as 4 groups x 8 passages of 512 tokens at once exhausted 24 GB"),
+                   "as a first attempt at 4 groups x 8 passages of 512 tokens was OOM-killed on 24 GB"),
     Trial("epochs-3", {"epochs": 3}, screen=False, question="the best recipe for 3 full epochs"),
 )
 
