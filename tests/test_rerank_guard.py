@@ -9,8 +9,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,18 +28,14 @@ from clir_ot.rerank.guard import (
     read_guard_records,
     write_guard_record,
 )
+from tools_loader import load_tool
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "bench_rerank.py"
 NATIVE = "bf16" if cpu_has_native_bf16() else "fp32"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_rerank", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("bench_rerank")
 
 
 def quality(path: str, speed: float, share: float = 1.0, p: float = 1.0) -> PathQuality:

@@ -1,25 +1,17 @@
 """tools/teacher_recipe_search.py: how each trial's recipe is composed (greedy on the best screen)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
 from clir_ot.datasets.layout import XQuADLayout
 from clir_ot.errors import ConfigError
-
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "teacher_recipe_search.py"
+from tools_loader import load_tool
 
 
 @pytest.fixture(scope="module")
 def search():
-    spec = importlib.util.spec_from_file_location("teacher_recipe_search", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("teacher_recipe_search")
 
 
 def _finished(recipe, mrr, screen=True):

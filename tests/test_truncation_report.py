@@ -1,23 +1,16 @@
 """tools/truncation_report.py: the length statistics and the length that keeps truncation in budget."""
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "truncation_report.py"
+from tools_loader import load_tool
 
 
 @pytest.fixture(scope="module")
 def report():
-    spec = importlib.util.spec_from_file_location("truncation_report", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("truncation_report")
 
 
 def test_summary_counts_inputs_longer_than_each_limit(report):
