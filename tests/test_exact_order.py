@@ -206,6 +206,19 @@ def test_rerank_run_reports_the_rescored_share(scored, run_inputs, tmp_path):
     assert {q: top(h) for q, h in got.items()} == {q: top(h) for q, h in want.items()}
 
 
+def test_each_run_reports_only_its_own_pairs(scored, run_inputs, tmp_path):
+    """One reranker serving two runs (a study reranks every language with one): the second report
+    counts the second run's pairs and truncation, not both runs'."""
+    root, topics, docs = run_inputs
+    fast = CrossEncoderReranker(scored[0], batch_size=8, max_length=64, dtype="bf16")
+    exact = ExactOrderReranker.around(fast, margin=1e-3, top_k=TOP)
+    first = rerank_run(exact, root / "run.txt", topics, docs, tmp_path / "a.txt", depth=20, chunk_pairs=100)
+    second = rerank_run(exact, root / "run.txt", topics, docs, tmp_path / "b.txt", depth=10, chunk_pairs=100)
+    assert first["exact_order"]["pairs"] == 12 * 20 and second["exact_order"]["pairs"] == 12 * 10
+    assert second["exact_order"]["queries"] == 12
+    assert second["truncation"].startswith(f"{12 * 10} pairs at max length 64")
+
+
 def cli_args(root, out, *extra):
     return ["rerank", "--run", str(root / "run.txt"), "--topics", str(root / "topics.tsv"), "--corpus",
             str(root / "corpus.jsonl"), "--output", str(out), "--model", str(root / "model"), "--depth", "20",

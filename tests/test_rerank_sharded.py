@@ -121,3 +121,29 @@ def test_the_chunk_size_is_part_of_what_an_unfinished_output_resumes_with(inputs
     one = run_signature(reranker, root / "run.txt", 8, None, 20)
     assert one != run_signature(reranker, root / "run.txt", 8, None, 40)
     assert one == run_signature(reranker, root / "run.txt", 8, None, 20)
+
+
+class OneOfTwo:
+    """Process ``rank`` of a two-process group whose other process is not running: gather returns
+    this process's object only (enough for rank 1, which merges nothing)."""
+
+    def __init__(self, rank: int):
+        self.rank, self.world_size = rank, 2
+
+    def barrier(self) -> None:
+        pass
+
+    def gather(self, obj):
+        return [obj]
+
+
+def test_a_kept_part_reports_the_queries_and_pairs_its_earlier_job_scored(inputs, tmp_path):
+    """A restarted process whose part an earlier job finished scores nothing, yet its report counts
+    what the part holds, so the summed report still covers every query."""
+    root, topics, docs, model = inputs
+    reranker = CrossEncoderReranker(model, batch_size=4, max_length=64, dtype="fp32")
+    args = dict(depth=8, chunk_pairs=20)
+    first = rerank_run_sharded(reranker, root / "run.txt", topics, docs, tmp_path / "out.txt", OneOfTwo(1), **args)
+    again = rerank_run_sharded(reranker, root / "run.txt", topics, docs, tmp_path / "out.txt", OneOfTwo(1), **args)
+    assert first["ranks"][0].get("kept") is None and again["ranks"][0]["kept"] is True
+    assert (again["queries"], again["pairs"]) == (first["queries"], first["pairs"]) and first["queries"] > 0

@@ -85,6 +85,16 @@ class Reranker(ABC):
         bounds = np.cumsum([0] + [len(texts) for _, texts in groups])
         return [scores[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
+    def begin_run(self) -> None:
+        """Called by :func:`~clir_ot.rerank.rerank_run` before it scores a run: forget the statistics of
+        earlier runs, so :meth:`run_report` describes this one. The default keeps none."""
+
+    def run_report(self) -> dict[str, Any]:
+        """What this reranker saw while scoring the run since :meth:`begin_run`, as JSON values, for the
+        run's :class:`~clir_ot.rerank.RerankReport` (and logged, with a warning for anything the user must
+        act on). The default has nothing to add."""
+        return {}
+
     def signature(self) -> dict[str, Any]:
         """What this reranker's scores depend on (JSON values): a resumed :func:`~clir_ot.rerank.rerank_run`
         continues an unfinished run only with an equal signature. Subclasses add their model and settings."""

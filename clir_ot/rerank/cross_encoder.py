@@ -79,6 +79,20 @@ class _ModelReranker(Reranker):
             self._digest = parameters_digest(self.model)
         return self._digest
 
+    def begin_run(self) -> None:
+        """Forget the token lengths of earlier runs."""
+        truncation = getattr(self, "truncation", None)
+        if truncation is not None:
+            truncation.reset()
+
+    def run_report(self) -> dict[str, Any]:
+        """``{"truncation": ...}``: how many of the run's pairs were cut at :attr:`max_length`."""
+        truncation = getattr(self, "truncation", None)
+        if truncation is None:
+            return {}
+        logger.info("truncation: %s", truncation.summary())
+        return {"truncation": truncation.summary()}
+
     def signature(self) -> dict[str, Any]:
         """The base signature plus the model's location, its weights' SHA-256, max length and precision
         (and the backend, when it is not ``torch``)."""

@@ -7,7 +7,10 @@ each query, re-scores with the exact (float32) reranker only the pairs whose fas
 ``margin`` of another candidate's, among the candidates that can reach the top ``top_k``
 (:func:`pairs_to_rescore`). Rescored pairs carry their float32 scores, the others their fast ones.
 
-**The guarantee.** Write :math:`s_i` for pair *i*'s fast score and :math:`t_i` for its float32 score.
+**The guarantee.** Write :math:`s_i` for pair *i*'s fast score and :math:`t_i` for its float32 score, as the exact
+reranker computes it in whatever batch it falls in: float32 scores themselves move with batching
+(padding and kernel choice, ~1e-6 on CPU), so the premise must hold for float32 at any batching, and
+"float32's top k" below means the order of the float32 scores this reranker writes.
 If every pair's fast error is at most half the margin,
 
 .. math:: |s_i - t_i| \\le M / 2 \\quad\\text{for all } i,
@@ -26,7 +29,8 @@ The premise is about the fast path's error, which the toolkit cannot know in adv
 as twice an error bound measured on your model and data (``docs/speed.md`` shows how). What it can
 check, it does: :class:`ExactOrderStats` records the largest fast error seen on the rescored pairs,
 and counts those above ``margin / 2`` (each one is a measured breach of the premise; the log then
-says to raise the margin).
+says to raise the margin). The statistics cover one run: :func:`~clir_ot.rerank.rerank_run` starts
+them afresh (:meth:`ExactOrderReranker.begin_run`) and reports them (:meth:`~ExactOrderReranker.run_report`).
 """
 from __future__ import annotations
 
@@ -107,6 +111,11 @@ class ExactOrderStats:
     max_error: float = 0.0
     over_half_margin: int = 0
 
+    def reset(self) -> None:
+        """Zero the counts (the margin and ``top_k`` stay)."""
+        self.queries = self.pairs = self.rescored = self.over_half_margin = 0
+        self.max_error = 0.0
+
     @property
     def share(self) -> float:
         """The share of pairs re-scored in float32 (0 when none were scored)."""
@@ -163,6 +172,23 @@ class ExactOrderReranker(Reranker):
     def truncation(self):
         """The fast reranker's truncation counts (it reads every pair)."""
         return getattr(self.fast, "truncation", None)
+
+    def begin_run(self) -> None:
+        """Start :attr:`stats` afresh (and the fast and exact rerankers' own statistics)."""
+        self.fast.begin_run()
+        self.exact.begin_run()
+        self.stats.reset()
+
+    def run_report(self) -> dict[str, Any]:
+        """The fast reranker's report (it read every pair) and ``exact_order``: :attr:`stats`; warns
+        when a re-scored pair breached the premise (its fast error above half the margin)."""
+        logger.info("exact order: %s", self.stats.summary())
+        if self.stats.over_half_margin:
+            logger.warning("exact order: %d re-scored pairs moved by more than half the margin (largest %.3g): the "
+                           "margin %g may not bound the fast path's error, so the top %d may differ from float32's; "
+                           "raise the margin", self.stats.over_half_margin, self.stats.max_error, self.margin,
+                           self.top_k)
+        return {**self.fast.run_report(), "exact_order": self.stats.to_dict()}
 
     def signature(self) -> dict[str, Any]:
         """Both rerankers' signatures, the margin and ``top_k``: a resumed run continues only with all equal."""

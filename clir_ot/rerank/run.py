@@ -24,7 +24,6 @@ from tqdm.auto import tqdm
 from clir_ot.errors import ConfigError
 from clir_ot.formats import Hit, RunWriter, iter_run_by_query, sha256_of
 from clir_ot.rerank.base import Reranker, assemble_ranking
-from clir_ot.rerank.exact import ExactOrderReranker
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +132,7 @@ def rerank_run(
 
     # an unfinished output is continued only by the same reranker, depth, input run, queries and shard
     signature = run_signature(reranker, run, depth, qids, chunk_pairs, shard)
+    reranker.begin_run()
     with RunWriter(output, tag=tag, keep_order=True, resumable=True, signature=signature) as writer:
         if writer.done:
             logger.info("resuming %s: %d queries already reranked", output, len(writer.done))
@@ -154,17 +154,6 @@ def rerank_run(
         seconds=round(time.time() - started, 3),
         pairs_per_second=round(pairs / scoring_seconds, 2) if scoring_seconds else None,
     )
-    truncation = getattr(reranker, "truncation", None)
-    if truncation is not None:
-        report["truncation"] = truncation.summary()
-        logger.info("truncation: %s", truncation.summary())
-    if isinstance(reranker, ExactOrderReranker):
-        report["exact_order"] = reranker.stats.to_dict()
-        logger.info("exact order: %s", reranker.stats.summary())
-        if reranker.stats.over_half_margin:
-            logger.warning("exact order: %d re-scored pairs moved by more than half the margin (largest %.3g): the "
-                           "margin %g may not bound the fast path's error, so the top %d may differ from float32's; "
-                           "raise the margin", reranker.stats.over_half_margin, reranker.stats.max_error,
-                           reranker.margin, reranker.top_k)
+    report.update(reranker.run_report())
     logger.info("reranked %d queries (%d pairs) into %s in %.1fs", writer.queries, pairs, output, report["seconds"])
     return report

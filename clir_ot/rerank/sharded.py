@@ -176,8 +176,11 @@ def rerank_run_sharded(
     signature = sha256_text(run_signature(reranker, run, depth, qids, chunk_pairs, shard) + f"\ntag {tag}")
     if part.is_file() and marker.is_file() and marker.read_text().strip() == signature:
         logger.info("%s: kept, finished by an earlier job with the same settings", part)
-        report = RerankReport(output=str(part), queries=0, pairs=0, depth=depth, seconds=0.0, pairs_per_second=None,
-                              kept=True)
+        queries = pairs = 0
+        for block in _query_blocks(part):  # what the earlier job scored, for the summed report
+            queries, pairs = queries + 1, pairs + min(depth, len(block.lines))
+        report = RerankReport(output=str(part), queries=queries, pairs=pairs, depth=depth, seconds=0.0,
+                              pairs_per_second=None, kept=True)
     else:
         marker.unlink(missing_ok=True)
         report = rerank_run(reranker, run, topics, corpus, part, depth=depth, chunk_pairs=chunk_pairs, tag=tag,
