@@ -97,3 +97,65 @@ def test_hnsw_index_and_errors(tmp_path, bi_encoder):
         encode_corpus(tmp_path / "c.jsonl", tmp_path / "x", bi_encoder, index_type="ivf")
     with pytest.raises(ConfigError, match="no 'index' file"):
         DenseSearcher(tmp_path, bi_encoder)
+
+
+def test_torchrun_with_two_processes_writes_the_single_process_index(tmp_path):
+    """``torchrun --nproc-per-node 2 -m clir_ot encode`` (gloo, CPU) shares the shards and writes the
+    index one ``clir-ot encode`` writes: the same faiss bytes and docids, no work folder left."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from child_processes import child_env
+    from clir_ot.models import tiny_random_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(2)
+        model = BiEncoderModel(*tiny_random_model("bert", seed=4), BiEncoderConfig(pooling="mean", normalize=True))
+    model.save_pretrained(tmp_path / "model")
+    write_corpus(tmp_path / "c.jsonl", DOCS)
+
+    def command(index):  # 12 passages in shards of 5: process 0 encodes shards 0 and 2, process 1 shard 1
+        return ["-m", "clir_ot", "encode", "--corpus", str(tmp_path / "c.jsonl"), "--index", str(index),
+                "--encoder", str(tmp_path / "model"), "--batch-size", "2", "--shard-size", "5", "--device", "cpu",
+                "--dtype", "fp32"]
+
+    single = subprocess.run([sys.executable, *command(tmp_path / "single" / "faiss")], capture_output=True,
+                            text=True, env=child_env(), timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    sharded = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                              *command(tmp_path / "sharded" / "faiss")], capture_output=True, text=True,
+                             env=child_env(), timeout=300)
+    assert sharded.returncode == 0, sharded.stderr[-3000:]
+    assert "with 2 processes" in sharded.stderr
+    for name in ("index", "docid"):
+        assert (tmp_path / "sharded" / "faiss" / name).read_bytes() == (tmp_path / "single" / "faiss" / name).read_bytes()
+    assert sorted(p.name for p in (tmp_path / "sharded").iterdir()) == ["faiss"]
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_process_one_of_two_encodes_only_its_shards(tmp_path, bi_encoder):
+    """Rank 1 of 2 with 12 passages in shards of 5 writes shard 1 alone (0 and 2 are rank 0's)."""
+    write_corpus(tmp_path / "c.jsonl", DOCS)
+    work = tmp_path / ".faiss.encoding"
+    (work).mkdir()  # rank 0 would have made it (and stamped it) before the first barrier
+    seen = []
+
+    class RankOne:
+        rank, world_size = 1, 2
+
+        def barrier(self):
+            seen.append(sorted(p.name for p in work.glob("shard-*")))
+            if len(seen) == 2:  # every process's shards are written: what did this one write?
+                raise _Stop
+
+        def gather(self, obj):
+            return [obj]
+
+    with pytest.raises(_Stop):
+        encode_corpus(tmp_path / "c.jsonl", tmp_path / "faiss", bi_encoder, batch_size=4, shard_size=5, group=RankOne())
+    assert seen == [[], ["shard-00001.npy"]]

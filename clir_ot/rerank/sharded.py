@@ -22,31 +22,17 @@ import glob
 import logging
 import os
 from pathlib import Path
-from typing import Any, Collection, Iterator, Mapping, NamedTuple, Protocol, Sequence
+from typing import Any, Collection, Iterator, Mapping, NamedTuple, Sequence
 
 from clir_ot.errors import ConsistencyError
 from clir_ot.io import atomic_open, sha256_text
+from clir_ot.parallel import ProcessGroup
 from clir_ot.rerank.base import Reranker
 from clir_ot.rerank.run import RerankReport, Shard, planned_queries, rerank_run, run_signature
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ProcessGroup", "merge_parts", "part_path", "rerank_run_sharded"]
-
-
-class ProcessGroup(Protocol):
-    """What sharding needs of a process group: this process's rank, the number of processes, a
-    barrier and an all-gather (:class:`clir_ot.training.distributed.DistInfo` is one)."""
-
-    @property
-    def rank(self) -> int: ...
-
-    @property
-    def world_size(self) -> int: ...
-
-    def barrier(self) -> None: ...
-
-    def gather(self, obj: Any) -> list[Any]: ...
 
 
 def part_path(output: str | os.PathLike, shard: Shard) -> Path:

@@ -10,6 +10,13 @@ cosine similarity) and ``hnsw`` (graph search for large corpora; ``--hnsw-m``, `
 
 Encoding a large corpus checkpoints: embeddings are saved in shards of ``shard_size`` passages in a
 work folder beside the index (``.<name>.encoding``), and a restarted run reuses the finished shards.
+The same shards split the work over processes (``torchrun``, a :class:`~clir_ot.parallel.ProcessGroup`):
+process ``r`` of ``N`` encodes the shards whose number modulo ``N`` is ``r``, and process 0 builds
+the index from all of them once every process is done. Each shard is encoded in the batches one
+process would form, so the index equals one process's whenever the encoder gives the same bits for
+the same batch in every process (same device and kernels; on CPU, the same number of threads).
+
+    torchrun --nproc-per-node 4 -m clir_ot encode --corpus C --index I ...
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ from clir_ot import __version__
 from clir_ot.errors import ConfigError, InputFormatError
 from clir_ot.formats import Hit, RunWriter, iter_corpus, strictly_decreasing
 from clir_ot.io import PathLike, atomic_dir, atomic_open, sha256_of
+from clir_ot.parallel import ProcessGroup
 from clir_ot.retrieval.lucene import MANIFEST
 
 logger = logging.getLogger(__name__)
@@ -67,11 +75,17 @@ def encode_corpus(
     shard_size: int = 10_000,
     dtype: str = "fp32",
     runner=None,
+    group: ProcessGroup | None = None,
 ) -> dict:
     """Embed every passage of ``corpus`` with ``model`` (a :class:`~clir_ot.models.BiEncoderModel`)
     and write a faiss index to ``index_dir``; returns the manifest. ``runner`` (``model.runner(path)``,
     :mod:`clir_ot.models.backends`), if given, runs the encoder on its inference path instead of torch
-    at ``dtype`` (then ``dtype`` must be the path's)."""
+    at ``dtype`` (then ``dtype`` must be the path's).
+
+    ``group``: this process's place among the processes that share the job (every process calls this
+    with the same arguments; each encodes its shards, process 0 writes the index, and every process
+    returns the manifest once the index is in place). ``None``: one process does it all."""
+    rank, processes = (group.rank, group.world_size) if group is not None else (0, 1)
     if index_type not in INDEX_TYPES:
         raise ConfigError(f"index type {index_type!r} is not one of {', '.join(INDEX_TYPES)}")
     corpus, index_dir = Path(corpus), Path(index_dir)
@@ -87,25 +101,31 @@ def encode_corpus(
     stamp = {"corpus_sha256": corpus_hash, "model": str(getattr(model, "name_or_path", "")),
              "max_length": max_length, "shard_size": shard_size, "dtype": dtype, **on_backend}
     stamp_file = work / "stamp.json"
-    if work.exists() and (not stamp_file.is_file() or json.loads(stamp_file.read_text()) != stamp):
-        shutil.rmtree(work)  # left by a different job: start afresh
-    work.mkdir(parents=True, exist_ok=True)
-    stamp_file.write_text(json.dumps(stamp))
+    if rank == 0:
+        if work.exists() and (not stamp_file.is_file() or json.loads(stamp_file.read_text()) != stamp):
+            shutil.rmtree(work)  # left by a different job: start afresh
+        work.mkdir(parents=True, exist_ok=True)
+        stamp_file.write_text(json.dumps(stamp))
+    if group is not None:
+        group.barrier()  # the work folder is this job's before any process writes a shard into it
     started = time.time()
-    shards = []
     num_shards = (len(docs) + shard_size - 1) // shard_size
-    for s in tqdm(range(num_shards), desc=f"encoding {corpus.name}", unit="shard", disable=num_shards == 1):
-        path = work / f"shard-{s:05d}.npy"
-        if path.is_file():
-            shards.append(np.load(path))
-            continue
+    shard_paths = [work / f"shard-{s:05d}.npy" for s in range(num_shards)]
+    mine = [s for s in range(num_shards) if s % processes == rank]
+    for s in tqdm(mine, desc=f"encoding {corpus.name}", unit="shard", disable=len(mine) <= 1):
+        if shard_paths[s].is_file():
+            continue  # finished by an earlier, interrupted job
         texts = [d.contents for d in docs[s * shard_size:(s + 1) * shard_size]]
         vectors = model.encode_passages(texts, batch_size=batch_size, max_length=max_length,
                                         dtype=dtype if runner is None else None, runner=runner)
-        with atomic_open(path, "wb") as handle:
+        with atomic_open(shard_paths[s], "wb") as handle:
             np.save(handle, vectors)
-        shards.append(vectors)
-    vectors = np.concatenate(shards)
+    if group is not None:
+        group.barrier()  # every shard is written
+        if rank != 0:
+            group.barrier()  # process 0 writes the index
+            return json.loads((index_dir / MANIFEST).read_text())
+    vectors = np.concatenate([np.load(path) for path in shard_paths])
     index = _build_faiss(vectors, index_type, hnsw_m)
     manifest = {
         "kind": "faiss",
@@ -130,8 +150,10 @@ def encode_corpus(
         with atomic_open(building / MANIFEST) as out:
             json.dump(manifest, out, indent=2)
     shutil.rmtree(work, ignore_errors=True)
-    logger.info("encoded %d passages into %s (%s, dim %d) in %.1fs", len(docs), index_dir, index_type,
-                manifest["dim"], manifest["seconds"])
+    logger.info("encoded %d passages into %s (%s, dim %d) in %.1fs%s", len(docs), index_dir, index_type,
+                manifest["dim"], manifest["seconds"], f" with {processes} processes" if processes > 1 else "")
+    if group is not None:
+        group.barrier()  # the index is in place for the other processes
     return manifest
 
 
