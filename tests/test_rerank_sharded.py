@@ -13,8 +13,7 @@ from clir_ot.errors import ConfigError, ConsistencyError
 from clir_ot.formats import Document, Hit, write_corpus, write_run, write_topics
 from clir_ot.models import CrossEncoderModel, tiny_random_model
 from clir_ot.models.derive import DEFAULT_TINY_TEXTS
-from clir_ot.rerank import CrossEncoderReranker, Shard, rerank_run
-from clir_ot.rerank.run import run_signature
+from clir_ot.rerank import CrossEncoderReranker, RerankPlan, Shard, rerank_run
 from clir_ot.rerank.sharded import merge_parts, part_path, rerank_run_sharded
 from clir_ot.training.distributed import DistInfo
 from child_processes import child_env
@@ -53,7 +52,7 @@ def test_parts_by_chunk_merge_into_the_single_process_file(inputs, tmp_path):
         parts.append(part_path(tmp_path / "merged.txt", shard))
         report = rerank_run(reranker, root / "run.txt", topics, docs, parts[-1], shard=shard, **args)
         assert 0 < report["queries"] < len(topics)
-    queries = merge_parts(parts, tmp_path / "merged.txt", root / "run.txt", topics, docs, 8, 20)
+    queries = merge_parts(parts, tmp_path / "merged.txt", RerankPlan(root / "run.txt", topics, docs, 8, 20))
     assert queries == len(topics)
     assert (tmp_path / "merged.txt").read_bytes() == (tmp_path / "single.txt").read_bytes()
 
@@ -65,9 +64,9 @@ def test_merging_parts_of_other_settings_is_refused(inputs, tmp_path):
     for index, part in enumerate(parts):
         rerank_run(reranker, root / "run.txt", topics, docs, part, depth=8, chunk_pairs=20, shard=Shard(index, 2))
     with pytest.raises(ConsistencyError, match=r"rank1-of-2: expected query 'q\d\d' \(chunk 0\), found query"):
-        merge_parts(parts[::-1], tmp_path / "out.txt", root / "run.txt", topics, docs, 8, 20)
+        merge_parts(parts[::-1], tmp_path / "out.txt", RerankPlan(root / "run.txt", topics, docs, 8, 20))
     with pytest.raises(ConsistencyError, match="the part was written for another run or settings"):
-        merge_parts(parts, tmp_path / "out.txt", root / "run.txt", topics, docs, 8, 40)  # other chunks
+        merge_parts(parts, tmp_path / "out.txt", RerankPlan(root / "run.txt", topics, docs, 8, 40))  # other chunks
     assert not (tmp_path / "out.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in parts)  # no temporary file left
 
@@ -118,9 +117,9 @@ def test_a_finished_output_removes_parts_that_jobs_of_another_process_count_left
 def test_the_chunk_size_is_part_of_what_an_unfinished_output_resumes_with(inputs):
     root, topics, docs, model = inputs
     reranker = CrossEncoderReranker(model, batch_size=4, max_length=64, dtype="fp32")
-    one = run_signature(reranker, root / "run.txt", 8, None, 20)
-    assert one != run_signature(reranker, root / "run.txt", 8, None, 40)
-    assert one == run_signature(reranker, root / "run.txt", 8, None, 20)
+    one = RerankPlan(root / "run.txt", topics, docs, 8, 20).signature(reranker)
+    assert one != RerankPlan(root / "run.txt", topics, docs, 8, 40).signature(reranker)
+    assert one == RerankPlan(root / "run.txt", topics, docs, 8, 20).signature(reranker)
 
 
 class OneOfTwo:

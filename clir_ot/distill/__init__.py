@@ -40,30 +40,16 @@ from clir_ot.distill.losses import (
 )
 from clir_ot.distill.masks import content_token_mask
 
+from clir_ot.distill import bitext as _bitext
+
 __all__ = [
+    *_bitext.__all__,
     "DISTILL_LOSSES",
-    "BitextFiles",
-    "BitextPair",
     "CombinedLoss",
     "OTAlignmentLoss",
     "ScoreDistillationLoss",
     "SentenceMSELoss",
     "TokenMSELoss",
     "build_distill_loss",
-    "check_bitext_leakage",
     "content_token_mask",
-    "discover_bitext",
-    "find_bitext",
-    "iter_bitext",
-    "iter_parallel_files",
-    "read_bitext",
-    "read_parallel_files",
-    "shuffled_control",
-    "split_bitext",
-    "take_pairs",
-    "tatoeba_files",
-    "tatoeba_pairs",
-    "write_bitext",
-    "xquad_paragraph_pairs",
-    "xquad_query_bitext",
 ]

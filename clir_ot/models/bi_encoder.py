@@ -240,20 +240,10 @@ class BiEncoderModel(nn.Module):
         :meth:`encode` (``onnx`` / ``openvino`` convert the encoder once, here)."""
         return build_runner(self.encoder, path, self.tokenize(["a text to trace the graph with"]))
 
-    def encode_queries(
-        self, texts: Sequence[str], batch_size: int = 32, max_length: int | None = None,
-        show_progress: bool | None = None, dtype: str | torch.dtype | None = None,
-        runner: StateRunner | None = None,
-    ) -> np.ndarray:
-        """Embed queries (with the query prefix): float32 array (len(texts), dim)."""
-        return self.encode(texts, prefix=self.config.query_prefix, batch_size=batch_size,
-                           max_length=max_length, show_progress=show_progress, dtype=dtype, runner=runner)
+    def encode_queries(self, texts: Sequence[str], **options: Any) -> np.ndarray:
+        """Embed queries (with the query prefix): float32 array (len(texts), dim); ``options`` as :meth:`encode`'s."""
+        return self.encode(texts, prefix=self.config.query_prefix, **options)
 
-    def encode_passages(
-        self, texts: Sequence[str], batch_size: int = 32, max_length: int | None = None,
-        show_progress: bool | None = None, dtype: str | torch.dtype | None = None,
-        runner: StateRunner | None = None,
-    ) -> np.ndarray:
-        """Embed passages (with the passage prefix): float32 array (len(texts), dim)."""
-        return self.encode(texts, prefix=self.config.passage_prefix, batch_size=batch_size,
-                           max_length=max_length, show_progress=show_progress, dtype=dtype, runner=runner)
+    def encode_passages(self, texts: Sequence[str], **options: Any) -> np.ndarray:
+        """Embed passages (with the passage prefix): float32 array (len(texts), dim); ``options`` as :meth:`encode`'s."""
+        return self.encode(texts, prefix=self.config.passage_prefix, **options)

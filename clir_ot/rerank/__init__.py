@@ -3,7 +3,7 @@ run files, in one process or sharded over many."""
 from clir_ot.rerank.base import Reranker, as_hit, assemble_ranking, hits_from_pyserini
 from clir_ot.rerank.cross_encoder import BiEncoderReranker, CrossEncoderReranker, TruncationStats
 from clir_ot.rerank.exact import DEFAULT_EXACT_TOP, ExactOrderReranker, ExactOrderStats, pairs_to_rescore
-from clir_ot.rerank.run import RerankReport, Shard, rerank_run
+from clir_ot.rerank.run import RerankPlan, RerankReport, Shard, rerank_run
 from clir_ot.rerank.sharded import ProcessGroup, rerank_run_sharded
 from clir_ot.rerank.crossfit import CrossFitReport, rerank_cross_fitted
 
@@ -15,6 +15,7 @@ __all__ = [
     "ExactOrderReranker",
     "ExactOrderStats",
     "ProcessGroup",
+    "RerankPlan",
     "RerankReport",
     "Reranker",
     "Shard",

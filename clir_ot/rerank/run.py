@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Iterator, Mapping
+from typing import Collection, Iterator, Mapping, NamedTuple
 
 from tqdm.auto import tqdm
 
@@ -27,7 +27,7 @@ from clir_ot.rerank.base import Reranker, assemble_ranking
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RerankReport", "Shard", "planned_queries", "rerank_run", "run_signature"]
+__all__ = ["PlannedQuery", "RerankPlan", "RerankReport", "Shard", "rerank_run"]
 
 
 class RerankReport(dict):
@@ -49,41 +49,62 @@ class Shard:
         return chunk % self.count == self.index
 
 
-def planned_queries(
-    run: str | os.PathLike,
-    topics: Collection[str],
-    corpus: Collection[str],
-    depth: int,
-    chunk_pairs: int,
-    qids: Collection[str] | None = None,
-) -> Iterator[tuple[int, str, list[Hit]]]:
-    """``(chunk, qid, hits)`` for every query of ``run`` to rerank, in the run's order.
+class PlannedQuery(NamedTuple):
+    """One query of a :class:`RerankPlan`: the chunk it is scored in, its id and its first-stage hits."""
 
-    A chunk closes after the query that brings it to ``chunk_pairs`` pairs (``depth`` at most per
-    query). Chunk numbers depend only on the run, ``depth``, ``chunk_pairs`` and ``qids``, never on
-    what a resumed job or another process has done, so every process of a sharded job, and a job
-    resumed after a kill, scores exactly the batches an uninterrupted single process would.
+    chunk: int
+    qid: str
+    hits: list[Hit]
+
+
+@dataclass(frozen=True, eq=False)
+class RerankPlan:
+    """What one reranking job reads, and how it is cut into chunks: every process of a sharded job,
+    and a job resumed after a kill, derive the same chunks from the same plan.
+
+    ``run`` is the first-stage TREC run, ``topics`` the query texts by qid, ``corpus`` the passage
+    texts by docid; the top ``depth`` hits of each query are reranked; a chunk closes after the query
+    that brings it to ``chunk_pairs`` pairs; ``qids``, when given, are the only queries reranked.
     """
-    chunk = waiting = 0
-    for qid, hits in iter_run_by_query(run, known_qids=topics, known_docids=corpus):
-        if qids is not None and qid not in qids:
-            continue
-        yield chunk, qid, hits
-        waiting += min(depth, len(hits))
-        if waiting >= chunk_pairs:
-            chunk, waiting = chunk + 1, 0
 
+    run: str | os.PathLike
+    topics: Mapping[str, str]
+    corpus: Mapping[str, str]
+    depth: int = 100
+    chunk_pairs: int = 2048
+    qids: Collection[str] | None = None
 
-def run_signature(reranker: Reranker, run: str | os.PathLike, depth: int, qids: Collection[str] | None,
-                  chunk_pairs: int, shard: Shard = Shard()) -> str:
-    """What an unfinished output may be continued with: the reranker's signature, depth, input run,
-    queries, the chunk size (it sets which pairs share a batch, and so the last bits of bf16 scores,
-    and in a sharded job which chunks a process owns) and (in a sharded job) the shard."""
-    fields = {**reranker.signature(), "depth": depth, "run": sha256_of(run),
-              "qids": None if qids is None else sorted(qids), "chunk_pairs": chunk_pairs}
-    if shard.count > 1:
-        fields["shard"] = [shard.index, shard.count]
-    return json.dumps(fields, sort_keys=True)
+    def __post_init__(self) -> None:
+        if self.depth < 1:
+            raise ConfigError(f"depth must be at least 1, got {self.depth}")
+        if self.chunk_pairs < 1:
+            raise ConfigError(f"chunk_pairs must be at least 1, got {self.chunk_pairs}")
+
+    def queries(self) -> Iterator[PlannedQuery]:
+        """Every query of :attr:`run` to rerank, in the run's order, with its chunk number.
+
+        Chunk numbers depend only on the run, :attr:`depth`, :attr:`chunk_pairs` and :attr:`qids`,
+        never on what a resumed job or another process has done, so every process of a sharded job,
+        and a job resumed after a kill, scores exactly the batches an uninterrupted single process would.
+        """
+        chunk = waiting = 0
+        for qid, hits in iter_run_by_query(self.run, known_qids=self.topics, known_docids=self.corpus):
+            if self.qids is not None and qid not in self.qids:
+                continue
+            yield PlannedQuery(chunk, qid, hits)
+            waiting += min(self.depth, len(hits))
+            if waiting >= self.chunk_pairs:
+                chunk, waiting = chunk + 1, 0
+
+    def signature(self, reranker: Reranker, shard: Shard = Shard()) -> str:
+        """What an unfinished output of this plan may be continued with: the reranker's signature, the
+        depth, the input run, the queries, the chunk size (it sets which pairs share a batch, and so the
+        last bits of bf16 scores, and in a sharded job which chunks a process owns) and the shard."""
+        fields = {**reranker.signature(), "depth": self.depth, "run": sha256_of(self.run),
+                  "qids": None if self.qids is None else sorted(self.qids), "chunk_pairs": self.chunk_pairs}
+        if shard.count > 1:
+            fields["shard"] = [shard.index, shard.count]
+        return json.dumps(fields, sort_keys=True)
 
 
 def rerank_run(
@@ -107,12 +128,9 @@ def rerank_run(
 
     ``qids``, when given, restricts the job to those queries (the others are not written), e.g. the
     test fold of a cross-fitted model. ``shard`` restricts it to one shard's chunks of
-    :func:`planned_queries` (see :func:`rerank_run_sharded`).
+    :meth:`RerankPlan.queries` (see :func:`rerank_run_sharded`).
     """
-    if depth < 1:
-        raise ConfigError(f"depth must be at least 1, got {depth}")
-    if chunk_pairs < 1:
-        raise ConfigError(f"chunk_pairs must be at least 1, got {chunk_pairs}")
+    plan = RerankPlan(run, topics, corpus, depth, chunk_pairs, qids)
     started = time.time()
     pairs = 0
     scoring_seconds = 0.0
@@ -131,13 +149,13 @@ def rerank_run(
         writer.checkpoint()
 
     # an unfinished output is continued only by the same reranker, depth, input run, queries and shard
-    signature = run_signature(reranker, run, depth, qids, chunk_pairs, shard)
+    signature = plan.signature(reranker, shard)
     reranker.begin_run()
     with RunWriter(output, tag=tag, keep_order=True, resumable=True, signature=signature) as writer:
         if writer.done:
             logger.info("resuming %s: %d queries already reranked", output, len(writer.done))
         current = 0
-        bar = tqdm(planned_queries(run, topics, corpus, depth, chunk_pairs, qids), desc="reranking", unit="q")
+        bar = tqdm(plan.queries(), desc="reranking", unit="q")
         for chunk, qid, hits in bar:
             if chunk != current:
                 if pending:

@@ -1,7 +1,7 @@
 """Rerank one run with many processes (``torchrun``): one shard of chunks per process, one merged run.
 
 Every process streams the whole run and numbers its chunks as a single process would
-(:func:`~clir_ot.rerank.run.planned_queries`); process ``r`` of ``N`` scores the chunks whose number
+(:meth:`~clir_ot.rerank.RerankPlan.queries`); process ``r`` of ``N`` scores the chunks whose number
 modulo ``N`` is ``r`` into its own part, a hidden ``.<output name>.rank<r>-of-<N>`` beside the output
 (each part resumable as any :func:`~clir_ot.rerank.rerank_run` output is). When all parts are done,
 process 0 copies their lines, query by query in the run's order, into the output, through a
@@ -28,7 +28,7 @@ from clir_ot.errors import ConsistencyError
 from clir_ot.io import atomic_open, sha256_text
 from clir_ot.parallel import ProcessGroup
 from clir_ot.rerank.base import Reranker
-from clir_ot.rerank.run import RerankReport, Shard, planned_queries, rerank_run, run_signature
+from clir_ot.rerank.run import RerankPlan, RerankReport, Shard, rerank_run
 
 logger = logging.getLogger(__name__)
 
@@ -74,18 +74,9 @@ def _query_blocks(path: Path) -> Iterator[QueryBlock]:
         yield QueryBlock(qid.decode("utf-8", "replace"), lines)
 
 
-def merge_parts(
-    parts: Sequence[Path],
-    output: str | os.PathLike,
-    run: str | os.PathLike,
-    topics: Collection[str],
-    corpus: Collection[str],
-    depth: int,
-    chunk_pairs: int,
-    qids: Collection[str] | None = None,
-) -> int:
-    """Copy the lines of ``parts`` (part ``r`` holds chunks ``r``, ``r + N``, ...) into ``output`` in the
-    run's query order, atomically; returns the number of queries.
+def merge_parts(parts: Sequence[Path], output: str | os.PathLike, plan: RerankPlan) -> int:
+    """Copy the lines of ``parts`` (part ``r`` holds chunks ``r``, ``r + N``, ... of ``plan``) into
+    ``output`` in the run's query order, atomically; returns the number of queries.
 
     Raises :class:`~clir_ot.errors.ConsistencyError` when a part lacks a query it should hold, holds
     another, or holds more than its chunks.
@@ -95,7 +86,7 @@ def merge_parts(
     readers = [_query_blocks(part) for part in parts]
     queries = 0
     with atomic_open(output, "wb") as out:  # hidden until complete; a killed merge's temporary is swept
-        for chunk, qid, _ in planned_queries(run, topics, corpus, depth, chunk_pairs, qids):
+        for chunk, qid, _ in plan.queries():
             owner = chunk % len(parts)
             block = next(readers[owner], None)
             if block is None or block.qid != qid:
@@ -159,12 +150,13 @@ def rerank_run_sharded(
     shard = Shard(group.rank, group.world_size)
     part = part_path(output, shard)
     marker = part.with_name(part.name + ".signature")
-    signature = sha256_text(run_signature(reranker, run, depth, qids, chunk_pairs, shard) + f"\ntag {tag}")
+    plan = RerankPlan(run, topics, corpus, depth, chunk_pairs, qids)
+    signature = sha256_text(plan.signature(reranker, shard) + f"\ntag {tag}")
     if part.is_file() and marker.is_file() and marker.read_text().strip() == signature:
         logger.info("%s: kept, finished by an earlier job with the same settings", part)
         queries = pairs = 0
         for block in _query_blocks(part):  # what the earlier job scored, for the summed report
-            queries, pairs = queries + 1, pairs + min(depth, len(block.lines))
+            queries, pairs = queries + 1, pairs + min(plan.depth, len(block.lines))
         report = RerankReport(output=str(part), queries=queries, pairs=pairs, depth=depth, seconds=0.0,
                               pairs_per_second=None, kept=True)
     else:
@@ -175,7 +167,7 @@ def rerank_run_sharded(
     reports = group.gather(dict(report))
     if group.rank == 0:
         parts = [part_path(output, Shard(r, group.world_size)) for r in range(group.world_size)]
-        queries = merge_parts(parts, output, run, topics, corpus, depth, chunk_pairs, qids)
+        queries = merge_parts(parts, output, plan)
         for path in parts:
             path.unlink()
             path.with_name(path.name + ".signature").unlink(missing_ok=True)

@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Iterator
 
 from clir_ot.errors import ConfigError
 from clir_ot.io import PathLike
 from clir_ot.java import ensure_jvm
+from clir_ot.store._lookup import TextLookup
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def raw_text(raw: str) -> str:
     return raw
 
 
-class LuceneTextStore(Mapping):
+class LuceneTextStore(TextLookup):
     """``{docid: passage text}`` read on demand from a Lucene index's stored raw documents.
 
     Works on any Pyserini/Anserini index built with ``-storeRaw`` (Pyserini's prebuilt MS MARCO
@@ -86,15 +86,6 @@ class LuceneTextStore(Mapping):
         if len(self._cache) > _CACHE:
             self._cache.popitem(last=False)
         return text
-
-    def __getitem__(self, docid: str) -> str:
-        text = self._lookup(docid) if isinstance(docid, str) else None
-        if text is None:
-            raise KeyError(docid)
-        return text
-
-    def __contains__(self, docid: object) -> bool:
-        return isinstance(docid, str) and self._lookup(docid) is not None
 
     def __len__(self) -> int:
         return self._count

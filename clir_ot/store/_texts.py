@@ -6,7 +6,6 @@ import hashlib
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,6 +16,7 @@ from clir_ot.errors import InputFormatError
 from clir_ot.formats import PathLike, parse_json_line
 from clir_ot.store._index import build_index_file, content_identity, line_number_at, open_index, plain_file, read_line
 from clir_ot.store._lines import decode_line
+from clir_ot.store._lookup import TextLookup
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def _is_jsonl(path: Path) -> bool:
     return path.suffix in (".jsonl", ".json")
 
 
-class TextStore(Mapping):
+class TextStore(TextLookup):
     """``{id: text}`` over one TSV/JSONL file or a folder of JSONL files, read from disk on demand.
 
     Formats (by file name):
@@ -197,15 +197,6 @@ class TextStore(Mapping):
                 return body
             position += 1
         return None
-
-    def __getitem__(self, key: str) -> str:
-        body = self._lookup(key) if isinstance(key, str) else None
-        if body is None:
-            raise KeyError(key)
-        return body
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self._lookup(key) is not None
 
     def __len__(self) -> int:
         return self._index.count
