@@ -18,7 +18,7 @@ import yaml
 
 from clir_ot.cli import main
 from clir_ot.errors import ConfigError
-from clir_ot.formats import Document, Hit, write_corpus, write_qrels, write_run, write_topics
+from clir_ot.formats import Document, Hit, iter_run_by_query, write_corpus, write_qrels, write_run, write_topics
 from clir_ot.models import CrossEncoderModel, tiny_random_model
 from clir_ot.study.artifacts import artifact_key
 from clir_ot.study.config import load_study_config
@@ -56,6 +56,9 @@ def world(tmp_path_factory) -> Path:
         run = {q: [Hit(q, f"{lang}-{j:03d}", float(-((j - i) % n)), 0) for j in range(n)]
                for i, q in enumerate(topics)}
         write_run(base / f"run.xquad.e5-small.cross.en-{lang}.txt", run)
+        mono = {q: [Hit(q, f"{lang}-{j:03d}", float(-((i - j) % n)), 0) for j in range(n)]  # other neighbours
+                for i, q in enumerate(topics)}
+        write_run(base / f"run.xquad.bm25.mono.{lang}-{lang}.txt", mono)
         if lang == "en":
             write_run(base / "run.xquad.bm25+e5-small.rrf.cross.en-en.txt", run)
     folds = [{"fold": k, "qids": [f"q{i:02d}" for i in range(k * 8, k * 8 + 8)],
@@ -105,6 +108,35 @@ def tiny_study(world, tmp_path_factory) -> Path:
 def results(root: Path) -> dict[tuple[str, str, str, str, str, str], float]:
     return {(s.backbone, s.method, s.language, s.setting, s.metric, s.qid): s.value
             for s in read_results_csv(root / "results.csv")}
+
+
+def test_bm25_qt_reranks_the_bm25_runs_with_the_dense_studys_models(world, tiny_study, tmp_path):
+    """``reranked_run: bm25-qt`` with ``reuse:`` of the dense study: teachers and students are the dense
+    study's (same keys), only the reranks are new, and they rerank the BM25 mono runs' heads."""
+    config = load_study_config(write_config(world, "tiny-qt", reranked_run="bm25-qt", reuse=[str(tiny_study)]))
+    root = tmp_path / "tiny-qt"
+    plan = plan_study(config, root)
+    assert sorted({s.kind for s in plan.pending()}) == ["rerank"]
+    dense = plan_study(load_study_config(write_config(world)), tiny_study)
+    for sid, step in plan.steps.items():
+        assert (step.key == dense.steps[sid].key) == (step.kind != "rerank"), sid
+    run_study(config, root)
+    step = next(s for s in plan.steps.values() if s.kind == "rerank" and s.cell.language == "el"
+                and s.cell.method.is_baseline and s.cell.backbone.name == "tiny")
+    reranked = dict(iter_run_by_query(root / step.artifact.folder.relative_to(root) / "run.txt"))
+    bm25 = dict(iter_run_by_query(world / "baseline" / "run.xquad.bm25.mono.el-el.txt"))
+    assert all({h.docid for h in reranked[q][:5]} == {h.docid for h in bm25[q][:5]} for q in bm25)
+    assert "BM25-QT" in (root / "report.md").read_text()
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"reranked_run": "bm25"}, "reranked_run must be one of dense, bm25-qt, got 'bm25'"),
+    ({"reranked_run": "bm25-qt", "backbones": [{"name": "e5", "kind": "bi-encoder"}]},
+     "reranked_run: bm25-qt is what a cross-encoder reranks; backbones e5 are bi-encoders"),
+])
+def test_bad_reranked_runs_are_config_errors(world, changes, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_study_config(write_config(world, "bad-qt", **changes))
 
 
 def test_tiny_study_end_to_end_then_everything_is_reused(world, tiny_study, capsys):
@@ -687,3 +719,18 @@ def test_report_only_rewrites_the_same_report_under_the_report_lock(world, tiny_
     assert costs_masked((tiny_study / "report.md").read_text()) == costs_masked(before)
     assert sorted(p.name for p in (tiny_study / "artifacts").rglob("artifact.json")) == built
     assert not (tiny_study / REPORT_LOCK).exists()
+
+
+def test_the_shipped_bm25_qt_study_is_the_offline_grid_but_for_what_it_reranks():
+    """tools/studies/xquad-scaling-offline-bm25qt.yaml reuses the offline study's teachers and students,
+    so every setting that keys them must be the offline study's."""
+    from dataclasses import fields
+
+    studies = Path(__file__).resolve().parent.parent / "tools" / "studies"
+    dense = load_study_config(studies / "xquad-scaling-offline.yaml")
+    qt = load_study_config(studies / "xquad-scaling-offline-bm25qt.yaml")
+    assert qt.reranked_run == "bm25-qt" and dense.reranked_run == "dense"
+    assert qt.backbones == dense.backbones[-1:]  # the largest backbone
+    assert "xquad-scaling-offline" in {p.name for p in qt.reuse}  # the dense study's folder
+    differ = {f.name for f in fields(dense) if getattr(dense, f.name) != getattr(qt, f.name)}
+    assert differ == {"name", "path", "reranked_run", "backbones", "reuse"}

@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 from clir_ot.errors import ConfigError
 
-__all__ = ["DEFAULT_FIRST_STAGE", "EnglishTrainingFiles", "TeacherData", "XQuADCollection", "XQuADLayout"]
+__all__ = ["DEFAULT_FIRST_STAGE", "EnglishTrainingFiles", "RERANKED_RUNS", "TeacherData", "XQuADCollection", "XQuADLayout"]
 
 #: The tag of the dense first stage of ``clir-ot baseline`` (multilingual-e5-small).
 DEFAULT_FIRST_STAGE = "e5-small"
@@ -119,6 +119,11 @@ class TeacherData:
             raise ConfigError(f"teacher validation is on 'negatives' or 'first-stage', not {self.validate_on!r}")
 
 
+#: The first-stage runs a reranker can read: the dense first stage (English questions), or BM25 with
+#: the question in the paragraphs' language (BM25-QT, the card's Pyserini pipeline shape).
+RERANKED_RUNS = ("dense", "bm25-qt")
+
+
 @dataclass(frozen=True)
 class XQuADLayout:
     """Every path of the XQuAD pipeline under ``root``, with indexes under ``index_root``.
@@ -155,6 +160,16 @@ class XQuADLayout:
     def first_stage_run(self, doc_lang: str) -> Path:
         """The dense first stage that the teacher reranks (English questions)."""
         return self.dense_run(self.first_stage, doc_lang)
+
+    def reranked_run(self, kind: str, doc_lang: str) -> Path:
+        """The first-stage run a reranker reads (:data:`RERANKED_RUNS`): ``dense``, the dense first stage
+        (:meth:`first_stage_run`); ``bm25-qt``, BM25 over ``doc_lang``'s paragraphs with the question
+        in ``doc_lang`` (XQuAD's human translations standing in for query translation: the mono run)."""
+        if kind == "dense":
+            return self.first_stage_run(doc_lang)
+        if kind == "bm25-qt":
+            return self.bm25_run("mono", doc_lang, doc_lang)
+        raise ConfigError(f"reranked run {kind!r} is not one of {', '.join(RERANKED_RUNS)}")
 
     @property
     def negatives_run(self) -> Path:

@@ -6,6 +6,7 @@ Example (``tools/studies/xquad-scaling-offline.yaml`` is the full one)::
     name: xquad-scaling-offline
     baseline: runs/xquad            # collection + first-stage runs of `clir-ot baseline`
     first_stage: e5-small           # the run reranked: run.xquad.<first_stage>.cross.en-<L>.txt
+    reranked_run: dense             # or bm25-qt: BM25 in <L> with the <L> question, reranked with the English one
     depth: 10
     languages: [th, hi, el]
     reference_language: en          # reranked with the teacher only, for each language's gap to English
@@ -41,6 +42,13 @@ shuffled-bitext control ``X-shuffled`` (same objective and settings on misaligne
 ``no-bitext`` control: the same training steps with the ranking term alone (``distill_weight: 0``,
 which needs ``rank_weight > 0``). The report says per language whether a method's gain beats both.
 
+``reranked_run: bm25-qt`` puts the card's Pyserini pipeline shape in place of the dense first stage:
+the rerank steps read BM25 over the language's paragraphs with the question in that language
+(``run.xquad.bm25.mono.<L>-<L>.txt``: XQuAD's human translations stand in for query translation, as
+CLIR work uses MT for BM25-QT), and the rerankers score it with the *English* question. Teachers and
+students are trained as with ``dense`` (their keys do not change), so a study of the same grid with
+``reuse:`` pointing at the dense study's folder reranks BM25-QT with the very same models.
+
 Every mapping rejects unknown keys with the list of known ones.
 """
 from __future__ import annotations
@@ -55,7 +63,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 from huggingface_hub import try_to_load_from_cache
 
-from clir_ot.datasets.layout import TeacherData
+from clir_ot.datasets.layout import RERANKED_RUNS, TeacherData
 from clir_ot.datasets.xquad import XQUAD_LANGUAGES
 from clir_ot.distill.bitext import tatoeba_files
 from clir_ot.distill.trainer import DISTILL_METHODS, DistillationConfig, split_settings
@@ -319,8 +327,9 @@ class StudyConfig:
     executor: ExecutorSettings = ExecutorSettings()
     xquad_bitext: XQuADBitextSettings | None = None
     controls: tuple[str, ...] = ()
+    reranked_run: str = "dense"
 
-    KEYS = ("name", "description", "baseline", "first_stage", "depth", "languages", "reference_language",
+    KEYS = ("name", "description", "baseline", "first_stage", "reranked_run", "depth", "languages", "reference_language",
             "low_resource", "bitext", "controls", "seeds", "backbones", "methods", "teacher", "teacher_data", "distill",
             "rerank", "search",
             "reuse", "pool", "n_resamples", "resource_order", "measures", "executor")
@@ -747,11 +756,24 @@ def study_config_from_data(data: Any, path: str | Path) -> StudyConfig:
         resource_order=tuple(data["resource_order"]) if data.get("resource_order") else None,
         measures=_parse_measures(data, where),
         executor=_parse_executor(data, path),
-        xquad_bitext=xquad_bitext, controls=controls,
+        xquad_bitext=xquad_bitext, controls=controls, reranked_run=_parse_reranked_run(data, backbones, where),
     )
     _check_controls_and_query_bitext(config)
     _check_distill_settings(config)
     return config
+
+
+def _parse_reranked_run(data: Mapping[str, Any], backbones: Sequence[BackboneSpec], where: str) -> str:
+    """``reranked_run``: one of :data:`~clir_ot.datasets.layout.RERANKED_RUNS`; ``bm25-qt`` only for
+    cross-encoder backbones (a bi-encoder's student replaces the dense first stage, it reranks nothing)."""
+    value = data.get("reranked_run", "dense")
+    if value not in RERANKED_RUNS:
+        raise ConfigError(f"{where}: reranked_run must be one of {', '.join(RERANKED_RUNS)}, got {value!r}")
+    dense = [b.name for b in backbones if b.dense]
+    if value != "dense" and dense:
+        raise ConfigError(f"{where}: reranked_run: {value} is what a cross-encoder reranks; backbones "
+                          f"{', '.join(dense)} are bi-encoders, whose students replace the dense first stage")
+    return value
 
 
 def _check_distill_settings(config: StudyConfig) -> None:
@@ -799,6 +821,7 @@ def describe(config: StudyConfig) -> dict[str, Any]:
     return json.loads(json.dumps({
         "name": config.name, "path": str(config.path), "baseline": str(config.baseline),
         "first_stage": config.first_stage, "depth": config.depth, "languages": list(config.languages),
+        **({"reranked_run": config.reranked_run} if config.reranked_run != "dense" else {}),
         "reference_language": config.reference_language, "low_resource": list(config.low_resource),
         "seeds": list(config.seeds), "backbones": [asdict(b) for b in config.backbones],
         "methods": [{"name": m.name, "method": m.method, "languages": m.languages, "settings": dict(m.settings),

@@ -392,13 +392,21 @@ def _cost_table(costs: dict[str, StepCost]) -> list[str]:
     return lines + [""]
 
 
+def reranked_description(config: StudyConfig) -> str:
+    """What the study's rerankers read, for its report (``reranked_run``)."""
+    if config.reranked_run == "bm25-qt":
+        return ("BM25-QT (Pyserini BM25 over each language's paragraphs with the question in that language, "
+                "`run.xquad.bm25.mono.<L>-<L>.txt`; the rerankers read the English question)")
+    return f"first stage `{config.first_stage}`"
+
+
 def _single_backbone_report(plan: StudyPlan, scores: Sequence[QueryScore], costs: dict[str, StepCost],
                             comparison: str, extra: Sequence[str] = ()) -> str:
     """``report.md`` of a study with fewer than two finished backbones: the comparison, pool and cost."""
     config = plan.config
     folds = f"cross-fitted over {len(plan.folds)} article folds" if plan.folds else "no folds (dense students)"
     lines = [f"# Study `{config.name}`", "", f"Config: `{config.path}`. Backbones: "
-             f"{', '.join(b.name for b in config.backbones)}; first stage `{config.first_stage}` reranked to depth "
+             f"{', '.join(b.name for b in config.backbones)}; {reranked_description(config)} reranked to depth "
              f"{config.depth}; {folds}.", "", comparison, "", *extra]
     return "\n".join(lines + _pool_table(config, scores) + _cost_table(costs))
 
@@ -426,7 +434,9 @@ def write_study_report(plan: StudyPlan) -> Path:
         write_report(root, report, scores)
         text = (root / "report.md").read_text(encoding="utf-8")
         with atomic_open(root / "report.md") as handle:
-            handle.write(text.rstrip() + "\n\n" + comparison + "\n")
+            reranked = ("" if config.reranked_run == "dense"
+                        else f"Reranked: {reranked_description(config)}, to depth {config.depth}.\n\n")
+            handle.write(text.rstrip() + "\n\n" + reranked + comparison + "\n")
         logger.info("answer: %s", report.sentence)
     else:
         write_results_csv(root / "results.csv", scores)

@@ -143,7 +143,9 @@ def _check_baseline(config: StudyConfig, layout: XQuADLayout) -> None:
     if _needs_folds(config):
         needed += [collection.folds, layout.negatives_run]
     for lang in config.evaluated_languages:
-        needed += [layout.first_stage_run(lang), collection.qrels(lang), collection.corpus(lang)]
+        needed += [layout.first_stage_run(lang), layout.reranked_run(config.reranked_run, lang),
+                   collection.qrels(lang), collection.corpus(lang)]
+    needed = list(dict.fromkeys(needed))
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
         raise ConfigError(
@@ -160,7 +162,10 @@ def _sha(path: Path) -> str:
 
 
 def _rerank_settings(config: StudyConfig) -> dict[str, Any]:
-    return {"depth": config.depth, "scoring": SCORING_VERSION, **asdict(config.rerank)}
+    """A rerank step's settings (``reranked_run`` only when it is not the dense first stage, so the
+    keys of dense reranks stay those of studies made before it existed)."""
+    which = {"reranked_run": config.reranked_run} if config.reranked_run != "dense" else {}
+    return {"depth": config.depth, "scoring": SCORING_VERSION, **asdict(config.rerank), **which}
 
 
 def _bitext_inputs(config: StudyConfig, lang: str) -> dict[str, str]:
@@ -289,7 +294,8 @@ def _rerank_step(ctx: _Context, cell: Cell, models: Sequence[Step]) -> Step:
     """The cross-fitted rerank of ``cell``'s first-stage run by ``models`` (one per fold)."""
     lang = cell.language
     settings = {**_rerank_settings(ctx.config), "language": lang, "method": cell.method.name, "seed": cell.seed}
-    inputs = {"models": [m.key for m in models], "first_stage": ctx.sha(ctx.layout.first_stage_run(lang)),
+    inputs = {"models": [m.key for m in models],
+              "first_stage": ctx.sha(ctx.layout.reranked_run(ctx.config.reranked_run, lang)),
               "corpus": ctx.sha(ctx.layout.collection.corpus(lang)), **ctx.common()}
     sid, label = _run_label(cell)
     step = _artifact_step(ctx, "rerank", f"rerank/{sid}", label, cell, settings, inputs,
@@ -526,7 +532,8 @@ def _rerank(step: Step, plan: StudyPlan) -> dict[str, Any]:
                                       max_length=config.rerank.max_length, dtype=config.rerank.dtype)
                  for sid in step.sources]
     report = rerank_cross_fitted(rerankers, [fold["qids"] for fold in plan.folds],
-                                 plan.layout.first_stage_run(cell.language), read_topics(collection.topics("en")),
+                                 plan.layout.reranked_run(config.reranked_run, cell.language),
+                                 read_topics(collection.topics("en")),
                                  load_corpus(collection.corpus(cell.language)), step.run,
                                  [folder / f"fold{k}.txt" for k in range(len(rerankers))],
                                  depth=config.depth, tag=_run_tag(cell))
@@ -758,6 +765,8 @@ def _importable_teacher_run(config: StudyConfig, step: Step) -> Path | None:
     folder and scored with the current :data:`~clir_ot.rerank.base.SCORING_VERSION`; ``None`` otherwise."""
     cell = step.cell
     if step.kind != "rerank" or not cell.method.is_baseline or not cell.backbone.teachers:
+        return None
+    if config.reranked_run != "dense":  # clir-ot xquad-teacher reranks the dense first stage only
         return None
     run = XQuADLayout(cell.backbone.teachers, first_stage=config.first_stage).teacher_run(cell.language)
     return run if run.is_file() and recorded_scoring_version(run) == SCORING_VERSION else None
