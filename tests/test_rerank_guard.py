@@ -169,6 +169,9 @@ def test_the_guard_measures_every_path_against_fp32(bench, tiny_case, tmp_path):
     best = max((q for q in rec.paths if q.passed), key=lambda q: q.pairs_per_s)
     auto = CrossEncoderReranker(model, max_length=64, backend="auto", guard_dir=tmp_path)
     assert str(auto.path) == best.path
+    # and a run's report says which path the record gave, and why
+    chosen = auto.run_report()["inference_path"]
+    assert chosen["path"] == best.path and "guard" in chosen["why"]
 
 
 def test_a_path_that_reorders_fails_the_guard(bench, tiny_case):

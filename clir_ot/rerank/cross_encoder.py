@@ -86,12 +86,18 @@ class _ModelReranker(Reranker):
             truncation.reset()
 
     def run_report(self) -> dict[str, Any]:
-        """``{"truncation": ...}``: how many of the run's pairs were cut at :attr:`max_length`."""
+        """``truncation``: how many of the run's pairs were cut at :attr:`max_length`; and, for a
+        reranker on an inference path, ``inference_path`` and why it was taken (``auto`` reads a guard
+        record from a cache, so the report says which path that record gave)."""
+        report: dict[str, Any] = {}
         truncation = getattr(self, "truncation", None)
-        if truncation is None:
-            return {}
-        logger.info("truncation: %s", truncation.summary())
-        return {"truncation": truncation.summary()}
+        if truncation is not None:
+            logger.info("truncation: %s", truncation.summary())
+            report["truncation"] = truncation.summary()
+        path = getattr(self, "path", None)
+        if path is not None:
+            report["inference_path"] = {"path": str(path), "why": getattr(self, "path_reason", None)}
+        return report
 
     def signature(self) -> dict[str, Any]:
         """The base signature plus the model's location, its weights' SHA-256, max length and precision
@@ -135,7 +141,9 @@ class CrossEncoderReranker(_ModelReranker):
             self.path, why = choose_path(self.weights_digest, self.max_length, dtype, model.device, guard_dir)
             logger.info("backend auto: %s -- %s", self.path, why)
         else:
-            self.path = resolve_path(backend, dtype, model.device)
+            self.path, why = resolve_path(backend, dtype, model.device), f"--backend {backend} --dtype {dtype}"
+        #: why :attr:`path` was taken (``auto``: the guard record it read, or the rule without one)
+        self.path_reason = why
         self.dtype = self.path.dtype
         self._runner = model.runner(self.path) if self.path.backend != "torch" else None
         self.truncation = TruncationStats(self.max_length)
