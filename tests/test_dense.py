@@ -159,3 +159,14 @@ def test_process_one_of_two_encodes_only_its_shards(tmp_path, bi_encoder):
     with pytest.raises(_Stop):
         encode_corpus(tmp_path / "c.jsonl", tmp_path / "faiss", bi_encoder, batch_size=4, shard_size=5, group=RankOne())
     assert seen == [[], ["shard-00001.npy"]]
+
+
+def test_an_unreadable_stamp_starts_the_encoding_afresh(tmp_path, bi_encoder):
+    """A stamp cut short by a kill is not this job's: the work folder is rebuilt, not a crash."""
+    write_corpus(tmp_path / "c.jsonl", DOCS)
+    work = tmp_path / ".faiss.encoding"
+    work.mkdir()
+    (work / "stamp.json").write_text('{"corpus_sha')
+    (work / "shard-00000.npy").write_bytes(b"not an array")  # would fail np.load if it were kept
+    encode_corpus(tmp_path / "c.jsonl", tmp_path / "faiss", bi_encoder, batch_size=4, shard_size=5)
+    assert (tmp_path / "faiss" / "index").is_file() and not work.exists()

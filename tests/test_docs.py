@@ -536,3 +536,20 @@ def test_the_readme_dependency_rule_holds():
     happening = {(where.rsplit(":", 1)[0], target) for _, target, where in imports}
     gone = sorted(KNOWN_EXCEPTIONS - happening)
     assert not gone, f"exceptions that no longer happen: remove them from KNOWN_EXCEPTIONS and README.md: {gone}"
+
+
+def test_every_public_name_of_every_module_resolves():
+    """Each module's ``__all__`` names only what it defines or imports (a package's ``__all__`` built
+    from a submodule's must not list a name the package never imported)."""
+    import importlib
+    import pkgutil
+
+    import clir_ot
+
+    broken = []
+    for info in pkgutil.walk_packages(clir_ot.__path__, "clir_ot."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        broken += [f"{info.name}.{name}" for name in getattr(module, "__all__", ()) if not hasattr(module, name)]
+    assert not broken, f"__all__ names that do not resolve: {', '.join(broken)}"

@@ -42,10 +42,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_request(args.backend, args.dtype, args.device)  # before the model loads
-    dist, started = init_distributed()
+    dist, started = init_distributed(args.device)
     try:
         device = args.device or (str(dist.default_device()) if dist.distributed else None)
+        check_request(args.backend, args.dtype, device)  # before the model loads
         model = BiEncoderModel.from_pretrained(args.encoder, device=device)
         path = resolve_path(args.backend, args.dtype, model.device)
         encode_corpus(args.corpus, args.index, model, batch_size=args.batch_size, max_length=args.max_length,

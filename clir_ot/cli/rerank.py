@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     check_backend_flags(args)
     topics = read_topics(args.topics)
     corpus = passage_store(corpus=args.corpus, index=args.index)
-    dist, started = init_distributed()
+    dist, started = init_distributed(args.device)
     try:
         device = args.device or (str(dist.default_device()) if dist.distributed else None)
         if args.model_type == "cross-encoder":

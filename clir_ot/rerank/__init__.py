@@ -3,7 +3,7 @@ run files, in one process or sharded over many."""
 from clir_ot.rerank.base import Reranker, as_hit, assemble_ranking, hits_from_pyserini
 from clir_ot.rerank.cross_encoder import BiEncoderReranker, CrossEncoderReranker, TruncationStats
 from clir_ot.rerank.exact import DEFAULT_EXACT_TOP, ExactOrderReranker, ExactOrderStats, pairs_to_rescore
-from clir_ot.rerank.run import RerankPlan, RerankReport, Shard, rerank_run
+from clir_ot.rerank.run import PlannedQuery, RerankPlan, RerankReport, Shard, rerank_run
 from clir_ot.rerank.sharded import ProcessGroup, rerank_run_sharded
 from clir_ot.rerank.crossfit import CrossFitReport, rerank_cross_fitted
 
@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_EXACT_TOP",
     "ExactOrderReranker",
     "ExactOrderStats",
+    "PlannedQuery",
     "ProcessGroup",
     "RerankPlan",
     "RerankReport",

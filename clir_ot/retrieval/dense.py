@@ -64,6 +64,14 @@ def _build_faiss(vectors: np.ndarray, index_type: str, hnsw_m: int):
     return index
 
 
+def _read_stamp(path: Path) -> dict | None:
+    """The settings stamped in an encoding work folder (``None`` when absent or unreadable)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def encode_corpus(
     corpus: PathLike,
     index_dir: PathLike,
@@ -76,15 +84,17 @@ def encode_corpus(
     dtype: str = "fp32",
     runner=None,
     group: ProcessGroup | None = None,
-) -> dict:
+) -> dict | None:
     """Embed every passage of ``corpus`` with ``model`` (a :class:`~clir_ot.models.BiEncoderModel`)
     and write a faiss index to ``index_dir``; returns the manifest. ``runner`` (``model.runner(path)``,
     :mod:`clir_ot.models.backends`), if given, runs the encoder on its inference path instead of torch
     at ``dtype`` (then ``dtype`` must be the path's).
 
     ``group``: this process's place among the processes that share the job (every process calls this
-    with the same arguments; each encodes its shards, process 0 writes the index, and every process
-    returns the manifest once the index is in place). ``None``: one process does it all."""
+    with the same arguments and encodes its shards; once all are done, process 0 builds and writes the
+    index and returns the manifest, while the others return ``None`` at once: no process waits in a
+    collective for an index build, which can outlast a collective's timeout). ``None``: one process
+    does it all."""
     rank, processes = (group.rank, group.world_size) if group is not None else (0, 1)
     if index_type not in INDEX_TYPES:
         raise ConfigError(f"index type {index_type!r} is not one of {', '.join(INDEX_TYPES)}")
@@ -102,10 +112,11 @@ def encode_corpus(
              "max_length": max_length, "shard_size": shard_size, "dtype": dtype, **on_backend}
     stamp_file = work / "stamp.json"
     if rank == 0:
-        if work.exists() and (not stamp_file.is_file() or json.loads(stamp_file.read_text()) != stamp):
-            shutil.rmtree(work)  # left by a different job: start afresh
+        if work.exists() and _read_stamp(stamp_file) != stamp:
+            shutil.rmtree(work)  # left by a different job (or its stamp is unreadable): start afresh
         work.mkdir(parents=True, exist_ok=True)
-        stamp_file.write_text(json.dumps(stamp))
+        with atomic_open(stamp_file) as out:
+            out.write(json.dumps(stamp))
     if group is not None:
         group.barrier()  # the work folder is this job's before any process writes a shard into it
     started = time.time()
@@ -123,8 +134,7 @@ def encode_corpus(
     if group is not None:
         group.barrier()  # every shard is written
         if rank != 0:
-            group.barrier()  # process 0 writes the index
-            return json.loads((index_dir / MANIFEST).read_text())
+            return None  # process 0 builds the index
     vectors = np.concatenate([np.load(path) for path in shard_paths])
     index = _build_faiss(vectors, index_type, hnsw_m)
     manifest = {
@@ -152,8 +162,6 @@ def encode_corpus(
     shutil.rmtree(work, ignore_errors=True)
     logger.info("encoded %d passages into %s (%s, dim %d) in %.1fs%s", len(docs), index_dir, index_type,
                 manifest["dim"], manifest["seconds"], f" with {processes} processes" if processes > 1 else "")
-    if group is not None:
-        group.barrier()  # the index is in place for the other processes
     return manifest
 
 

@@ -82,8 +82,10 @@ def current() -> DistInfo:
     return DistInfo()
 
 
-def init_distributed() -> tuple[DistInfo, bool]:
-    """Join the process group that ``torchrun`` describes in the environment, if any.
+def init_distributed(device: str | None = None) -> tuple[DistInfo, bool]:
+    """Join the process group that ``torchrun`` describes in the environment, if any: NCCL where CUDA
+    is available, gloo otherwise or when the job was told to run on the CPU (``device="cpu"``, so that
+    more CPU processes than GPUs can run on a GPU host).
 
     Returns ``(info, started)``; ``started`` is true when this call created the group (the caller
     then ends it with :func:`shutdown_distributed`).
@@ -94,7 +96,8 @@ def init_distributed() -> tuple[DistInfo, bool]:
     if world_size <= 1:
         return DistInfo(), False
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    on_cpu = device is not None and torch.device(device).type == "cpu"
+    backend = "nccl" if torch.cuda.is_available() and not on_cpu else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
     torch.distributed.init_process_group(backend=backend)
