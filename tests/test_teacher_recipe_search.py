@@ -26,13 +26,14 @@ def test_a_trial_builds_on_the_best_finished_screen(search):
     assert recipe["negatives"] == 7 and recipe["lr"] == 3e-5 and recipe["max_steps"] == search.SCREEN_STEPS
 
 
-def test_base_recipe_stands_for_the_best_only_while_no_screen_has_finished(search):
+def test_a_base_recipe_is_the_base_of_every_trial(search):
     trial = search.Trial("t", {"max_length": 512})
     base = {"negatives": 7, "pooling": "mean"}
     recipe = search._recipe(trial, {}, base)
     assert recipe["negatives"] == 7 and recipe["pooling"] == "mean" and recipe["max_length"] == 512
     assert recipe["negatives_run"] == search.BASE_DATA["negatives_run"]  # not in a training config
-    assert search._recipe(trial, {"b": _finished({"negatives": 5}, 0.9)}, base)["negatives"] == 5
+    # a trial finished in this folder does not replace the given base (each trial is one change on it)
+    assert search._recipe(trial, {"b": _finished({"negatives": 5}, 0.9)}, base)["negatives"] == 7
     with pytest.raises(SystemExit, match="--base-recipe"):
         search._recipe(trial, {})
 

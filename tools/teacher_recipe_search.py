@@ -126,16 +126,19 @@ def _data_spec(paths: Paths, negatives_run: str) -> DataSpec:
 
 
 def _recipe(trial: Trial, results: dict[str, Any], base_recipe: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The settings of ``trial``: its changes on today's recipe, or on the best finished screen (by best
-    validation MRR@10); ``base_recipe`` (a training config) stands for the best when none has finished."""
+    """The settings of ``trial``: its changes on today's recipe, on ``base_recipe`` (a training config)
+    when one is given, or else on the best finished screen (by best validation MRR@10). With a base
+    recipe every trial changes one thing on it, so trials run in a fresh folder after an earlier
+    search stay one-change comparisons with that search's winner (a finished trial of the fresh folder
+    is never taken as the base merely for being the only one there)."""
     if trial.base == "today":
         recipe = {**BASE_SETTINGS, **BASE_DATA}
+    elif base_recipe is not None:
+        recipe = {**BASE_SETTINGS, **BASE_DATA, **base_recipe}
     else:
         done = [r for r in results.values() if r.get("finished") and r.get("screen", True)]
         if done:
             recipe = dict(max(done, key=lambda r: r["best_mrr"])["recipe"])
-        elif base_recipe is not None:
-            recipe = {**BASE_SETTINGS, **BASE_DATA, **base_recipe}
         else:
             raise SystemExit(f"trial {trial.name} builds on the best trial so far, but none has finished "
                              "(run the earlier trials, or give --base-recipe)")
@@ -278,8 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evaluate", default=None, help="rerank the test fold with this trial's best model")
     parser.add_argument("--languages", nargs="*", default=["th", "hi", "el"])
     parser.add_argument("--base-recipe", type=Path, default=None,
-                        help="a training config JSON that stands for the best recipe while no screened trial has "
-                             "finished in --search (e.g. tools/configs/teacher-xquad-cpu.json, the winner so far)")
+                        help="a training config JSON on which every trial changes one thing, instead of the best "
+                             "screened trial in --search (e.g. tools/configs/teacher-xquad-cpu.json, the winner so far)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     paths = Paths(args.output, args.search, args.fold)
