@@ -734,3 +734,21 @@ def test_the_shipped_bm25_qt_study_is_the_offline_grid_but_for_what_it_reranks()
     assert "xquad-scaling-offline" in {p.name for p in qt.reuse}  # the dense study's folder
     differ = {f.name for f in fields(dense) if getattr(dense, f.name) != getattr(qt, f.name)}
     assert differ == {"name", "path", "reranked_run", "backbones", "reuse"}
+
+
+def test_passage_windows_key_reranks_only_when_on(world, tmp_path):
+    """``rerank: {windows: N}`` (MaxP) is part of a rerank step's key when on; ``windows: 1`` (the
+    default, truncation) leaves every key as it was before windows existed."""
+    base = {"batch_size": 16, "max_length": 48, "dtype": "fp32"}
+
+    def rerank_keys(**rerank):
+        plan = plan_study(load_study_config(write_config(world, "win", rerank={**base, **rerank})), tmp_path / "w")
+        return {sid: s.key for sid, s in plan.steps.items() if s.kind == "rerank"}, plan
+
+    default, plan = rerank_keys()
+    assert rerank_keys(windows=1, window_overlap=8)[0] == default
+    assert "windows" not in next(s for s in plan.steps.values() if s.kind == "rerank").settings
+    on, _ = rerank_keys(windows=3)
+    assert set(on) == set(default) and all(on[sid] != default[sid] for sid in on)
+    with pytest.raises(ConfigError, match=r"rerank\.window_overlap must be a non-negative integer, got -1"):
+        load_study_config(write_config(world, "win", rerank={**base, "windows": 3, "window_overlap": -1}))

@@ -5,13 +5,15 @@ import argparse
 import json
 import sys
 
-from clir_ot.cli.arguments import input_dir, input_file, input_path, output_file, positive_float, positive_int
-from clir_ot.errors import ExactOrderError
+from clir_ot.cli.arguments import (input_dir, input_file, input_path, nonnegative_int, output_file, positive_float,
+                                  positive_int)
+from clir_ot.errors import ConfigError, ExactOrderError
 from clir_ot.models.backends import BACKEND_CHOICES, BackendError, check_request
 from clir_ot.formats import read_topics
 from clir_ot.models.loading import DTYPES
 from clir_ot.rerank import (DEFAULT_EXACT_TOP, BiEncoderReranker, CrossEncoderReranker, ExactOrderReranker,
-                            rerank_run_sharded)
+                            PassageWindows, rerank_run_sharded)
+from clir_ot.rerank.windows import DEFAULT_OVERLAP
 from clir_ot.store import passage_store
 from clir_ot.training.distributed import init_distributed, shutdown_distributed
 
@@ -48,6 +50,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="pairs scored together and checkpointed at once; under torchrun, the unit of the shards "
                         "(default 2048)")
     parser.add_argument("--max-length", type=positive_int, default=256, help="tokens per pair, specials included (default 256)")
+    parser.add_argument("--windows", type=positive_int, default=1, metavar="N",
+                        help="score a passage that does not fit beside the query in up to N overlapping windows and "
+                        "keep the best window's score (MaxP); default 1: truncate at --max-length")
+    parser.add_argument("--window-overlap", type=nonnegative_int, default=DEFAULT_OVERLAP, metavar="TOKENS",
+                        help=f"tokens shared by consecutive windows (default {DEFAULT_OVERLAP})")
     parser.add_argument("--dtype", choices=DTYPES, default="auto",
                         help="compute precision; auto = bf16 where the hardware has it natively and the backend "
                         "computes in it, else fp32 (with --backend auto: the guard's pick)")
@@ -90,6 +97,9 @@ def check_backend_flags(args: argparse.Namespace) -> None:
     """``--backend`` / ``--dtype`` checked before any input is read or model loaded."""
     if args.model_type == "bi-encoder" and args.backend not in ("auto", "torch"):
         raise BackendError(f"--backend {args.backend} serves the cross-encoder; bi-encoder similarity runs on torch")
+    if args.model_type == "bi-encoder" and args.windows > 1:
+        raise ConfigError("--windows serves the cross-encoder, which reads query and passage together; a bi-encoder "
+                          "embeds the passage alone")
     check_request(args.backend, args.dtype, args.device)
 
 
@@ -104,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
         if args.model_type == "cross-encoder":
             reranker = CrossEncoderReranker(args.model, batch_size=args.batch_size, max_length=args.max_length,
                                             dtype=args.dtype, device=device, backend=args.backend,
-                                            guard_dir=args.guard_dir)
+                                            guard_dir=args.guard_dir,
+                                            windows=PassageWindows(args.windows, args.window_overlap))
         else:
             reranker = BiEncoderReranker(args.model, batch_size=args.batch_size, max_length=args.max_length,
                                          dtype=args.dtype, device=device)

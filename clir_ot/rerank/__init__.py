@@ -6,6 +6,7 @@ from clir_ot.rerank.exact import DEFAULT_EXACT_TOP, ExactOrderReranker, ExactOrd
 from clir_ot.rerank.run import PlannedQuery, RerankPlan, RerankReport, Shard, rerank_run
 from clir_ot.rerank.sharded import ProcessGroup, rerank_run_sharded
 from clir_ot.rerank.crossfit import CrossFitReport, rerank_cross_fitted
+from clir_ot.rerank.windows import PassageWindows
 
 __all__ = [
     "BiEncoderReranker",
@@ -14,6 +15,7 @@ __all__ = [
     "DEFAULT_EXACT_TOP",
     "ExactOrderReranker",
     "ExactOrderStats",
+    "PassageWindows",
     "PlannedQuery",
     "ProcessGroup",
     "RerankPlan",

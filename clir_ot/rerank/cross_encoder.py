@@ -7,7 +7,9 @@ the hardware computes it natively, fp32 elsewhere; see
 
 Truncation is explicit: pairs are cut to ``max_length`` tokens (special tokens included) with
 longest-first truncation, and :attr:`CrossEncoderReranker.truncation` counts how many pairs were cut
-and the query and passage lengths seen, so a run's log says what the model did not read.
+and the query and passage lengths seen, so a run's log says what the model did not read. With
+``windows`` (:class:`~clir_ot.rerank.windows.PassageWindows`, MaxP) a passage that does not fit is
+scored in overlapping windows instead, and its score is its best window's.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from clir_ot.errors import ConfigError
 from clir_ot.io import PathLike
 from clir_ot.models.backends import check_request, resolve_path
 from clir_ot.models.bi_encoder import BiEncoderModel
@@ -24,6 +27,7 @@ from clir_ot.models.cross_encoder import CrossEncoderModel
 from clir_ot.models.loading import max_sequence_length, parameters_digest, resolve_precision
 from clir_ot.rerank.base import Reranker
 from clir_ot.rerank.guard import choose_path
+from clir_ot.rerank.windows import PassageWindows, WindowedPairs, passage_windows
 
 logger = logging.getLogger(__name__)
 
@@ -37,20 +41,26 @@ class TruncationStats:
     max_length: int
     pairs: int = 0
     truncated: int = 0
+    #: pairs scored in more than one window (MaxP), and the windows scored for them
+    windowed: int = 0
+    windows: int = 0
     query_tokens: list[int] = field(default_factory=list, repr=False)
     passage_tokens: list[int] = field(default_factory=list, repr=False)
 
     def add(self, query_lengths: np.ndarray, passage_lengths: np.ndarray, specials: int,
-            each_query: np.ndarray | None = None) -> None:
+            each_query: np.ndarray | None = None, truncated: int | None = None) -> None:
         """Count pairs (``query_lengths[i]``, ``passage_lengths[i]``); ``each_query``: the lengths of the
-        distinct queries among them, for the query-length statistics (default: every pair's)."""
+        distinct queries among them, for the query-length statistics (default: every pair's);
+        ``truncated``: how many lost text (default: those longer than :attr:`max_length`)."""
         self.pairs += len(passage_lengths)
-        self.truncated += int(np.sum(query_lengths + passage_lengths + specials > self.max_length))
+        if truncated is None:
+            truncated = int(np.sum(query_lengths + passage_lengths + specials > self.max_length))
+        self.truncated += truncated
         self.query_tokens.extend((query_lengths if each_query is None else each_query).tolist())
         self.passage_tokens.extend(passage_lengths.tolist())
 
     def reset(self) -> None:
-        self.pairs = self.truncated = 0
+        self.pairs = self.truncated = self.windowed = self.windows = 0
         self.query_tokens.clear()
         self.passage_tokens.clear()
 
@@ -61,7 +71,8 @@ class TruncationStats:
         p = np.asarray(self.passage_tokens)
         return (f"{self.pairs} pairs at max length {self.max_length}: {self.truncated} truncated "
                 f"({100.0 * self.truncated / self.pairs:.1f}%); query tokens mean {q.mean():.1f} max {q.max()}, "
-                f"passage tokens mean {p.mean():.1f} max {p.max()}")
+                f"passage tokens mean {p.mean():.1f} max {p.max()}"
+                + (f"; {self.windowed} passages scored in {self.windows} windows (MaxP)" if self.windowed else ""))
 
 
 class _ModelReranker(Reranker):
@@ -130,6 +141,7 @@ class CrossEncoderReranker(_ModelReranker):
         device: str | None = None,
         backend: str = "torch",
         guard_dir: PathLike | None = None,
+        windows: PassageWindows = PassageWindows(),
     ):
         check_request(backend, dtype, device)  # before the model loads
         if not isinstance(model, CrossEncoderModel):
@@ -149,6 +161,12 @@ class CrossEncoderReranker(_ModelReranker):
         self.truncation = TruncationStats(self.max_length)
         tokenizer = model.tokenizer
         self._specials = tokenizer.num_special_tokens_to_add(pair=True)
+        self.windows = windows
+        if windows.enabled and not getattr(tokenizer, "is_fast", False):
+            raise ConfigError(f"passage windows cut by the tokenizer's character offsets, which "
+                              f"{type(tokenizer).__name__} (a slow tokenizer) does not give")
+        prefix = model.config.passage_prefix
+        self._prefix_tokens = int(self._lengths([prefix])[0]) if prefix else 0
         logger.info("cross-encoder %s: max length %d, batch %d, %s", getattr(model, "name_or_path", ""),
                     self.max_length, batch_size, self.path)
 
@@ -165,9 +183,50 @@ class CrossEncoderReranker(_ModelReranker):
         self.truncation.add(np.fromiter((query_len[q] for q in queries), dtype=np.int64, count=len(queries)),
                             self._lengths(passages), self._specials, each_query=unique_lengths)
 
+    def signature(self) -> dict[str, Any]:
+        """:class:`_ModelReranker`'s, plus the passage windows when they are on."""
+        windows = {"windows": self.windows.max_windows, "window_overlap": self.windows.overlap}
+        return {**super().signature(), **(windows if self.windows.enabled else {})}
+
+    def windowed_pairs(self, queries: Sequence[str], passages: Sequence[str]) -> WindowedPairs:
+        """``(query, passage)`` pairs expanded into their windows (:func:`~clir_ot.rerank.windows.passage_windows`):
+        each passage's token budget is :attr:`max_length` less the special tokens, the query's
+        (prefixed) tokens and the passage prefix's; lengths are recorded in :attr:`truncation`."""
+        prefixed_queries, _ = self.model.pair_texts(queries, [""] * len(queries))
+        unique = list(dict.fromkeys(prefixed_queries))
+        unique_lengths = self._lengths(unique)
+        query_len = dict(zip(unique, unique_lengths.tolist()))
+        encoded = self.model.tokenizer(list(passages), add_special_tokens=False, return_offsets_mapping=True,
+                                       truncation=False, verbose=False)["offset_mapping"]
+        out = WindowedPairs([], [], [], 0)
+        cut = 0
+        for i, (query, passage, offsets) in enumerate(zip(queries, passages, encoded)):
+            budget = self.max_length - self._specials - query_len[prefixed_queries[i]] - self._prefix_tokens
+            texts, lost = passage_windows(passage, offsets, budget, self.windows)
+            out.queries.extend([query] * len(texts))
+            out.passages.extend(texts)
+            out.owner.extend([i] * len(texts))
+            cut += lost
+            if len(texts) > 1:
+                self.truncation.windowed += 1
+                self.truncation.windows += len(texts)
+        lengths = np.fromiter((len(o) + self._prefix_tokens for o in encoded), dtype=np.int64, count=len(passages))
+        self.truncation.add(np.fromiter((query_len[q] for q in prefixed_queries), dtype=np.int64, count=len(queries)),
+                            lengths, self._specials, each_query=unique_lengths, truncated=cut)
+        return WindowedPairs(out.queries, out.passages, out.owner, cut)
+
     def score_pairs(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
-        """Scores of ``(queries[i], passages[i])``; lengths are recorded in :attr:`truncation`."""
-        self.record_lengths(*self.model.pair_texts(queries, passages))
+        """Scores of ``(queries[i], passages[i])``; lengths are recorded in :attr:`truncation`. With
+        :attr:`windows` on, a passage's score is the best of its windows' (MaxP)."""
+        if not self.windows.enabled:
+            self.record_lengths(*self.model.pair_texts(queries, passages))
+            return self._predict(queries, passages)
+        pairs = self.windowed_pairs(queries, passages)
+        scores = np.full(len(passages), -np.inf)
+        np.maximum.at(scores, np.asarray(pairs.owner, dtype=np.int64), self._predict(pairs.queries, pairs.passages))
+        return scores.astype(np.float32)
+
+    def _predict(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
         return self.model.predict(list(zip(queries, passages)), batch_size=self.batch_size,
                                   max_length=self.max_length, show_progress=False,
                                   dtype=self.dtype if self._runner is None else None, runner=self._runner)

@@ -165,7 +165,9 @@ class ExactOrderReranker(Reranker):
         if model is None:
             raise ExactOrderError(f"{type(fast).__name__} has no model to re-score in float32; "
                                   "pass the exact reranker to ExactOrderReranker(fast, exact, ...)")
-        exact = type(fast)(model, batch_size=fast.batch_size, max_length=fast.max_length, dtype="fp32")
+        windows = getattr(fast, "windows", None)  # the twin reads the same windows (MaxP)
+        exact = type(fast)(model, batch_size=fast.batch_size, max_length=fast.max_length, dtype="fp32",
+                           **({"windows": windows} if windows is not None else {}))
         return cls(fast, exact, margin, top_k)
 
     @property

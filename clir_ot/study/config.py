@@ -69,6 +69,7 @@ from clir_ot.distill.bitext import tatoeba_files
 from clir_ot.distill.trainer import DISTILL_METHODS, DistillationConfig, split_settings
 from clir_ot.errors import ConfigError, InputFormatError
 from clir_ot.evaluation import parse_measure
+from clir_ot.rerank.windows import check_windows
 from clir_ot.training.trainer import TrainingConfig
 
 __all__ = ["BackboneSpec", "CONTROLS", "EXECUTOR_KINDS", "ExecutorSettings", "MethodSpec", "RerankSettings",
@@ -109,6 +110,12 @@ def _str_list(value: Any, where: str) -> list[str]:
 def _positive_int(value: Any, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{where} must be a positive integer, got {value!r}")
+    return value
+
+
+def _nonnegative_int(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{where} must be a non-negative integer, got {value!r}")
     return value
 
 
@@ -190,13 +197,29 @@ class MethodSpec:
 
 @dataclass(frozen=True)
 class RerankSettings:
-    """How reranking steps score (``rerank:``); part of every rerank step's key."""
+    """How reranking steps score (``rerank:``); part of every rerank step's key. ``windows`` > 1 scores
+    a passage that does not fit in up to that many overlapping windows of ``window_overlap`` shared
+    tokens and keeps the best (MaxP, :mod:`clir_ot.rerank.windows`)."""
 
     batch_size: int = 32
     max_length: int = 256
     dtype: str = "auto"
+    windows: int = 1
+    window_overlap: int = 32
 
-    KEYS = ("batch_size", "max_length", "dtype")
+    KEYS = ("batch_size", "max_length", "dtype", "windows", "window_overlap")
+
+    def __post_init__(self) -> None:
+        check_windows(self.windows, self.window_overlap)
+
+    def key_settings(self) -> dict[str, Any]:
+        """The settings in a rerank step's key: the windows only when they are on, so the keys of
+        studies made before windows existed stay as they were."""
+        settings = asdict(self)
+        if self.windows == 1:
+            settings.pop("windows")
+            settings.pop("window_overlap")
+        return settings
 
 
 @dataclass(frozen=True)
@@ -632,7 +655,12 @@ def _parse_settings(cls: type, value: Any, where: str):
     out = {}
     for name in cls.KEYS:
         raw = value.get(name, getattr(defaults, name))
-        out[name] = str(raw) if name == "dtype" else _positive_int(raw, f"{where}.{name}")
+        if name == "dtype":
+            out[name] = str(raw)
+        elif name == "window_overlap":  # 0 is a valid overlap
+            out[name] = _nonnegative_int(raw, f"{where}.{name}")
+        else:
+            out[name] = _positive_int(raw, f"{where}.{name}")
     return cls(**out)
 
 
@@ -828,7 +856,7 @@ def describe(config: StudyConfig) -> dict[str, Any]:
                      **({"control": m.control} if m.control else {})} for m in config.methods],
         **({"controls": list(config.controls)} if config.controls else {}),
         **({"bitext": {"xquad": asdict(config.xquad_bitext)}} if config.xquad_bitext else {}),
-        "teacher": config.teacher.to_dict(), "distill": config.distill, "rerank": asdict(config.rerank),
+        "teacher": config.teacher.to_dict(), "distill": config.distill, "rerank": config.rerank.key_settings(),
         "search": asdict(config.search), "measures": list(config.measures),
         **({"teacher_data": config.teacher_data.key_settings()} if config.teacher_data.key_settings() else {}),
     }, default=str))

@@ -56,7 +56,7 @@ from clir_ot.models import BiEncoderModel
 from clir_ot.models.default import default_model_dir
 from clir_ot.models.derive import keep_layers
 from clir_ot.models.loading import resolve_precision
-from clir_ot.rerank import CrossEncoderReranker, rerank_cross_fitted
+from clir_ot.rerank import CrossEncoderReranker, PassageWindows, rerank_cross_fitted
 from clir_ot.rerank.base import SCORING_VERSION, recorded_scoring_version
 from clir_ot.retrieval.dense import DenseSearcher, dense_search_to_run, encode_corpus
 from clir_ot.study.artifacts import Artifact, ArtifactStore, artifact_key, cached_sha256, hash_model_folder
@@ -165,7 +165,7 @@ def _rerank_settings(config: StudyConfig) -> dict[str, Any]:
     """A rerank step's settings (``reranked_run`` only when it is not the dense first stage, so the
     keys of dense reranks stay those of studies made before it existed)."""
     which = {"reranked_run": config.reranked_run} if config.reranked_run != "dense" else {}
-    return {"depth": config.depth, "scoring": SCORING_VERSION, **asdict(config.rerank), **which}
+    return {"depth": config.depth, "scoring": SCORING_VERSION, **config.rerank.key_settings(), **which}
 
 
 def _bitext_inputs(config: StudyConfig, lang: str) -> dict[str, str]:
@@ -528,8 +528,9 @@ def _rerank(step: Step, plan: StudyPlan) -> dict[str, Any]:
         return {"imported_from": str(imported), "imported_sha256": cached_sha256(imported), "wall_s": 0.0}
     started = time.time()
     collection = plan.layout.collection
+    windows = PassageWindows(config.rerank.windows, config.rerank.window_overlap)
     rerankers = [CrossEncoderReranker(str(selected_model(plan.steps[sid].model)), batch_size=config.rerank.batch_size,
-                                      max_length=config.rerank.max_length, dtype=config.rerank.dtype)
+                                      max_length=config.rerank.max_length, dtype=config.rerank.dtype, windows=windows)
                  for sid in step.sources]
     report = rerank_cross_fitted(rerankers, [fold["qids"] for fold in plan.folds],
                                  plan.layout.reranked_run(config.reranked_run, cell.language),
