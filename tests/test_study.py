@@ -752,3 +752,36 @@ def test_passage_windows_key_reranks_only_when_on(world, tmp_path):
     assert set(on) == set(default) and all(on[sid] != default[sid] for sid in on)
     with pytest.raises(ConfigError, match=r"rerank\.window_overlap must be a non-negative integer, got -1"):
         load_study_config(write_config(world, "win", rerank={**base, "windows": 3, "window_overlap": -1}))
+
+
+@pytest.fixture(scope="module")
+def teachers_folder(world, tmp_path_factory) -> Path:
+    """A ``clir-ot xquad-teacher`` output: one (untrained, tiny) teacher per fold and a cross-fitted
+    run of el whose scores say where they came from (every hit scored 7)."""
+    root = tmp_path_factory.mktemp("teachers")
+    for fold in (0, 1):
+        CrossEncoderModel.from_pretrained(str(world / "tiny")).save_pretrained(root / f"teacher.e5-small.en.fold{fold}")
+    dense = dict(iter_run_by_query(world / "baseline" / "run.xquad.e5-small.cross.en-el.txt"))
+    for lang, hits in (("el", dense),
+                       ("en", dict(iter_run_by_query(world / "baseline" / "run.xquad.e5-small.cross.en-en.txt")))):
+        path = root / f"run.xquad.e5-small+teacher.cross.en-{lang}.txt"
+        write_run(path, {q: [Hit(q, h.docid, 7.0 - 1e-3 * i, i + 1) for i, h in enumerate(hs)] for q, hs in hits.items()})
+        Path(str(path) + ".scoring").write_text("2\n")
+    return root
+
+
+@pytest.mark.parametrize("windows, imported", [(1, True), (3, False)])
+def test_the_baseline_rerank_reuses_the_teacher_run_only_when_it_reads_what_the_students_read(
+        world, teachers_folder, tmp_path, windows, imported):
+    """``none`` copies `clir-ot xquad-teacher`'s run when it was scored as the study would score it; with
+    passage windows (which that command does not use) the study reranks the baseline itself."""
+    config = load_study_config(write_config(
+        world, f"imp{windows}", backbones=[{"name": "tiny", "base": str(world / "tiny"), "teachers": str(teachers_folder)}],
+        methods=["none"], rerank={"batch_size": 16, "max_length": 48, "dtype": "fp32", "windows": windows}))
+    run_study(config, tmp_path / "imp")
+    step = next(s for s in plan_study(config, tmp_path / "imp").steps.values()
+                if s.kind == "rerank" and s.cell.language == "el")
+    record = json.loads((step.artifact.folder / "artifact.json").read_text())
+    assert ("imported_from" in record) == imported
+    scores = {h.score for hits in dict(iter_run_by_query(step.run)).values() for h in hits[:5]}
+    assert (max(scores) == pytest.approx(7.0)) == imported

@@ -34,19 +34,20 @@ def test_bad_budget_is_one_clear_error(report, capsys, tmp_path):
 
 
 def test_window_costs_count_windows_and_what_they_still_cut(report):
-    """A whitespace tokenizer stand-in with offsets: the report windows pairs as the reranker does."""
+    """The report windows pairs as the reranker does: a passage of exactly the budget is one window,
+    one token more makes two, and only a passage longer than 4 windows is still cut."""
     from clir_ot.models import tiny_random_model
     from clir_ot.rerank import PassageWindows
+    from clir_ot.rerank.windows import prefix_tokens
 
     _, tokenizer = tiny_random_model("bert", seed=1)
-    questions = ["query: who"] * 3
-    passages = ["word " * 5, "word " * 60, "word " * 400]
-    costs = report.window_costs(tokenizer, questions, passages, [64], PassageWindows(4, overlap=8))[64]
-    budget = 64 - tokenizer.num_special_tokens_to_add(pair=True) - 2 - len(
-        tokenizer("passage: ", add_special_tokens=False)["input_ids"])
-    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in passages]
-    windows = [1 if n <= budget else min(4, 1 + -(-(n - budget) // (budget - 8))) for n in lengths]
-    assert costs["windows_per_pair"] == pytest.approx(sum(windows) / 3)
+    question = "query: who"
+    q_len = len(tokenizer(question, add_special_tokens=False)["input_ids"])
+    budget = 64 - tokenizer.num_special_tokens_to_add(pair=True) - q_len - prefix_tokens(tokenizer, "passage: ")
+    passages = [" ".join(["word"] * budget), " ".join(["word"] * (budget + 1)), " ".join(["word"] * 400)]
+    assert [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in passages] == [budget, budget + 1, 400]
+    costs = report.window_costs(tokenizer, [question] * 3, passages, [64], PassageWindows(4, overlap=8))[64]
+    assert costs["windows_per_pair"] == pytest.approx((1 + 2 + 4) / 3)
     assert costs["cut"] == pytest.approx(1 / 3)  # only the 400-word passage outlasts 4 windows
 
 

@@ -32,7 +32,7 @@ from clir_ot.formats import load_corpus, read_qrels, read_topics
 from clir_ot.io import atomic_open
 from clir_ot.models.default import resolve_model
 from clir_ot.models.loading import load_tokenizer, locate_model
-from clir_ot.rerank.windows import PassageWindows, passage_windows
+from clir_ot.rerank.windows import PassageWindows, passage_windows, prefix_tokens
 
 logger = logging.getLogger("truncation_report")
 
@@ -87,7 +87,7 @@ def window_costs(tokenizer, questions: list[str], passages: list[str], limits: l
     would window them (the passage prefix in front of every window)."""
     specials = tokenizer.num_special_tokens_to_add(pair=True)
     question_lengths = token_lengths(tokenizer, questions) - tokenizer.num_special_tokens_to_add(pair=False)
-    prefix = len(tokenizer(PASSAGE_PREFIX, add_special_tokens=False)["input_ids"])
+    prefix = prefix_tokens(tokenizer, PASSAGE_PREFIX)
     offsets = tokenizer(passages, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     out = {}
     for limit in limits:

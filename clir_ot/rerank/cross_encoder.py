@@ -27,7 +27,7 @@ from clir_ot.models.cross_encoder import CrossEncoderModel
 from clir_ot.models.loading import max_sequence_length, parameters_digest, resolve_precision
 from clir_ot.rerank.base import Reranker
 from clir_ot.rerank.guard import choose_path
-from clir_ot.rerank.windows import PassageWindows, WindowedPairs, passage_windows
+from clir_ot.rerank.windows import PassageWindows, WindowedPairs, passage_windows, prefix_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -165,8 +165,7 @@ class CrossEncoderReranker(_ModelReranker):
         if windows.enabled and not getattr(tokenizer, "is_fast", False):
             raise ConfigError(f"passage windows cut by the tokenizer's character offsets, which "
                               f"{type(tokenizer).__name__} (a slow tokenizer) does not give")
-        prefix = model.config.passage_prefix
-        self._prefix_tokens = int(self._lengths([prefix])[0]) if prefix else 0
+        self._prefix_tokens = prefix_tokens(tokenizer, model.config.passage_prefix)
         logger.info("cross-encoder %s: max length %d, batch %d, %s", getattr(model, "name_or_path", ""),
                     self.max_length, batch_size, self.path)
 

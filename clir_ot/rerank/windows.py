@@ -2,19 +2,21 @@
 keep the best window's score, instead of cutting it at ``max_length``.
 
 A cross-encoder reads ``[CLS] query [SEP] passage [SEP]`` of at most ``max_length`` tokens, so a
-passage longer than what is left after the query loses its end: at 256 tokens that is 16% of
-XQuAD's English paragraphs but 28–46% of its Thai, Hindi and Greek ones (``docs/languages.md``),
-which makes a cross-lingual gap partly a truncation gap. MaxP (Dai & Callan, SIGIR 2019) splits the
+passage longer than what is left after the query loses its end: at 256 tokens that is 21% of
+XQuAD's (English question, English paragraph) pairs but 30–50% of its Thai, Hindi and Greek ones
+(``docs/languages.md``), which makes a cross-lingual gap partly a truncation gap. MaxP (Dai & Callan, SIGIR 2019) splits the
 passage into windows that each fit beside the query and scores the passage by its best window:
 
 .. math:: s(q, d) = \\max_{w \\in W(d)} s(q, w)
 
 :func:`passage_windows` cuts by the tokenizer's own tokens (so it works for scripts without spaces,
 e.g. Thai) and returns substrings of the original text (through the fast tokenizer's character
-offsets, never a decode): window ``j`` starts at token ``j * (budget - overlap)`` and holds
-``budget`` tokens, until the passage's end is covered or ``max_windows`` windows are made (then the
-rest is cut, and counted as truncated). A passage that fits is its own single window, so with
-windows on its score is exactly the score without them.
+offsets, never a decode). A passage of at most ``budget`` tokens is its own single window, so with
+windows on it is scored exactly as without them (in the same batch). A longer one is cut into
+windows of ``size = budget - 1`` tokens (one token of slack: a window that starts inside a word is
+tokenized afresh and can gain a token there), window ``j`` starting at token ``j * (size - overlap)``,
+until the passage's end is covered or ``max_windows`` windows are made (then the rest is cut, and
+counted as truncated). Where the query leaves little room, the overlap shrinks to half a window.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from typing import Sequence
 
 from clir_ot.errors import ConfigError
 
-__all__ = ["PassageWindows", "WindowedPairs", "check_windows", "passage_windows"]
+__all__ = ["PassageWindows", "WindowedPairs", "check_windows", "passage_windows", "prefix_tokens"]
 
 #: The default overlap of consecutive windows, in tokens.
 DEFAULT_OVERLAP = 32
@@ -62,19 +64,30 @@ def passage_windows(text: str, offsets: Sequence[tuple[int, int]], budget: int, 
     query. Returns the windows' texts (substrings of ``text``, in order) and ``True`` when tokens
     beyond the last window remain.
 
-    >>> passage_windows("a b c d e", [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)], 3, PassageWindows(4, 1))
+    >>> passage_windows("a b c d e", [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)], 4, PassageWindows(4, 1))
     (['a b c', 'c d e'], False)
     """
     n = len(offsets)
-    if n <= budget or not windows.enabled or budget <= windows.overlap:
+    size = budget - 1
+    if n <= budget or not windows.enabled or size < 2:
         return [text], n > budget
-    step = budget - windows.overlap
-    count = min(windows.max_windows, 1 + math.ceil((n - budget) / step))
+    step = size - min(windows.overlap, size // 2)
+    count = min(windows.max_windows, 1 + math.ceil((n - size) / step))
     spans = []
     for j in range(count):
-        first, last = j * step, min(j * step + budget, n) - 1
+        first, last = j * step, min(j * step + size, n) - 1
         spans.append(text[offsets[first][0]:offsets[last][1]])
-    return spans, (count - 1) * step + budget < n
+    return spans, (count - 1) * step + size < n
+
+
+def prefix_tokens(tokenizer, prefix: str) -> int:
+    """How many tokens ``prefix`` adds in front of a text (not its length alone: ``"passage: "`` is three
+    SentencePiece tokens by itself but two in front of a word, whose own leading piece absorbs the space)."""
+    if not prefix:
+        return 0
+    def length(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return length(prefix + "x") - length("x")
 
 
 @dataclass(frozen=True)

@@ -769,6 +769,8 @@ def _importable_teacher_run(config: StudyConfig, step: Step) -> Path | None:
         return None
     if config.reranked_run != "dense":  # clir-ot xquad-teacher reranks the dense first stage only
         return None
+    if config.rerank.windows > 1:  # ... and truncates: the baseline must read the windows its students read
+        return None
     run = XQuADLayout(cell.backbone.teachers, first_stage=config.first_stage).teacher_run(cell.language)
     return run if run.is_file() and recorded_scoring_version(run) == SCORING_VERSION else None
 
