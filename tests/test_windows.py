@@ -109,3 +109,7 @@ def test_cli_windows_score_long_passages_whole(model, tmp_path, capsys, caplog):
     assert main([*args, "--output", str(tmp_path / "bi.txt"), "--windows", "3", "--model-type", "bi-encoder"]) == 2
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]  # stderr under the real command
     assert len(errors) == 1 and "--windows serves the cross-encoder" in errors[0]
+    caplog.clear()
+    assert main([*args, "--output", str(tmp_path / "no.txt"), "--window-overlap", "8"]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "--window-overlap needs --windows N" in errors[0]

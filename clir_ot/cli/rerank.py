@@ -53,8 +53,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--windows", type=positive_int, default=1, metavar="N",
                         help="score a passage that does not fit beside the query in up to N overlapping windows and "
                         "keep the best window's score (MaxP); default 1: truncate at --max-length")
-    parser.add_argument("--window-overlap", type=nonnegative_int, default=DEFAULT_OVERLAP, metavar="TOKENS",
-                        help=f"tokens shared by consecutive windows (default {DEFAULT_OVERLAP})")
+    parser.add_argument("--window-overlap", type=nonnegative_int, default=None, metavar="TOKENS",
+                        help=f"with --windows: tokens shared by consecutive windows (default {DEFAULT_OVERLAP})")
     parser.add_argument("--dtype", choices=DTYPES, default="auto",
                         help="compute precision; auto = bf16 where the hardware has it natively and the backend "
                         "computes in it, else fp32 (with --backend auto: the guard's pick)")
@@ -97,6 +97,8 @@ def check_backend_flags(args: argparse.Namespace) -> None:
     """``--backend`` / ``--dtype`` checked before any input is read or model loaded."""
     if args.model_type == "bi-encoder" and args.backend not in ("auto", "torch"):
         raise BackendError(f"--backend {args.backend} serves the cross-encoder; bi-encoder similarity runs on torch")
+    if args.window_overlap is not None and args.windows == 1:
+        raise ConfigError("--window-overlap needs --windows N (N > 1): without windows a long passage is truncated")
     if args.model_type == "bi-encoder" and args.windows > 1:
         raise ConfigError("--windows serves the cross-encoder, which reads query and passage together; a bi-encoder "
                           "embeds the passage alone")
@@ -115,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
             reranker = CrossEncoderReranker(args.model, batch_size=args.batch_size, max_length=args.max_length,
                                             dtype=args.dtype, device=device, backend=args.backend,
                                             guard_dir=args.guard_dir,
-                                            windows=PassageWindows(args.windows, args.window_overlap))
+                                            windows=PassageWindows(args.windows, DEFAULT_OVERLAP if args.window_overlap is None
+                                                                   else args.window_overlap))
         else:
             reranker = BiEncoderReranker(args.model, batch_size=args.batch_size, max_length=args.max_length,
                                          dtype=args.dtype, device=device)
