@@ -197,14 +197,16 @@ class CrossEncoderReranker(_ModelReranker):
         query_len = dict(zip(unique, unique_lengths.tolist()))
         encoded = self.model.tokenizer(list(passages), add_special_tokens=False, return_offsets_mapping=True,
                                        truncation=False, verbose=False)["offset_mapping"]
-        out = WindowedPairs([], [], [], 0)
+        windowed_queries: list[str] = []
+        windows: list[str] = []
+        owner: list[int] = []
         cut = 0
         for i, (query, passage, offsets) in enumerate(zip(queries, passages, encoded)):
             budget = self.max_length - self._specials - query_len[prefixed_queries[i]] - self._prefix_tokens
             texts, lost = passage_windows(passage, offsets, budget, self.windows)
-            out.queries.extend([query] * len(texts))
-            out.passages.extend(texts)
-            out.owner.extend([i] * len(texts))
+            windowed_queries.extend([query] * len(texts))
+            windows.extend(texts)
+            owner.extend([i] * len(texts))
             cut += lost
             if len(texts) > 1:
                 self.truncation.windowed += 1
@@ -212,7 +214,7 @@ class CrossEncoderReranker(_ModelReranker):
         lengths = np.fromiter((len(o) + self._prefix_tokens for o in encoded), dtype=np.int64, count=len(passages))
         self.truncation.add(np.fromiter((query_len[q] for q in prefixed_queries), dtype=np.int64, count=len(queries)),
                             lengths, self._specials, each_query=unique_lengths, truncated=cut)
-        return WindowedPairs(out.queries, out.passages, out.owner, cut)
+        return WindowedPairs(windowed_queries, windows, owner, cut)
 
     def score_pairs(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
         """Scores of ``(queries[i], passages[i])``; lengths are recorded in :attr:`truncation`. With
