@@ -123,6 +123,7 @@ def encode_corpus(
     num_shards = (len(docs) + shard_size - 1) // shard_size
     shard_paths = [work / f"shard-{s:05d}.npy" for s in range(num_shards)]
     mine = [s for s in range(num_shards) if s % processes == rank]
+    encoded: dict[int, np.ndarray] = {}
     for s in tqdm(mine, desc=f"encoding {corpus.name}", unit="shard", disable=len(mine) <= 1):
         if shard_paths[s].is_file():
             continue  # finished by an earlier, interrupted job
@@ -131,11 +132,12 @@ def encode_corpus(
                                         dtype=dtype if runner is None else None, runner=runner)
         with atomic_open(shard_paths[s], "wb") as handle:
             np.save(handle, vectors)
+        encoded[s] = vectors  # kept: what this process encoded is not read back from disk
     if group is not None:
         group.barrier()  # every shard is written
         if rank != 0:
             return None  # process 0 builds the index
-    vectors = np.concatenate([np.load(path) for path in shard_paths])
+    vectors = np.concatenate([encoded[s] if s in encoded else np.load(path) for s, path in enumerate(shard_paths)])
     index = _build_faiss(vectors, index_type, hnsw_m)
     manifest = {
         "kind": "faiss",
