@@ -322,3 +322,42 @@ def test_recipe_settings_at_their_defaults_leave_the_config_dictionary_as_before
     assert (recipe["soft_weight"], recipe["pooling"], recipe["query_prefix"]) == (1.0, "mean", "query: ")
     assert "passage_prefix" not in recipe and "soft_temperature" not in recipe
     assert TrainingConfig.from_dict(recipe) == TrainingConfig(soft_weight=1.0, pooling="mean", query_prefix="query: ")
+
+
+def test_freeze_embeddings_keeps_the_word_embedding_matrix_and_trains_the_rest(collection, tmp_path):
+    spec = DataSpec(topics=collection / "topics.tsv", qrels=collection / "qrels.txt",
+                    corpus=collection / "corpus.jsonl", run=collection / "run.txt")
+    data = load_training_data(spec, negatives=3, seed=3)
+
+    def train(freeze: bool, out: str) -> tuple[CrossEncoderModel, dict[str, torch.Tensor]]:
+        torch.manual_seed(0)
+        ce = CrossEncoderModel(*tiny_random_model("bert", [g.positive for g in data.train], seed=5))
+        before = {n: p.detach().clone() for n, p in ce.named_parameters()}
+        config = TrainingConfig(max_steps=3, batch_size=2, lr=1e-2, max_length=32, save_every=3, freeze_embeddings=freeze)
+        Trainer(ce, data.train, config, tmp_path / out, progress=False).train()
+        return ce, before
+
+    frozen, before = train(True, "frozen")
+    words = "encoder.embeddings.word_embeddings.weight"
+    assert words in before
+    changed = {n for n, p in frozen.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert words not in changed
+    assert "encoder.embeddings.position_embeddings.weight" in changed and any(n.startswith("head.") for n in changed)
+    trained, before = train(False, "trained")
+    assert not torch.equal(trained.get_parameter(words).detach(), before[words]), "the matrix trains without the setting"
+    saved = json.loads((tmp_path / "frozen" / "training.json").read_text())["config"]
+    assert saved["freeze_embeddings"] is True
+    assert "freeze_embeddings" not in json.loads((tmp_path / "trained" / "training.json").read_text())["config"]
+    with pytest.raises(ConfigError, match="freeze_embeddings"):
+        Trainer(torch.nn.Linear(2, 1), data.train, TrainingConfig(freeze_embeddings=True, batch_size=2),
+                tmp_path / "linear", progress=False)
+
+
+def test_freeze_embeddings_in_a_distillation_config_is_the_distillations():
+    """Both configs know the name; in a student's flat settings it belongs to DistillationConfig (whose
+    default is to freeze), so a student's TrainingConfig -- and its study key -- stays as it was."""
+    from clir_ot.distill.trainer import split_settings
+
+    training, distill = split_settings({"freeze_embeddings": False, "lr": 1e-4}, "test")
+    assert distill.freeze_embeddings is False and training.freeze_embeddings is False
+    assert "freeze_embeddings" not in training.to_dict()

@@ -19,6 +19,7 @@ score (weight chosen on the validation questions), and prints the measures.
     python tools/teacher_recipe_search.py --output runs/xquad --search runs/teacher-search
     python tools/teacher_recipe_search.py --output runs/xquad --search runs/teacher-search --report
     python tools/teacher_recipe_search.py --output runs/xquad --search runs/teacher-search --evaluate soft-targets
+    python tools/teacher_recipe_search.py --search runs/teacher-search --evaluate soft-targets --windows 4  # MaxP
     python tools/teacher_recipe_search.py --search runs/teacher-search --trials max-length-512 \
         --base-recipe tools/configs/teacher-xquad-cpu.json   # a fresh folder: start from the winner so far
 """
@@ -42,6 +43,7 @@ from clir_ot.formats import iter_run_by_query, load_corpus, load_run, read_folds
 from clir_ot.io import atomic_open
 from clir_ot.rerank import CrossEncoderReranker, rerank_run
 from clir_ot.rerank.interpolation import choose_weight, interpolate_run
+from clir_ot.rerank.windows import DEFAULT_OVERLAP, PassageWindows
 from clir_ot.training import DataSpec, TrainingConfig, load_training_data, train_cross_encoder
 from clir_ot.training.validation import reciprocal_ranks
 
@@ -83,6 +85,9 @@ TRIALS: tuple[Trial, ...] = (
                    "language's pairs, tools/truncation_report.py); the same global batch in two micro-batches, "
                    "as a first attempt at 4 groups x 8 passages of 512 tokens was OOM-killed on 24 GB"),
     Trial("epochs-3", {"epochs": 3}, screen=False, question="the best recipe for 3 full epochs"),
+    Trial("freeze-embeddings", {"freeze_embeddings": True},
+          question="the word-embedding matrix kept fixed (words English training never shows keep their "
+                   "multilingual vectors: for zero-shot languages)"),
 )
 
 
@@ -222,8 +227,11 @@ def _test_qids(paths: Paths) -> set[str]:
     return {str(q) for q in read_folds(paths.collection.folds)[paths.fold]["qids"]}
 
 
-def evaluate_trial(paths: Paths, name: str, languages: list[str], depth: int = 10) -> dict[str, Any]:
-    """Rerank fold ``paths.fold``'s test questions with trial ``name``'s best model (pure and interpolated)."""
+def evaluate_trial(paths: Paths, name: str, languages: list[str], depth: int = 10,
+                   windows: PassageWindows = PassageWindows()) -> dict[str, Any]:
+    """Rerank fold ``paths.fold``'s test questions with trial ``name``'s best model (pure and interpolated);
+    with ``windows`` enabled, passages longer than the model's input are scored by their best window
+    (MaxP), recorded as ``evaluation.windows<N>`` beside the truncating ``evaluation``."""
     results = _load_results(paths)
     record = results[name]
     recipe = record["recipe"]
@@ -233,8 +241,9 @@ def evaluate_trial(paths: Paths, name: str, languages: list[str], depth: int = 1
     valid_qids = {g.qid for g in data.valid}
     test_qids = _test_qids(paths)
     topics = read_topics(paths.collection.topics("en"))
-    reranker = CrossEncoderReranker(model_dir, max_length=recipe["max_length"], dtype="auto")
-    out = paths.search / f"eval.{name}"
+    reranker = CrossEncoderReranker(model_dir, max_length=recipe["max_length"], dtype="auto", windows=windows)
+    suffix = f".windows{windows.max_windows}" if windows.enabled else ""
+    out = paths.search / f"eval.{name}{suffix}"
     out.mkdir(parents=True, exist_ok=True)
 
     def rerank_subset(lang: str, qids: set[str], tag: str) -> tuple[dict, dict]:
@@ -265,7 +274,9 @@ def evaluate_trial(paths: Paths, name: str, languages: list[str], depth: int = 1
             row[label] = evaluate(qrels, run, measures, name=f"{label} {lang}").means
         table["languages"][lang] = row
         logger.info("%s: %s", lang, json.dumps(row))
-    record["evaluation"] = table
+    if windows.enabled:
+        table["windows"] = {"max_windows": windows.max_windows, "overlap": windows.overlap}
+    record[f"evaluation{suffix}"] = table
     results[name] = record
     _save_results(paths, results)
     return table
@@ -280,6 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", action="store_true", help="print the table of finished trials")
     parser.add_argument("--evaluate", default=None, help="rerank the test fold with this trial's best model")
     parser.add_argument("--languages", nargs="*", default=["th", "hi", "el"])
+    parser.add_argument("--windows", type=int, default=1,
+                        help="with --evaluate: score a passage longer than the input in up to this many windows (MaxP)")
+    parser.add_argument("--window-overlap", type=int, default=None,
+                        help=f"with --windows: tokens shared by consecutive windows (default {DEFAULT_OVERLAP})")
     parser.add_argument("--base-recipe", type=Path, default=None,
                         help="a training config JSON on which every trial changes one thing, instead of the best "
                              "screened trial in --search (e.g. tools/configs/teacher-xquad-cpu.json, the winner so far)")
@@ -291,7 +306,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(report(paths))
         return 0
     if args.evaluate:
-        evaluate_trial(paths, args.evaluate, args.languages)
+        if args.window_overlap is not None and args.windows == 1:
+            raise SystemExit("--window-overlap needs --windows N (N > 1): without windows a long passage is truncated")
+        try:
+            windows = PassageWindows(args.windows, DEFAULT_OVERLAP if args.window_overlap is None else args.window_overlap)
+        except ClirOtError as err:
+            raise SystemExit(f"--windows {args.windows} --window-overlap {args.window_overlap}: {err}")
+        evaluate_trial(paths, args.evaluate, args.languages, windows=windows)
         return 0
     base_recipe = None
     if args.base_recipe is not None:

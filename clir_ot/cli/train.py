@@ -31,7 +31,7 @@ CONFIG_FLAGS = {
     "max_length": "max_length", "save_every": "save_every", "keep_last": "keep_last", "seed": "seed",
     "dtype": "dtype", "loss": "loss", "dropout": "dropout", "head": "head", "pooling": "pooling",
     "query_prefix": "query_prefix", "passage_prefix": "passage_prefix", "soft_weight": "soft_weight",
-    "soft_temperature": "soft_temperature",
+    "soft_temperature": "soft_temperature", "freeze_embeddings": "freeze_embeddings",
 }
 
 
@@ -122,6 +122,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                           help="what a new head reads: the first token's state (default) or the mean of the pair's")
     settings.add_argument("--query-prefix", default=None, help="text before every query (E5: 'query: ')")
     settings.add_argument("--passage-prefix", default=None, help="text before every passage (E5: 'passage: ')")
+    settings.add_argument("--freeze-embeddings", action="store_true", default=None,
+                          help="keep the word-embedding matrix fixed (words the training data never shows keep "
+                               "their pre-trained vectors)")
     settings.add_argument("--device", default=None, help="torch device (default: cuda:LOCAL_RANK if available, else cpu)")
     soft = parser.add_argument_group("soft targets (a listwise KL term to another model's scores of each group)")
     soft.add_argument("--soft-run", default=None, type=input_file,

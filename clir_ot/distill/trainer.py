@@ -171,8 +171,9 @@ def split_settings(data: Mapping[str, Any], where: str) -> tuple[TrainingConfig,
 
     A key that neither knows is a :class:`ConfigError` listing both sets of names.
     """
-    training_keys = {f.name for f in dataclasses.fields(TrainingConfig)}
     distill_keys = {f.name for f in dataclasses.fields(DistillationConfig)}
+    # a name both know (freeze_embeddings) is the distillation's: a student's training keeps its own
+    training_keys = {f.name for f in dataclasses.fields(TrainingConfig)} - distill_keys
     unknown = sorted(set(data) - training_keys - distill_keys)
     if unknown:
         raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; training settings: "

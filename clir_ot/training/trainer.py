@@ -65,14 +65,15 @@ LOG_FILE = "log.jsonl"
 BEST_DIR = "best"
 CHECKPOINT_DIR = "checkpoints"
 
-__all__ = ["Trainer", "TrainerState", "TrainingConfig", "TrainingResult"]
+__all__ = ["Trainer", "TrainerState", "TrainingConfig", "TrainingResult", "freeze_word_embeddings"]
 
 #: Settings that may change when a run is resumed: they do not affect the weights.
 RESUMABLE_CHANGES = frozenset({"save_every", "keep_last", "log_every", "valid_batch_size"})
 
 
 #: Settings added with the teacher recipe (soft targets, head input); written only when not at their default.
-RECIPE_SETTINGS = ("soft_weight", "soft_temperature", "head", "pooling", "query_prefix", "passage_prefix")
+RECIPE_SETTINGS = ("soft_weight", "soft_temperature", "head", "pooling", "query_prefix", "passage_prefix",
+                   "freeze_embeddings")
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,9 @@ class TrainingConfig:
         head, pooling, query_prefix, passage_prefix: the cross-encoder's input and head for a base
             model without a trained head (see :class:`~clir_ot.models.CrossEncoderConfig`);
             ``None``: the model's own (a fresh ``linear`` head on the first token, no prefixes).
+        freeze_embeddings: keep the word-embedding matrix fixed during training (see
+            :func:`freeze_word_embeddings`): the vectors of words the English training data never
+            shows stay where multilingual pre-training put them, beside those of their translations.
     """
 
     epochs: int = 1
@@ -147,6 +151,7 @@ class TrainingConfig:
     pooling: str | None = None
     query_prefix: str | None = None
     passage_prefix: str | None = None
+    freeze_embeddings: bool = False
 
     def __post_init__(self) -> None:
         check_setting_types(type(self), {f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
@@ -257,6 +262,19 @@ def _split_decay(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
         if param.requires_grad:
             (no_decay if param.ndim < 2 else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def freeze_word_embeddings(model: nn.Module) -> int:
+    """Stop training the word-embedding matrix of the first Hugging Face model inside ``model``
+    (``get_input_embeddings()``; position and token-type embeddings stay trainable). Returns the
+    number of parameters frozen; a model without word embeddings is a :class:`ConfigError`."""
+    for module in model.modules():
+        get = getattr(module, "get_input_embeddings", None)
+        if callable(get) and isinstance(get(), nn.Embedding):
+            weight = get().weight
+            weight.requires_grad_(False)
+            return weight.numel()
+    raise ConfigError(f"freeze_embeddings: {type(model).__name__} has no word-embedding matrix (get_input_embeddings)")
 
 
 def build_optimizer(model: nn.Module, config: TrainingConfig) -> tuple[torch.optim.Optimizer, bool]:
@@ -415,6 +433,9 @@ class Trainer:
         self.model = model.to(self.device)
         if config.dropout is not None:
             _set_dropout(self.model, config.dropout)
+        if config.freeze_embeddings:
+            frozen = freeze_word_embeddings(self.model)
+            logger.info("word embeddings frozen: %d parameters not trained", frozen)
         self.precision = resolve_precision(config.dtype, self.device)
         if self.precision == "fp16":
             logger.warning("this GPU has no bf16; training in fp32 (fp16 would need loss scaling)")
