@@ -753,6 +753,21 @@ def test_passage_windows_key_reranks_only_when_on(world, tmp_path):
         load_study_config(write_config(world, "win", rerank={**base, "windows": 3, "window_overlap": -1}))
 
 
+def test_the_cost_estimate_prices_a_windowed_pair_above_a_truncated_one(world, tmp_path):
+    """--dry-run's reranks with passage windows are their own cost profile (a pair is scored in up to
+    WINDOWS_PER_PAIR windows on average), priced above the truncating reranks of the same pairs."""
+    from clir_ot.study.runner import WINDOWS_PER_PAIR, estimate_costs
+
+    def rerank_line(**rerank):
+        config = load_study_config(write_config(world, "cost", rerank={"batch_size": 16, "max_length": 48, **rerank}))
+        return next(l for l in estimate_costs(plan_study(config, tmp_path / "c")) if l.kind == "rerank")
+
+    plain, windowed = rerank_line(), rerank_line(windows=3)
+    assert (plain.profile, windowed.profile) == ("", "windows")
+    assert windowed.units == plain.units > 0
+    assert windowed.seconds == pytest.approx(plain.seconds * WINDOWS_PER_PAIR)
+
+
 @pytest.fixture(scope="module")
 def teachers_folder(world, tmp_path_factory) -> Path:
     """A ``clir-ot xquad-teacher`` output: one (untrained, tiny) teacher per fold and a cross-fitted
@@ -765,18 +780,20 @@ def teachers_folder(world, tmp_path_factory) -> Path:
                        ("en", dict(iter_run_by_query(world / "baseline" / "run.xquad.e5-small.cross.en-en.txt")))):
         path = root / f"run.xquad.e5-small+teacher.cross.en-{lang}.txt"
         write_run(path, {q: [Hit(q, h.docid, 7.0 - 1e-3 * i, i + 1) for i, h in enumerate(hs)] for q, hs in hits.items()})
-        Path(str(path) + ".scoring").write_text("2\n")
+        Path(str(path) + ".scoring").write_text('2\n{"depth": 5, "dtype": "fp32", "max_length": 48}\n')
     return root
 
 
-@pytest.mark.parametrize("windows, imported", [(1, True), (3, False)])
+@pytest.mark.parametrize("windows, max_length, imported", [(1, 48, True), (3, 48, False), (1, 40, False)])
 def test_the_baseline_rerank_reuses_the_teacher_run_only_when_it_reads_what_the_students_read(
-        world, teachers_folder, tmp_path, windows, imported):
-    """``none`` copies `clir-ot xquad-teacher`'s run when it was scored as the study would score it; with
-    passage windows (which that command does not use) the study reranks the baseline itself."""
+        world, teachers_folder, tmp_path, windows, max_length, imported):
+    """``none`` copies `clir-ot xquad-teacher`'s run when it was scored as the study would score it (the
+    settings the run records: 48 tokens, depth 5, fp32); with passage windows (which that command does
+    not use) or another max_length the study reranks the baseline itself."""
     config = load_study_config(write_config(
-        world, f"imp{windows}", backbones=[{"name": "tiny", "base": str(world / "tiny"), "teachers": str(teachers_folder)}],
-        methods=["none"], rerank={"batch_size": 16, "max_length": 48, "dtype": "fp32", "windows": windows}))
+        world, f"imp{windows}.{max_length}",
+        backbones=[{"name": "tiny", "base": str(world / "tiny"), "teachers": str(teachers_folder)}],
+        methods=["none"], rerank={"batch_size": 16, "max_length": max_length, "dtype": "fp32", "windows": windows}))
     run_study(config, tmp_path / "imp")
     step = next(s for s in plan_study(config, tmp_path / "imp").steps.values()
                 if s.kind == "rerank" and s.cell.language == "el")

@@ -47,3 +47,30 @@ def test_teacher_pipeline_cross_fits_and_merges(xquad_collection, tmp_path, tiny
     assert set(result.table) == {"en", "th"} and set(result.table["en"]) == {"first stage", "teacher"}
     assert (out / "table.teacher.md").is_file()
     assert not list(out.glob(".run.*"))  # per-fold parts merged and removed
+    # the runs record how they were reranked; the same settings reuse them, another max_length reranks
+    from clir_ot.rerank.base import recorded_rerank_settings
+
+    merged = out / "run.xquad.t+teacher.cross.en-th.txt"
+    assert recorded_rerank_settings(merged) == {"max_length": 32, "depth": 3, "dtype": "fp32"}
+    again = run_xquad_teacher(out, config, ["en", "th"], depth=3, base=str(base), first_stage="t", max_length=32, dtype="fp32")
+    assert again.rerank_seconds == {}
+    longer = run_xquad_teacher(out, config, ["th"], depth=3, base=str(base), first_stage="t", max_length=40, dtype="fp32")
+    assert set(longer.rerank_seconds) == {"th"}
+    assert recorded_rerank_settings(merged)["max_length"] == 40
+
+
+def test_recorded_rerank_settings_read_what_was_written_and_name_a_bad_line(tmp_path):
+    from clir_ot.errors import InputFormatError
+    from clir_ot.rerank.base import (SCORING_VERSION, record_scoring_version, recorded_rerank_settings,
+                                     recorded_scoring_version)
+
+    run = tmp_path / "run.txt"
+    assert recorded_rerank_settings(run) is None and recorded_scoring_version(run) == 1
+    record_scoring_version(run)  # the version alone, as runs were recorded before settings
+    assert recorded_scoring_version(run) == SCORING_VERSION and recorded_rerank_settings(run) is None
+    record_scoring_version(run, {"max_length": 256, "depth": 10, "dtype": "auto"})
+    assert recorded_scoring_version(run) == SCORING_VERSION
+    assert recorded_rerank_settings(run) == {"max_length": 256, "depth": 10, "dtype": "auto"}
+    (tmp_path / "run.txt.scoring").write_text("2\n{max_length: 256}\n")
+    with pytest.raises(InputFormatError, match=r"run\.txt\.scoring:2: invalid JSON"):
+        recorded_rerank_settings(run)

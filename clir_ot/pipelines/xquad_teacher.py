@@ -33,7 +33,13 @@ from clir_ot.pipelines.xquad_baseline import render_table, write_tables
 from clir_ot.errors import ConfigError
 from clir_ot.rerank import CrossEncoderReranker, rerank_cross_fitted, rerank_run
 from clir_ot.rerank.interpolation import WeightChoice, choose_weight, interpolate_run
-from clir_ot.rerank.base import SCORING_VERSION, record_scoring_version, recorded_scoring_version
+from clir_ot.rerank.base import (
+    SCORING_VERSION,
+    record_scoring_version,
+    recorded_rerank_settings,
+    recorded_scoring_version,
+    reranked_run_settings,
+)
 from clir_ot.training import DataSpec, TrainingConfig, load_training_data, selected_model, train_cross_encoder
 
 logger = logging.getLogger(__name__)
@@ -92,17 +98,22 @@ def run_xquad_teacher(
     weights: list[WeightChoice] = []
     rerankers = [CrossEncoderReranker(str(selected_model(t)), batch_size=batch_size, max_length=max_length,
                                       dtype=dtype) for t in teachers]
+    rerank_settings = reranked_run_settings(max_length, depth, dtype)
     for lang in languages:
         first, merged = layout.first_stage_run(lang), layout.teacher_run(lang)
         stale = merged.is_file() and recorded_scoring_version(merged) != SCORING_VERSION
+        recorded = recorded_rerank_settings(merged) if merged.is_file() and not stale else None
         if stale:
             logger.info("%s: scored by an older reranker version; reranking again", merged)
+        elif recorded is not None and recorded != rerank_settings:
+            logger.info("%s: reranked with %s, not %s; reranking again", merged, recorded, rerank_settings)
+            stale = True
         if stale or not merged.is_file():
             report = rerank_cross_fitted(rerankers, [fold["qids"] for fold in folds], first, topics,
                                          load_corpus(collection.corpus(lang)), merged,
                                          [layout.teacher_run_part(lang, k) for k in range(len(folds))],
                                          depth=depth, tag=f"teacher.en-{lang}")
-            record_scoring_version(merged)
+            record_scoring_version(merged, rerank_settings)
             seconds[lang] = report.seconds
             rates[lang] = round(report.pairs_per_second, 1) if report.pairs_per_second else 0.0
             logger.info("%s: reranked %d pairs in %.0f s (%.1f pairs/s)", lang, report.pairs, seconds[lang], rates[lang])

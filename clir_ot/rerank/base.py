@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -124,15 +124,42 @@ SCORING_VERSION = 2
 
 
 def recorded_scoring_version(run: PathLike) -> int:
-    """The :data:`SCORING_VERSION` recorded beside a reranked run (``<run>.scoring``; 1 when absent)."""
+    """The :data:`SCORING_VERSION` recorded beside a reranked run (``<run>.scoring``'s first line; 1
+    when absent)."""
     sidecar = Path(str(run) + ".scoring")
-    return int(sidecar.read_text().strip()) if sidecar.is_file() else 1
+    return int(sidecar.read_text().splitlines()[0].strip()) if sidecar.is_file() else 1
 
 
-def record_scoring_version(run: PathLike) -> None:
-    """Write ``<run>.scoring`` with the current :data:`SCORING_VERSION`."""
+def recorded_rerank_settings(run: PathLike) -> dict[str, Any] | None:
+    """The reranking settings recorded beside a reranked run (``<run>.scoring``'s second line, a JSON
+    object, e.g. ``max_length``, ``depth``, ``dtype``); ``None`` when the run records none (runs
+    written before settings were recorded)."""
+    sidecar = Path(str(run) + ".scoring")
+    lines = sidecar.read_text().splitlines() if sidecar.is_file() else []
+    if len(lines) < 2 or not lines[1].strip():
+        return None
+    try:
+        settings = json.loads(lines[1])
+    except json.JSONDecodeError as err:
+        raise InputFormatError(sidecar, 2, f"invalid JSON ({err.msg})") from None
+    if not isinstance(settings, dict):
+        raise InputFormatError(sidecar, 2, f"expected a JSON object of settings, found {type(settings).__name__}")
+    return settings
+
+
+def reranked_run_settings(max_length: int, depth: int, dtype: str) -> dict[str, Any]:
+    """The settings a reranked run records of how it was reranked (:func:`record_scoring_version`):
+    those that change its scores, which a command compares before reusing the run."""
+    return {"max_length": max_length, "depth": depth, "dtype": dtype}
+
+
+def record_scoring_version(run: PathLike, settings: Mapping[str, Any] | None = None) -> None:
+    """Write ``<run>.scoring``: the current :data:`SCORING_VERSION` and, when given, the settings the
+    run was reranked with (one JSON line; what decides whether another command may reuse the run)."""
     with atomic_open(Path(str(run) + ".scoring")) as handle:
         handle.write(f"{SCORING_VERSION}\n")
+        if settings is not None:
+            handle.write(json.dumps(dict(settings), sort_keys=True) + "\n")
 
 
 def assemble_ranking(ranked: Sequence[Hit], head_scores: np.ndarray) -> list[Hit]:

@@ -57,7 +57,7 @@ from clir_ot.models.default import default_model_dir
 from clir_ot.models.derive import keep_layers
 from clir_ot.models.loading import resolve_precision
 from clir_ot.rerank import CrossEncoderReranker, PassageWindows, rerank_cross_fitted
-from clir_ot.rerank.base import SCORING_VERSION, recorded_scoring_version
+from clir_ot.rerank.base import SCORING_VERSION, recorded_rerank_settings, recorded_scoring_version, reranked_run_settings
 from clir_ot.retrieval.dense import DenseSearcher, dense_search_to_run, encode_corpus
 from clir_ot.study.artifacts import Artifact, ArtifactStore, artifact_key, cached_sha256, hash_model_folder
 from clir_ot.study.config import BackboneSpec, MethodSpec, StudyConfig, describe, load_study_config
@@ -79,10 +79,13 @@ __all__ = ["Cell", "Step", "StudyPlan", "Work", "format_plan", "plan_study", "ru
 #: 7 negatives, 256 tokens) 16 s (2,307 s for 143 steps, runs/xquad's fold-0 teacher); a distillation
 #: step 0.35 s in passage mode on Tatoeba without the rank term, about 10x that with it
 #: (docs/distillation.md, docs/study.md); reranking 40 pairs/s; a dense student's encoding 20
-#: passages/s (a guess). Reused teachers' and students' training.json count as measurements too.
+#: passages/s (a guess); with passage windows (MaxP) a pair costs 1.6 pairs (the most windows per pair
+#: `tools/truncation_report.py --windows 4 --overlap 32` measured at 256 tokens: 1.21-1.58 over the
+#: languages, docs/languages.md). Reused teachers' and students' training.json count as measurements too.
+WINDOWS_PER_PAIR = 1.6
 DEFAULT_COSTS = {("backbone", ""): 10.0, ("teacher", ""): 16.0, ("student", "distill"): 0.35,
                  ("student", "distill+rank"): 3.5, ("student", "rank-only"): 3.2, ("rerank", ""): 1 / 40.0,
-                 ("search", ""): 1 / 20.0}
+                 ("rerank", "windows"): WINDOWS_PER_PAIR / 40.0, ("search", ""): 1 / 20.0}
 #: The depth of a backbone without ``layers:`` (multilingual-e5-small, mBERT and XLM-R base have 12).
 FULL_LAYERS = 12
 WORK_UNITS = {"backbone": "step", "teacher": "train step", "student": "train step", "rerank": "pair",
@@ -689,7 +692,10 @@ class StepRate:
 
 
 def _profile(kind: str, settings: Mapping[str, Any]) -> str:
-    """A student's cost profile from its settings: the rank term alone, distillation with or without it."""
+    """A step's cost profile from its settings: a student's the rank term alone, distillation with or
+    without it; a rerank's ``windows`` when it scores passage windows (a pair then costs more)."""
+    if kind == "rerank":
+        return "windows" if (settings.get("windows") or 1) > 1 else ""
     if kind != "student":
         return ""
     distill = settings.get("distill") or {}
@@ -763,7 +769,8 @@ def _step_rate(rates: Mapping[tuple[str, str], StepRate], step: Step) -> StepRat
 
 def _importable_teacher_run(config: StudyConfig, step: Step) -> Path | None:
     """The `clir-ot xquad-teacher` run a ``none`` rerank step can reuse: from the backbone's teachers
-    folder and scored with the current :data:`~clir_ot.rerank.base.SCORING_VERSION`; ``None`` otherwise."""
+    folder, scored with the current :data:`~clir_ot.rerank.base.SCORING_VERSION` and recording this
+    study's ``max_length``, depth and dtype; ``None`` otherwise (the step then reranks itself)."""
     cell = step.cell
     if step.kind != "rerank" or not cell.method.is_baseline or not cell.backbone.teachers:
         return None
@@ -772,7 +779,11 @@ def _importable_teacher_run(config: StudyConfig, step: Step) -> Path | None:
     if config.rerank.windows > 1:  # ... and truncates: the baseline must read the windows its students read
         return None
     run = XQuADLayout(cell.backbone.teachers, first_stage=config.first_stage).teacher_run(cell.language)
-    return run if run.is_file() and recorded_scoring_version(run) == SCORING_VERSION else None
+    if not run.is_file() or recorded_scoring_version(run) != SCORING_VERSION:
+        return None
+    # ... and with this study's settings (a run that records none was made before they were recorded)
+    wanted = reranked_run_settings(config.rerank.max_length, config.depth, config.rerank.dtype)
+    return run if recorded_rerank_settings(run) == wanted else None
 
 
 def _units(config: StudyConfig, step: Step) -> float:
