@@ -48,11 +48,13 @@ __all__ = [
     "TSV_SUFFIXES",
     "atomic_dir",
     "atomic_open",
+    "cached_sha256",
     "data_suffix",
     "fsync_dir",
     "fsync_tree",
     "is_jsonl",
     "is_tsv",
+    "hash_model_folder",
     "remove_tree",
     "sha256_of",
     "sha256_text",
@@ -98,6 +100,32 @@ def sha256_of(path: PathLike) -> str:
         with open(file, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
+    return digest.hexdigest()
+
+
+_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def cached_sha256(path: PathLike) -> str:
+    """:func:`sha256_of`, memoised per (path, size, mtime) within the process."""
+    stat = os.stat(path)
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASH_CACHE:
+        _HASH_CACHE[key] = sha256_of(path)
+    return _HASH_CACHE[key]
+
+
+def hash_model_folder(folder: PathLike) -> str:
+    """One hash of a model folder's weights, head and settings (what changes its outputs): its
+    ``.safetensors`` / ``.json`` / ``.bin`` files by name, except the training records
+    ``best.json`` and ``training.json``."""
+    folder = Path(folder)
+    names = sorted(p.name for p in folder.iterdir() if p.is_file() and (p.suffix in (".safetensors", ".json", ".bin")))
+    digest = hashlib.sha256()
+    for name in names:
+        if name in ("best.json", "training.json"):
+            continue
+        digest.update(name.encode() + b"\0" + cached_sha256(folder / name).encode() + b"\n")
     return digest.hexdigest()
 
 

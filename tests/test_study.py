@@ -19,7 +19,9 @@ import yaml
 from clir_ot.cli import main
 from clir_ot.errors import ConfigError
 from clir_ot.formats import Document, Hit, iter_run_by_query, write_corpus, write_qrels, write_run, write_topics
+from clir_ot.io import cached_sha256, hash_model_folder
 from clir_ot.models import CrossEncoderModel, tiny_random_model
+from clir_ot.rerank.base import record_scoring_version, run_provenance
 from clir_ot.study.artifacts import artifact_key
 from clir_ot.study.config import load_study_config
 from clir_ot.study.report import build_report, read_results_csv
@@ -780,20 +782,27 @@ def teachers_folder(world, tmp_path_factory) -> Path:
                        ("en", dict(iter_run_by_query(world / "baseline" / "run.xquad.e5-small.cross.en-en.txt")))):
         path = root / f"run.xquad.e5-small+teacher.cross.en-{lang}.txt"
         write_run(path, {q: [Hit(q, h.docid, 7.0 - 1e-3 * i, i + 1) for i, h in enumerate(hs)] for q, hs in hits.items()})
-        Path(str(path) + ".scoring").write_text('2\n{"depth": 5, "dtype": "fp32", "max_length": 48}\n')
+        first = world / "baseline" / f"run.xquad.e5-small.cross.en-{lang}.txt"
+        record_scoring_version(path, run_provenance(
+            models=[hash_model_folder(root / f"teacher.e5-small.en.fold{k}") for k in (0, 1)],
+            first_stage=cached_sha256(first), max_length=48, depth=5, batch_size=16, path="torch/fp32"))
     return root
 
 
-@pytest.mark.parametrize("windows, max_length, imported", [(1, 48, True), (3, 48, False), (1, 40, False)])
+@pytest.mark.parametrize("windows, max_length, batch_size, imported",
+                         [(1, 48, 16, True), (3, 48, 16, False), (1, 40, 16, False), (1, 48, 8, False)])
 def test_the_baseline_rerank_reuses_the_teacher_run_only_when_it_reads_what_the_students_read(
-        world, teachers_folder, tmp_path, windows, max_length, imported):
-    """``none`` copies `clir-ot xquad-teacher`'s run when it was scored as the study would score it (the
-    settings the run records: 48 tokens, depth 5, fp32); with passage windows (which that command does
-    not use) or another max_length the study reranks the baseline itself."""
+        world, teachers_folder, tmp_path, windows, max_length, batch_size, imported, caplog):
+    """``none`` copies `clir-ot xquad-teacher`'s run when it was made as the study would make it (what
+    the run records: its teachers, its first stage, 48 tokens, depth 5, batch 16, torch/fp32); with
+    passage windows (which that command does not use), another max_length or batch size the study
+    reranks the baseline itself and says why."""
     config = load_study_config(write_config(
-        world, f"imp{windows}.{max_length}",
+        world, f"imp{windows}.{max_length}.{batch_size}",
         backbones=[{"name": "tiny", "base": str(world / "tiny"), "teachers": str(teachers_folder)}],
-        methods=["none"], rerank={"batch_size": 16, "max_length": max_length, "dtype": "fp32", "windows": windows}))
+        methods=["none"], rerank={"batch_size": batch_size, "max_length": max_length, "dtype": "fp32",
+                                  "windows": windows}))
+    caplog.set_level("INFO", logger="clir_ot.study.runner")
     run_study(config, tmp_path / "imp")
     step = next(s for s in plan_study(config, tmp_path / "imp").steps.values()
                 if s.kind == "rerank" and s.cell.language == "el")
@@ -801,3 +810,6 @@ def test_the_baseline_rerank_reuses_the_teacher_run_only_when_it_reads_what_the_
     assert ("imported_from" in record) == imported
     scores = {h.score for hits in dict(iter_run_by_query(step.run)).values() for h in hits[:5]}
     assert (max(scores) == pytest.approx(7.0)) == imported
+    if not imported and windows == 1:
+        changed = "max_length: 48 -> 40" if max_length != 48 else "batch_size: 16 -> 8"
+        assert any("not reused" in r.getMessage() and changed in r.getMessage() for r in caplog.records)

@@ -13,7 +13,7 @@ from clir_ot.models import CrossEncoderModel
 from clir_ot.datasets import XQuADLayout
 from clir_ot.pipelines.xquad_teacher import run_xquad_teacher
 from clir_ot.retrieval import BM25Searcher, build_index
-from clir_ot.training import TrainingConfig
+from clir_ot.training import TrainingConfig, selected_model
 
 pytestmark = pytest.mark.slow
 
@@ -47,30 +47,41 @@ def test_teacher_pipeline_cross_fits_and_merges(xquad_collection, tmp_path, tiny
     assert set(result.table) == {"en", "th"} and set(result.table["en"]) == {"first stage", "teacher"}
     assert (out / "table.teacher.md").is_file()
     assert not list(out.glob(".run.*"))  # per-fold parts merged and removed
-    # the runs record how they were reranked; the same settings reuse them, another max_length reranks
-    from clir_ot.rerank.base import recorded_rerank_settings
+    # the runs record how they were made; the same teachers and settings reuse them, another
+    # max_length or a retrained teacher reranks
+    from clir_ot.rerank.base import recorded_provenance
 
     merged = out / "run.xquad.t+teacher.cross.en-th.txt"
-    assert recorded_rerank_settings(merged) == {"max_length": 32, "depth": 3, "dtype": "fp32"}
+    recorded = recorded_provenance(merged)
+    assert (recorded["max_length"], recorded["depth"], recorded["batch_size"], recorded["path"]) == (32, 3, 32, "torch/fp32")
+    assert len(recorded["models"]) == len(folds) and len(recorded["first_stage"]) == 64
     again = run_xquad_teacher(out, config, ["en", "th"], depth=3, base=str(base), first_stage="t", max_length=32, dtype="fp32")
     assert again.rerank_seconds == {}
     longer = run_xquad_teacher(out, config, ["th"], depth=3, base=str(base), first_stage="t", max_length=40, dtype="fp32")
-    assert set(longer.rerank_seconds) == {"th"}
-    assert recorded_rerank_settings(merged)["max_length"] == 40
+    assert set(longer.rerank_seconds) == {"th"} and recorded_provenance(merged)["max_length"] == 40
+    # another teacher in the fold's folder (here: its config file's bytes changed) is another run
+    config_file = selected_model(XQuADLayout(out, first_stage="t").teacher(0)) / "config.json"
+    config_file.write_text(config_file.read_text() + "\n")
+    retrained = run_xquad_teacher(out, config, ["th"], depth=3, base=str(base), first_stage="t", max_length=40, dtype="fp32")
+    assert set(retrained.rerank_seconds) == {"th"}
+    assert recorded_provenance(merged)["models"] != recorded["models"]
 
 
-def test_recorded_rerank_settings_read_what_was_written_and_name_a_bad_line(tmp_path):
+def test_recorded_provenance_reads_what_was_written_and_names_a_bad_line(tmp_path):
     from clir_ot.errors import InputFormatError
-    from clir_ot.rerank.base import (SCORING_VERSION, record_scoring_version, recorded_rerank_settings,
-                                     recorded_scoring_version)
+    from clir_ot.rerank.base import (SCORING_VERSION, record_scoring_version, recorded_provenance,
+                                     recorded_scoring_version, run_provenance)
 
     run = tmp_path / "run.txt"
-    assert recorded_rerank_settings(run) is None and recorded_scoring_version(run) == 1
-    record_scoring_version(run)  # the version alone, as runs were recorded before settings
-    assert recorded_scoring_version(run) == SCORING_VERSION and recorded_rerank_settings(run) is None
-    record_scoring_version(run, {"max_length": 256, "depth": 10, "dtype": "auto"})
-    assert recorded_scoring_version(run) == SCORING_VERSION
-    assert recorded_rerank_settings(run) == {"max_length": 256, "depth": 10, "dtype": "auto"}
+    assert recorded_provenance(run) is None and recorded_scoring_version(run) == 1
+    record_scoring_version(run)  # the version alone, as runs were recorded before their provenance
+    assert recorded_scoring_version(run) == SCORING_VERSION and recorded_provenance(run) is None
+    made = run_provenance(models=["a", "b"], first_stage="f", max_length=256, depth=10, batch_size=32, path="torch/bf16")
+    record_scoring_version(run, made)
+    assert recorded_scoring_version(run) == SCORING_VERSION and recorded_provenance(run) == made
     (tmp_path / "run.txt.scoring").write_text("2\n{max_length: 256}\n")
     with pytest.raises(InputFormatError, match=r"run\.txt\.scoring:2: invalid JSON"):
-        recorded_rerank_settings(run)
+        recorded_provenance(run)
+    (tmp_path / "run.txt.scoring").write_text("two\n")
+    with pytest.raises(InputFormatError, match=r"run\.txt\.scoring:1: expected a scoring version number"):
+        recorded_scoring_version(run)

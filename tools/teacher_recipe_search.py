@@ -231,7 +231,8 @@ def evaluate_trial(paths: Paths, name: str, languages: list[str], depth: int = 1
                    windows: PassageWindows = PassageWindows()) -> dict[str, Any]:
     """Rerank fold ``paths.fold``'s test questions with trial ``name``'s best model (pure and interpolated);
     with ``windows`` enabled, passages longer than the model's input are scored by their best window
-    (MaxP), recorded as ``evaluation.windows<N>`` beside the truncating ``evaluation``."""
+    (MaxP), recorded as ``evaluation.windows<N>`` (``.overlap<T>`` when not the default overlap) beside
+    the truncating ``evaluation``."""
     results = _load_results(paths)
     record = results[name]
     recipe = record["recipe"]
@@ -243,6 +244,8 @@ def evaluate_trial(paths: Paths, name: str, languages: list[str], depth: int = 1
     topics = read_topics(paths.collection.topics("en"))
     reranker = CrossEncoderReranker(model_dir, max_length=recipe["max_length"], dtype="auto", windows=windows)
     suffix = f".windows{windows.max_windows}" if windows.enabled else ""
+    if windows.enabled and windows.overlap != DEFAULT_OVERLAP:
+        suffix += f".overlap{windows.overlap}"
     out = paths.search / f"eval.{name}{suffix}"
     out.mkdir(parents=True, exist_ok=True)
 
@@ -305,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         sys.stdout.write(report(paths))
         return 0
+    if not args.evaluate and (args.windows != 1 or args.window_overlap is not None):
+        raise SystemExit("--windows and --window-overlap apply to --evaluate (training truncates at max_length)")
     if args.evaluate:
         if args.window_overlap is not None and args.windows == 1:
             raise SystemExit("--window-overlap needs --windows N (N > 1): without windows a long passage is truncated")

@@ -122,7 +122,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                           help="what a new head reads: the first token's state (default) or the mean of the pair's")
     settings.add_argument("--query-prefix", default=None, help="text before every query (E5: 'query: ')")
     settings.add_argument("--passage-prefix", default=None, help="text before every passage (E5: 'passage: ')")
-    settings.add_argument("--freeze-embeddings", action="store_true", default=None,
+    settings.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=None,
                           help="keep the word-embedding matrix fixed (words the training data never shows keep "
                                "their pre-trained vectors)")
     settings.add_argument("--device", default=None, help="torch device (default: cuda:LOCAL_RANK if available, else cpu)")

@@ -47,7 +47,7 @@ from clir_ot.models.loading import compute_precision, parameters_digest
 from clir_ot.settings import check_setting_types, derived_rng, settings_from_dict
 from clir_ot.training.data import TrainingGroup
 from clir_ot.training.losses import build_loss
-from clir_ot.training.trainer import Trainer, TrainingConfig
+from clir_ot.training.trainer import Trainer, TrainingConfig, freeze_word_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -281,8 +281,11 @@ class DistillationTrainer(Trainer):
                               "the same kind of model")
         if student.tokenizer.get_vocab() != teacher.tokenizer.get_vocab():
             raise ConsistencyError("student and teacher use different tokenizers; initialise the student from the teacher")
+        if config.freeze_embeddings:
+            raise ConfigError("a student's embeddings are frozen by the distillation settings' freeze_embeddings "
+                              "(DistillationConfig), not by the TrainingConfig's")
         if distill.freeze_embeddings:
-            student.encoder.get_input_embeddings().weight.requires_grad_(False)
+            freeze_word_embeddings(student)
         wrapper = StudentForDistillation(student, distill.layers)
         kwargs.setdefault("metric", "valid_loss")
         kwargs.setdefault("greater_is_better", False)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from clir_ot.datasets.layout import DEFAULT_FIRST_STAGE, TeacherData, XQuADLayout
 from clir_ot.datasets.xquad import DEFAULT_LANGUAGES, read_folds
@@ -31,16 +31,18 @@ from clir_ot.evaluation import evaluate, parse_measure
 from clir_ot.formats import iter_run_by_query, load_corpus, load_run, read_qrels, read_topics, write_run
 from clir_ot.pipelines.xquad_baseline import render_table, write_tables
 from clir_ot.errors import ConfigError
+from clir_ot.io import cached_sha256, hash_model_folder
 from clir_ot.rerank import CrossEncoderReranker, rerank_cross_fitted, rerank_run
 from clir_ot.rerank.interpolation import WeightChoice, choose_weight, interpolate_run
 from clir_ot.rerank.base import (
     SCORING_VERSION,
     record_scoring_version,
-    recorded_rerank_settings,
+    recorded_provenance,
     recorded_scoring_version,
-    reranked_run_settings,
+    run_provenance,
 )
 from clir_ot.training import DataSpec, TrainingConfig, load_training_data, selected_model, train_cross_encoder
+from clir_ot.training.trainer import describe_changes
 
 logger = logging.getLogger(__name__)
 
@@ -98,22 +100,20 @@ def run_xquad_teacher(
     weights: list[WeightChoice] = []
     rerankers = [CrossEncoderReranker(str(selected_model(t)), batch_size=batch_size, max_length=max_length,
                                       dtype=dtype) for t in teachers]
-    rerank_settings = reranked_run_settings(max_length, depth, dtype)
+    models = [hash_model_folder(selected_model(t)) for t in teachers]
     for lang in languages:
         first, merged = layout.first_stage_run(lang), layout.teacher_run(lang)
-        stale = merged.is_file() and recorded_scoring_version(merged) != SCORING_VERSION
-        recorded = recorded_rerank_settings(merged) if merged.is_file() and not stale else None
+        provenance = run_provenance(models=models, first_stage=cached_sha256(first), max_length=max_length,
+                                    depth=depth, batch_size=batch_size, path=str(rerankers[0].path))
+        stale = merged.is_file() and _stale_reason(merged, provenance)
         if stale:
-            logger.info("%s: scored by an older reranker version; reranking again", merged)
-        elif recorded is not None and recorded != rerank_settings:
-            logger.info("%s: reranked with %s, not %s; reranking again", merged, recorded, rerank_settings)
-            stale = True
+            logger.info("%s: %s; reranking again", merged, stale)
         if stale or not merged.is_file():
             report = rerank_cross_fitted(rerankers, [fold["qids"] for fold in folds], first, topics,
                                          load_corpus(collection.corpus(lang)), merged,
                                          [layout.teacher_run_part(lang, k) for k in range(len(folds))],
                                          depth=depth, tag=f"teacher.en-{lang}")
-            record_scoring_version(merged, rerank_settings)
+            record_scoring_version(merged, provenance)
             seconds[lang] = report.seconds
             rates[lang] = round(report.pairs_per_second, 1) if report.pairs_per_second else 0.0
             logger.info("%s: reranked %d pairs in %.0f s (%.1f pairs/s)", lang, report.pairs, seconds[lang], rates[lang])
@@ -132,6 +132,17 @@ def run_xquad_teacher(
                  f"{depth} of {first_stage} dense, cross en->D", table, MEASURES, settings, sum(seconds.values()))
     logger.info("\n%s", render_table(table, MEASURES, settings))
     return TeacherResult(table=table, teachers=teachers, rerank_seconds=seconds, pairs_per_second=rates)
+
+
+def _stale_reason(run: Path, provenance: Mapping[str, Any]) -> str:
+    """Why an existing teacher run cannot be reused ('' when it can)."""
+    if recorded_scoring_version(run) != SCORING_VERSION:
+        return "scored by an older reranker version"
+    recorded = recorded_provenance(run)
+    if recorded is None:
+        return "records neither its teachers nor its settings (written before they were recorded)"
+    changed = describe_changes(recorded, provenance)
+    return f"made otherwise ({changed})" if changed else ""
 
 
 def _teacher_spec(layout: XQuADLayout, data: TeacherData, fold: int, valid_fraction: float) -> DataSpec:

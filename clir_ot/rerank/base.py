@@ -123,43 +123,57 @@ class Reranker(ABC):
 SCORING_VERSION = 2
 
 
+def _sidecar_lines(run: PathLike) -> list[str]:
+    sidecar = Path(str(run) + ".scoring")
+    return sidecar.read_text(encoding="utf-8").splitlines() if sidecar.is_file() else []
+
+
 def recorded_scoring_version(run: PathLike) -> int:
     """The :data:`SCORING_VERSION` recorded beside a reranked run (``<run>.scoring``'s first line; 1
     when absent)."""
-    sidecar = Path(str(run) + ".scoring")
-    return int(sidecar.read_text().splitlines()[0].strip()) if sidecar.is_file() else 1
+    lines = _sidecar_lines(run)
+    if not lines:
+        return 1
+    try:
+        return int(lines[0].strip())
+    except ValueError:
+        raise InputFormatError(Path(str(run) + ".scoring"), 1, f"expected a scoring version number, found {lines[0]!r}") from None
 
 
-def recorded_rerank_settings(run: PathLike) -> dict[str, Any] | None:
-    """The reranking settings recorded beside a reranked run (``<run>.scoring``'s second line, a JSON
-    object, e.g. ``max_length``, ``depth``, ``dtype``); ``None`` when the run records none (runs
-    written before settings were recorded)."""
-    sidecar = Path(str(run) + ".scoring")
-    lines = sidecar.read_text().splitlines() if sidecar.is_file() else []
+def run_provenance(*, models: Sequence[str], first_stage: str, max_length: int, depth: int, batch_size: int,
+                   path: str) -> dict[str, Any]:
+    """What a reranked run records of how it was made (:func:`record_scoring_version`), which a
+    command compares before reusing the run: the hashes of the models that scored it (one per fold)
+    and of the first-stage run it reranked, and the settings that change its scores -- the requested
+    ``max_length``, the ``depth``, the ``batch_size`` (bf16 scores depend on the padding of a batch)
+    and the inference ``path`` actually taken (``backend/dtype``, e.g. ``torch/bf16``)."""
+    return {"models": list(models), "first_stage": first_stage, "max_length": max_length, "depth": depth,
+            "batch_size": batch_size, "path": path}
+
+
+def recorded_provenance(run: PathLike) -> dict[str, Any] | None:
+    """The :func:`run_provenance` recorded beside a reranked run (``<run>.scoring``'s second line, a
+    JSON object); ``None`` when the run records none (runs written before it was recorded)."""
+    lines = _sidecar_lines(run)
     if len(lines) < 2 or not lines[1].strip():
         return None
+    sidecar = Path(str(run) + ".scoring")
     try:
-        settings = json.loads(lines[1])
+        provenance = json.loads(lines[1])
     except json.JSONDecodeError as err:
         raise InputFormatError(sidecar, 2, f"invalid JSON ({err.msg})") from None
-    if not isinstance(settings, dict):
-        raise InputFormatError(sidecar, 2, f"expected a JSON object of settings, found {type(settings).__name__}")
-    return settings
+    if not isinstance(provenance, dict):
+        raise InputFormatError(sidecar, 2, f"expected a JSON object, found {type(provenance).__name__}")
+    return provenance
 
 
-def reranked_run_settings(max_length: int, depth: int, dtype: str) -> dict[str, Any]:
-    """The settings a reranked run records of how it was reranked (:func:`record_scoring_version`):
-    those that change its scores, which a command compares before reusing the run."""
-    return {"max_length": max_length, "depth": depth, "dtype": dtype}
-
-
-def record_scoring_version(run: PathLike, settings: Mapping[str, Any] | None = None) -> None:
-    """Write ``<run>.scoring``: the current :data:`SCORING_VERSION` and, when given, the settings the
-    run was reranked with (one JSON line; what decides whether another command may reuse the run)."""
+def record_scoring_version(run: PathLike, provenance: Mapping[str, Any] | None = None) -> None:
+    """Write ``<run>.scoring``: the current :data:`SCORING_VERSION` and, when given, the run's
+    :func:`run_provenance` (one JSON line)."""
     with atomic_open(Path(str(run) + ".scoring")) as handle:
         handle.write(f"{SCORING_VERSION}\n")
-        if settings is not None:
-            handle.write(json.dumps(dict(settings), sort_keys=True) + "\n")
+        if provenance is not None:
+            handle.write(json.dumps(dict(provenance), sort_keys=True) + "\n")
 
 
 def assemble_ranking(ranked: Sequence[Hit], head_scores: np.ndarray) -> list[Hit]:

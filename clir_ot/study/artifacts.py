@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from clir_ot.io import PathLike, atomic_open, sha256_of
+from clir_ot.io import PathLike, atomic_open, cached_sha256, hash_model_folder  # noqa: F401 (re-exported)
 from clir_ot.training.trainer import code_version
 
 __all__ = ["ARTIFACT_FILE", "ArtifactStore", "artifact_key", "hash_model_folder", "package_versions"]
@@ -34,30 +33,6 @@ def artifact_key(kind: str, settings: Mapping[str, Any], inputs: Mapping[str, An
     payload = json.dumps({"format": KEY_FORMAT, "kind": kind, "settings": settings, "inputs": inputs},
                          sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def cached_sha256(path: PathLike) -> str:
-    """:func:`sha256_of`, memoised per (path, size, mtime) within the process."""
-    stat = os.stat(path)
-    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASH_CACHE:
-        _HASH_CACHE[key] = sha256_of(path)
-    return _HASH_CACHE[key]
-
-
-def hash_model_folder(folder: PathLike) -> str:
-    """One hash of a model folder's weights, head and settings (what changes its outputs)."""
-    folder = Path(folder)
-    names = sorted(p.name for p in folder.iterdir() if p.is_file() and (p.suffix in (".safetensors", ".json", ".bin")))
-    digest = hashlib.sha256()
-    for name in names:
-        if name in ("best.json", "training.json"):
-            continue
-        digest.update(name.encode() + b"\0" + cached_sha256(folder / name).encode() + b"\n")
-    return digest.hexdigest()
 
 
 def package_versions() -> dict[str, str]:

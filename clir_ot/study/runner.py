@@ -50,14 +50,15 @@ from clir_ot.datasets.layout import TeacherData, XQuADLayout
 from clir_ot.datasets.xquad import read_folds
 from clir_ot.distill import check_bitext_leakage, read_bitext, tatoeba_files, tatoeba_pairs, xquad_query_bitext
 from clir_ot.distill.pipeline import distill_student
-from clir_ot.errors import ConfigError
+from clir_ot.errors import ConfigError, InputFormatError
 from clir_ot.formats import atomic_open, iter_corpus, load_corpus, read_qrels, read_topics
 from clir_ot.models import BiEncoderModel
+from clir_ot.models.backends import resolve_path
 from clir_ot.models.default import default_model_dir
 from clir_ot.models.derive import keep_layers
 from clir_ot.models.loading import resolve_precision
 from clir_ot.rerank import CrossEncoderReranker, PassageWindows, rerank_cross_fitted
-from clir_ot.rerank.base import SCORING_VERSION, recorded_rerank_settings, recorded_scoring_version, reranked_run_settings
+from clir_ot.rerank.base import SCORING_VERSION, recorded_provenance, recorded_scoring_version, run_provenance
 from clir_ot.retrieval.dense import DenseSearcher, dense_search_to_run, encode_corpus
 from clir_ot.study.artifacts import Artifact, ArtifactStore, artifact_key, cached_sha256, hash_model_folder
 from clir_ot.study.config import BackboneSpec, MethodSpec, StudyConfig, describe, load_study_config
@@ -523,7 +524,7 @@ def _rerank(step: Step, plan: StudyPlan) -> dict[str, Any]:
     config, cell = plan.config, step.cell
     folder = step.artifact.folder
     folder.mkdir(parents=True, exist_ok=True)
-    imported = _importable_teacher_run(config, step)
+    imported = _importable_teacher_run(config, step, explain=True)
     if imported is not None:
         shutil.copyfile(imported, folder / ".run.txt.tmp")
         os.replace(folder / ".run.txt.tmp", step.run)
@@ -685,10 +686,14 @@ class StepRate:
     profile: str
     seconds: float
     measured: int = 0  # artifacts the figure is the mean of (0: the documented default)
+    scaled: float | None = None  # the figure is another profile's measured one times this
 
     @property
     def source(self) -> str:
-        return f"measured, mean of {self.measured} artifact.json/training.json" if self.measured else "default"
+        if not self.measured:
+            return "default"
+        times = f", x {self.scaled:g} windows per pair" if self.scaled else ""
+        return f"measured, mean of {self.measured} artifact.json/training.json{times}"
 
 
 def _profile(kind: str, settings: Mapping[str, Any]) -> str:
@@ -756,6 +761,10 @@ def _rates(plan: StudyPlan) -> dict[tuple[str, str], StepRate]:
     rates = {key: StepRate(*key, default) for key, default in DEFAULT_COSTS.items()}
     for key, values in measured.items():
         rates[key] = StepRate(*key, sum(values) / len(values), len(values))
+    plain, windowed = ("rerank", ""), ("rerank", "windows")
+    if windowed not in measured and plain in measured:  # no windowed rerank measured: the measured pair rate, scaled
+        rates[windowed] = replace(rates[plain], profile="windows", seconds=rates[plain].seconds * WINDOWS_PER_PAIR,
+                                  scaled=WINDOWS_PER_PAIR)
     return rates
 
 
@@ -767,10 +776,12 @@ def _step_rate(rates: Mapping[tuple[str, str], StepRate], step: Step) -> StepRat
     return rates[("student", "distill")] if step.kind == "student" else rates[("backbone", "")]
 
 
-def _importable_teacher_run(config: StudyConfig, step: Step) -> Path | None:
+def _importable_teacher_run(config: StudyConfig, step: Step, explain: bool = False) -> Path | None:
     """The `clir-ot xquad-teacher` run a ``none`` rerank step can reuse: from the backbone's teachers
-    folder, scored with the current :data:`~clir_ot.rerank.base.SCORING_VERSION` and recording this
-    study's ``max_length``, depth and dtype; ``None`` otherwise (the step then reranks itself)."""
+    folder, scored with the current :data:`~clir_ot.rerank.base.SCORING_VERSION`, and recording (its
+    :func:`~clir_ot.rerank.base.run_provenance`) this step's teachers and first-stage run and the
+    study's max_length, depth, batch size and inference path; ``None`` otherwise (the step then
+    reranks itself; with ``explain`` the log says why)."""
     cell = step.cell
     if step.kind != "rerank" or not cell.method.is_baseline or not cell.backbone.teachers:
         return None
@@ -779,11 +790,24 @@ def _importable_teacher_run(config: StudyConfig, step: Step) -> Path | None:
     if config.rerank.windows > 1:  # ... and truncates: the baseline must read the windows its students read
         return None
     run = XQuADLayout(cell.backbone.teachers, first_stage=config.first_stage).teacher_run(cell.language)
-    if not run.is_file() or recorded_scoring_version(run) != SCORING_VERSION:
+    if not run.is_file():
         return None
-    # ... and with this study's settings (a run that records none was made before they were recorded)
-    wanted = reranked_run_settings(config.rerank.max_length, config.depth, config.rerank.dtype)
-    return run if recorded_rerank_settings(run) == wanted else None
+    wanted = run_provenance(models=step.inputs["models"], first_stage=step.inputs["first_stage"],
+                            max_length=config.rerank.max_length, depth=config.depth,
+                            batch_size=config.rerank.batch_size, path=str(resolve_path("torch", config.rerank.dtype)))
+    try:
+        version, recorded = recorded_scoring_version(run), recorded_provenance(run)
+    except InputFormatError as err:
+        version, recorded = None, None
+        if explain:
+            logger.warning("%s: not reused (%s)", run, err)
+    if version == SCORING_VERSION and recorded == wanted:
+        return run
+    if explain and version is not None:
+        why = ("an older scoring version" if version != SCORING_VERSION else
+               "it records no teachers or settings" if recorded is None else describe_changes(recorded, wanted))
+        logger.info("%s: not reused (%s); the study reranks its baseline itself", run, why)
+    return None
 
 
 def _units(config: StudyConfig, step: Step) -> float:
