@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 from clir_ot.datasets.layout import DEFAULT_FIRST_STAGE, TeacherData, XQuADLayout
 from clir_ot.datasets.xquad import DEFAULT_LANGUAGES, read_folds
@@ -34,15 +34,8 @@ from clir_ot.errors import ConfigError
 from clir_ot.io import cached_sha256, hash_model_folder
 from clir_ot.rerank import CrossEncoderReranker, rerank_cross_fitted, rerank_run
 from clir_ot.rerank.interpolation import WeightChoice, choose_weight, interpolate_run
-from clir_ot.rerank.base import (
-    SCORING_VERSION,
-    record_scoring_version,
-    recorded_provenance,
-    recorded_scoring_version,
-    run_provenance,
-)
+from clir_ot.rerank.base import record_scoring_version, run_provenance, why_not_reusable
 from clir_ot.training import DataSpec, TrainingConfig, load_training_data, selected_model, train_cross_encoder
-from clir_ot.training.trainer import describe_changes
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +98,7 @@ def run_xquad_teacher(
         first, merged = layout.first_stage_run(lang), layout.teacher_run(lang)
         provenance = run_provenance(models=models, first_stage=cached_sha256(first), max_length=max_length,
                                     depth=depth, batch_size=batch_size, path=str(rerankers[0].path))
-        stale = merged.is_file() and _stale_reason(merged, provenance)
+        stale = merged.is_file() and why_not_reusable(merged, provenance)
         if stale:
             logger.info("%s: %s; reranking again", merged, stale)
         if stale or not merged.is_file():
@@ -132,17 +125,6 @@ def run_xquad_teacher(
                  f"{depth} of {first_stage} dense, cross en->D", table, MEASURES, settings, sum(seconds.values()))
     logger.info("\n%s", render_table(table, MEASURES, settings))
     return TeacherResult(table=table, teachers=teachers, rerank_seconds=seconds, pairs_per_second=rates)
-
-
-def _stale_reason(run: Path, provenance: Mapping[str, Any]) -> str:
-    """Why an existing teacher run cannot be reused ('' when it can)."""
-    if recorded_scoring_version(run) != SCORING_VERSION:
-        return "scored by an older reranker version"
-    recorded = recorded_provenance(run)
-    if recorded is None:
-        return "records neither its teachers nor its settings (written before they were recorded)"
-    changed = describe_changes(recorded, provenance)
-    return f"made otherwise ({changed})" if changed else ""
 
 
 def _teacher_spec(layout: XQuADLayout, data: TeacherData, fold: int, valid_fraction: float) -> DataSpec:

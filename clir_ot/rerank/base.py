@@ -123,8 +123,12 @@ class Reranker(ABC):
 SCORING_VERSION = 2
 
 
+def _sidecar(run: PathLike) -> Path:
+    return Path(str(run) + ".scoring")
+
+
 def _sidecar_lines(run: PathLike) -> list[str]:
-    sidecar = Path(str(run) + ".scoring")
+    sidecar = _sidecar(run)
     return sidecar.read_text(encoding="utf-8").splitlines() if sidecar.is_file() else []
 
 
@@ -137,7 +141,7 @@ def recorded_scoring_version(run: PathLike) -> int:
     try:
         return int(lines[0].strip())
     except ValueError:
-        raise InputFormatError(Path(str(run) + ".scoring"), 1, f"expected a scoring version number, found {lines[0]!r}") from None
+        raise InputFormatError(_sidecar(run), 1, f"expected a scoring version number, found {lines[0]!r}") from None
 
 
 def run_provenance(*, models: Sequence[str], first_stage: str, max_length: int, depth: int, batch_size: int,
@@ -157,7 +161,7 @@ def recorded_provenance(run: PathLike) -> dict[str, Any] | None:
     lines = _sidecar_lines(run)
     if len(lines) < 2 or not lines[1].strip():
         return None
-    sidecar = Path(str(run) + ".scoring")
+    sidecar = _sidecar(run)
     try:
         provenance = json.loads(lines[1])
     except json.JSONDecodeError as err:
@@ -167,10 +171,22 @@ def recorded_provenance(run: PathLike) -> dict[str, Any] | None:
     return provenance
 
 
+def why_not_reusable(run: PathLike, provenance: Mapping[str, Any]) -> str:
+    """Why the reranked ``run`` may not stand for a run made with ``provenance`` (:func:`run_provenance`);
+    ``''`` when it may. A malformed sidecar is an :class:`~clir_ot.errors.InputFormatError`."""
+    if recorded_scoring_version(run) != SCORING_VERSION:
+        return "scored by an older reranker version"
+    recorded = recorded_provenance(run)
+    if recorded is None:
+        return "it records neither its models nor its settings (written before they were recorded)"
+    changed = [f"{k}: {recorded.get(k)!r} -> {v!r}" for k, v in provenance.items() if recorded.get(k) != v]
+    return f"made otherwise ({', '.join(changed)})" if changed else ""
+
+
 def record_scoring_version(run: PathLike, provenance: Mapping[str, Any] | None = None) -> None:
     """Write ``<run>.scoring``: the current :data:`SCORING_VERSION` and, when given, the run's
     :func:`run_provenance` (one JSON line)."""
-    with atomic_open(Path(str(run) + ".scoring")) as handle:
+    with atomic_open(_sidecar(run)) as handle:
         handle.write(f"{SCORING_VERSION}\n")
         if provenance is not None:
             handle.write(json.dumps(dict(provenance), sort_keys=True) + "\n")

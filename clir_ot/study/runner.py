@@ -58,7 +58,7 @@ from clir_ot.models.default import default_model_dir
 from clir_ot.models.derive import keep_layers
 from clir_ot.models.loading import resolve_precision
 from clir_ot.rerank import CrossEncoderReranker, PassageWindows, rerank_cross_fitted
-from clir_ot.rerank.base import SCORING_VERSION, recorded_provenance, recorded_scoring_version, run_provenance
+from clir_ot.rerank.base import SCORING_VERSION, run_provenance, why_not_reusable
 from clir_ot.retrieval.dense import DenseSearcher, dense_search_to_run, encode_corpus
 from clir_ot.study.artifacts import Artifact, ArtifactStore, artifact_key, cached_sha256, hash_model_folder
 from clir_ot.study.config import BackboneSpec, MethodSpec, StudyConfig, describe, load_study_config
@@ -796,16 +796,12 @@ def _importable_teacher_run(config: StudyConfig, step: Step, explain: bool = Fal
                             max_length=config.rerank.max_length, depth=config.depth,
                             batch_size=config.rerank.batch_size, path=str(resolve_path("torch", config.rerank.dtype)))
     try:
-        version, recorded = recorded_scoring_version(run), recorded_provenance(run)
+        why = why_not_reusable(run, wanted)
     except InputFormatError as err:
-        version, recorded = None, None
-        if explain:
-            logger.warning("%s: not reused (%s)", run, err)
-    if version == SCORING_VERSION and recorded == wanted:
+        why = str(err)
+    if not why:
         return run
-    if explain and version is not None:
-        why = ("an older scoring version" if version != SCORING_VERSION else
-               "it records no teachers or settings" if recorded is None else describe_changes(recorded, wanted))
+    if explain:
         logger.info("%s: not reused (%s); the study reranks its baseline itself", run, why)
     return None
 
