@@ -2,7 +2,9 @@
 with ties broken by docid, and zero-shot multilingual-e5-small on real Swahili (slow)."""
 from __future__ import annotations
 
+import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from clir_ot.datasets.tatoeba import probe_split, sentence_task
 from clir_ot.distill.bitext import BitextPair, tatoeba_pairs
 from clir_ot.errors import ConfigError
+from clir_ot.models import BiEncoderConfig, BiEncoderModel
 from clir_ot.pipelines.tatoeba_probe import render_probe_table, run_tatoeba_probe, score_task
 
 
@@ -66,3 +69,41 @@ def test_zero_shot_probe_on_real_swahili_and_khmer(tatoeba_dir, default_model, t
     again = run_tatoeba_probe(tatoeba_dir, tmp_path, ["sw", "km"], methods=(), n_resamples=100)
     assert again["rows"] == table["rows"]  # finished languages are reused, not recomputed differently
     assert "| sw |" in render_probe_table(table) and (tmp_path / "plot.tatoeba-probe.png").stat().st_size > 1000
+
+
+def _tiny_tatoeba(folder: Path, n: int = 40) -> Path:
+    folder.mkdir(parents=True)
+    english = [f"The {word} number {k} is here." for k, word in enumerate(["cat", "dog", "bird", "fish"] * (n // 4))]
+    foreign = [f"Huyu {word} namba {k} yupo." for k, word in enumerate(["paka", "mbwa", "ndege", "samaki"] * (n // 4))]
+    (folder / "tatoeba.swh-eng.eng").write_text("\n".join(english) + "\n", encoding="utf-8")
+    (folder / "tatoeba.swh-eng.swh").write_text("\n".join(foreign) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("keep", ["best", "none"])
+def test_scored_students_keep_what_keep_students_says_and_are_distilled_again_when_needed(tiny_models, tmp_path, keep):
+    model, tokenizer = tiny_models["bert"]
+    encoder = BiEncoderModel(copy.deepcopy(model), tokenizer, BiEncoderConfig(pooling="mean", normalize=True))
+    encoder.save_pretrained(tmp_path / "tiny")
+    tatoeba = _tiny_tatoeba(tmp_path / "tatoeba")
+    settings = {"epochs": 1, "batch_size": 4, "max_length": 32, "dtype": "fp32", "save_every": 2, "log_every": 1}
+    out = tmp_path / "probe"
+    table = run_tatoeba_probe(tatoeba, out, ["sw"], methods=("mse-sent",), settings=settings,
+                              encoder=tmp_path / "tiny", max_length=32, n_resamples=50, keep_students=keep)
+    student = out / "students" / "mse-sent.sw"
+    kept = {p.name for p in student.iterdir()}
+    assert {"training.json", "log.jsonl"} <= kept and "checkpoints" not in kept and "model.safetensors" not in kept
+    assert ("best" in kept) == (keep == "best")
+    # a later run that needs the student's scores again (its language's probe file gone) re-distils it
+    # only when its weights were dropped, and scores it the same
+    (out / "probe.sw.json").unlink()
+    before = (student / "training.json").stat().st_mtime_ns
+    again = run_tatoeba_probe(tatoeba, out, ["sw"], methods=("mse-sent",), settings=settings,
+                              encoder=tmp_path / "tiny", max_length=32, n_resamples=50, keep_students=keep)
+    assert ((student / "training.json").stat().st_mtime_ns != before) == (keep == "none")
+    assert again["rows"]["sw"]["mse-sent"] == table["rows"]["sw"]["mse-sent"]
+
+
+def test_keep_students_is_checked_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match="keep_students must be one of all, best, none"):
+        run_tatoeba_probe(tmp_path / "absent", tmp_path / "out", ["sw"], keep_students="weights")

@@ -12,12 +12,18 @@ languages are Holm-corrected.
 Outputs under ``output``: ``probe.<lang>.json`` (the split's sizes and every query's scores per
 system; reused by a later run that asks for no other system), ``table.tatoeba-probe.md`` / ``.json``,
 ``plot.tatoeba-probe.png``, and one student folder per language and method
-(``students/<method>.<lang>``, reused when complete).
+(``students/<method>.<lang>``, reused when complete). A distilled student keeps GBs (checkpoints, the
+last step's weights and ``best/``); once it is scored, ``keep_students`` (:data:`KEEP_STUDENTS`)
+decides what stays: ``all``, ``best`` (the default: ``best/``, the scored model, and the record) or
+``none`` (the record alone: ``training.json`` and ``log.jsonl``; 66 students of 1.6 GB each would
+not fit this machine's disk). A student whose weights were dropped is distilled again if a later run
+needs to score it (a language's ``probe.<lang>.json`` without that method).
 """
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -28,6 +34,7 @@ from clir_ot.datasets.tatoeba import SentenceTask, probe_split, sentence_task
 from clir_ot.distill.bitext import tatoeba_files, tatoeba_pairs
 from clir_ot.distill.pipeline import distill_student
 from clir_ot.distill.trainer import split_settings
+from clir_ot.errors import ConfigError
 from clir_ot.io import PathLike, atomic_open
 from clir_ot.languages import resolve_language
 from clir_ot.models import BiEncoderModel
@@ -35,7 +42,7 @@ from clir_ot.study.stats import holm, paired_randomization_test
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PROBE_LANGUAGES", "RESOURCE_GROUPS", "render_probe_table", "run_tatoeba_probe", "score_task"]
+__all__ = ["KEEP_STUDENTS", "PROBE_LANGUAGES", "RESOURCE_GROUPS", "render_probe_table", "run_tatoeba_probe", "score_task"]
 
 #: The 22 languages of the shared Tatoeba copy, by resource level: XQuAD's (well resourced in the
 #: backbone's pretraining) and the languages that have bitext only.
@@ -46,6 +53,10 @@ RESOURCE_GROUPS: dict[str, tuple[str, ...]] = {
 PROBE_LANGUAGES = tuple(lang for group in RESOURCE_GROUPS.values() for lang in group)
 MEASURES = ("P@1", "RR@10")
 DEFAULT_METHODS = ("mse-sent", "ot", "ot-shuffled")
+#: What a scored student keeps (see the module docstring).
+KEEP_STUDENTS = ("all", "best", "none")
+#: The record of a distillation, kept under every ``keep_students``.
+STUDENT_RECORD = ("training.json", "log.jsonl")
 
 
 def score_task(
@@ -83,12 +94,16 @@ def run_tatoeba_probe(
     batch_size: int = 64,
     max_length: int = 128,
     n_resamples: int = 10000,
+    keep_students: str = "best",
 ) -> dict[str, Any]:
     """Run the probe (see the module docstring); returns the table written to ``table.tatoeba-probe.json``.
 
     ``encoder``: the zero-shot model, the query encoder and every student's start (default: the
     offline multilingual-e5-small). ``settings``: the students' training and distillation settings.
+    ``keep_students``: what a student keeps once scored (:data:`KEEP_STUDENTS`).
     """
+    if keep_students not in KEEP_STUDENTS:
+        raise ConfigError(f"keep_students must be one of {', '.join(KEEP_STUDENTS)}, got {keep_students!r}")
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     languages = [resolve_language(lang).code for lang in languages]
@@ -118,15 +133,22 @@ def run_tatoeba_probe(
         for method in methods:
             folder = output / "students" / f"{method}.{lang}"
             started = time.time()
-            if not (folder / "training.json").is_file():
+            weights = _student_weights(folder)
+            if weights is None:
+                if (folder / "training.json").is_file():
+                    logger.info("%s: its weights were dropped after an earlier scoring; distilling it again", folder)
+                    shutil.rmtree(folder)
                 training, distill = plans[method]
                 distill_student(encoder, folder, distill_half, training, distill,
                                 bitext_files=list(tatoeba_files(tatoeba, lang)), resume=folder.exists())
-            student = BiEncoderModel.from_pretrained(folder / "best" if (folder / "best").is_dir() else folder)
+                weights = _student_weights(folder)
+            student = BiEncoderModel.from_pretrained(weights)
             student_docs = student.encode_passages(list(task.documents.values()), batch_size=batch_size,
                                                    max_length=max_length)
             systems[method] = score_task(task, queries, student_docs)
             cost[f"{lang}/{method}"] = round(time.time() - started, 1)
+            del student
+            _drop_student_files(folder, keep_students)
         per_query[lang] = systems
         with atomic_open(output / f"probe.{lang}.json") as handle:
             json.dump({"language": lang, "sizes": sizes[lang], "per_query": systems}, handle, indent=1)
@@ -140,6 +162,29 @@ def run_tatoeba_probe(
         handle.write(render_probe_table(table))
     _plot(table, output / "plot.tatoeba-probe.png")
     return table
+
+
+def _student_weights(folder: Path) -> Path | None:
+    """The folder of a finished student's scored model (``best/``, else the last step's), or ``None``
+    when it is not finished or its weights were dropped."""
+    if not (folder / "training.json").is_file():
+        return None
+    for candidate in (folder / "best", folder):
+        if (candidate / "config.json").is_file() and any(candidate.glob("*.safetensors")):
+            return candidate
+    return None
+
+
+def _drop_student_files(folder: Path, keep: str) -> None:
+    """Delete what a scored student no longer needs under ``keep`` (:data:`KEEP_STUDENTS`)."""
+    if keep == "all":
+        return
+    for entry in sorted(folder.iterdir()):
+        if entry.name in STUDENT_RECORD or (keep == "best" and entry.name == "best" and entry.is_dir()):
+            continue
+        if keep == "best" and not (folder / "best").is_dir() and entry.is_file():
+            continue  # no best/: the last step's weights at the top are the scored model
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 def _mean(scores: Mapping[str, Mapping[str, float]], measure: str) -> float:
