@@ -20,7 +20,7 @@ from clir_ot.cli import main
 from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError, LeakageError
 from clir_ot.formats import Document, Hit, sha256_of, write_corpus, write_qrels, write_run, write_topics
 from clir_ot.models import CrossEncoderModel, tiny_random_model
-from clir_ot.models.loading import resolve_precision
+from clir_ot.models.loading import hardware_id, resolve_precision
 from clir_ot.training import (
     DataSpec,
     ListwiseSoftmaxLoss,
@@ -415,6 +415,7 @@ def test_train_cli_writes_a_loadable_model_and_a_manifest(data, tmp_path):
     assert resolved["steps_per_epoch"] == train_groups // 4 and manifest["steps"] == 2 * (train_groups // 4)
     assert resolved["precision"] == resolve_precision("auto") and resolved["world_size"] == 1
     assert resolved["fused_adamw"] is True and resolved["passages_per_group"] == 4
+    assert resolved["hardware"] == hardware_id() and resolved["threads"] == torch.get_num_threads()
     assert manifest["code"]["clir_ot"] == clir_ot.__version__ and "torch" in manifest["code"]
     if (Path(clir_ot.__file__).parents[1] / ".git").exists():
         assert len(manifest["code"]["git_commit"]) == 40

@@ -187,6 +187,10 @@ def run_trial(paths: Paths, trial: Trial, results: dict[str, Any],
         "best_step": manifest["metrics"]["best"]["step"], "valid_questions": len(data.valid),
         "first_stage_mrr": first_stage, "steps": manifest["steps"],
         "wall_s": manifest["time"]["wall_s"], "pairs_per_s": manifest["time"]["pairs_per_s"],
+        # what a rerun elsewhere must match to reproduce the curve: the training data (its negatives come
+        # from the first-stage runs) and the hardware and threads the bf16 kernels ran on
+        "data_fingerprint": manifest["resolved"]["data_fingerprint"],
+        "hardware": manifest["resolved"].get("hardware"), "threads": manifest["resolved"].get("threads"),
     }
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     return record

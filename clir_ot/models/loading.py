@@ -29,6 +29,7 @@ import hashlib
 import inspect
 import logging
 import os
+import platform
 import re
 import urllib.error
 import urllib.request
@@ -398,6 +399,30 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         return False
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def hardware_id(device: "torch.device | str | None" = None) -> str:
+    """What numerics and speed depend on besides the model: the processor (its model name, core count
+    and bf16/int8 matrix features) or the GPU's name, and the torch version. bf16 kernels differ between
+    AMX and AVX-512 BF16 processors, so a bf16 training or encoding is reproducible on the same
+    ``hardware_id`` (and thread count), not across them. The quality guard keys its records by it, and
+    training manifests record it."""
+    kind = torch.device(device).type if device is not None else "cpu"
+    if kind == "cuda":
+        return f"cuda {torch.cuda.get_device_name(torch.device(device))}; torch {torch.__version__}"
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    features = sorted(flags & {"amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx512f", "avx2"})
+    return f"cpu {name} x{os.cpu_count()} [{' '.join(features)}]; torch {torch.__version__}"
 
 
 def resolve_precision(dtype: "str | None", device: "torch.device | str | None" = None) -> str:

@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,6 +35,7 @@ import torch
 from clir_ot.errors import BackendError, ConfigError, InputFormatError
 from clir_ot.io import PathLike, atomic_open
 from clir_ot.models.backends import BACKENDS, InferencePath, backend_available, resolve_path
+from clir_ot.models.loading import hardware_id
 
 logger = logging.getLogger(__name__)
 
@@ -136,27 +136,6 @@ class GuardRecord:
                   and q.path.partition("/")[0] in BACKENDS
                   and (not installed or backend_available(q.path.partition("/")[0])[0])]
         return max(chosen, key=lambda q: q.pairs_per_s, default=None)
-
-
-def hardware_id(device: "torch.device | str | None" = None) -> str:
-    """What the guard's figures depend on besides the model: the processor (its model name, core count
-    and bf16/int8 matrix features) or the GPU's name, and the torch version."""
-    kind = torch.device(device).type if device is not None else "cpu"
-    if kind == "cuda":
-        return f"cuda {torch.cuda.get_device_name(torch.device(device))}; torch {torch.__version__}"
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                name = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    except OSError:
-        pass
-    features = sorted(flags & {"amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx512f", "avx2"})
-    return f"cpu {name} x{os.cpu_count()} [{' '.join(features)}]; torch {torch.__version__}"
 
 
 def guard_dir() -> Path:

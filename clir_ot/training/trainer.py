@@ -50,7 +50,7 @@ from torch import nn
 import clir_ot
 from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError
 from clir_ot.io import PathLike, atomic_open
-from clir_ot.models.loading import compute_precision, resolve_precision
+from clir_ot.models.loading import compute_precision, hardware_id, resolve_precision
 from clir_ot.settings import check_setting_types, settings_from_dict
 from clir_ot.training import checkpoints as ckpt
 from clir_ot.training.data import TrainingGroup, groups_fingerprint
@@ -855,6 +855,7 @@ class Trainer:
                 "global_batch": self.global_batch, "steps_per_epoch": self.steps_per_epoch,
                 "total_steps": self.total_steps, "epochs": self.total_steps / self.steps_per_epoch,
                 "warmup_steps": self.warmup, "precision": self.precision, "device": str(self.device),
+                "hardware": hardware_id(self.device), "threads": torch.get_num_threads(),
                 "fused_adamw": fused, "backend": self.dist.backend, "validation_metric": self.metric,
             },
             "code": code_version(),
