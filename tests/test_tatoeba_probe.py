@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clir_ot.datasets.tatoeba import probe_split, sentence_task
+from clir_ot.datasets.tatoeba import ProbeLayout, probe_split, sentence_task
 from clir_ot.distill.bitext import BitextPair, tatoeba_pairs
 from clir_ot.errors import ConfigError
+from clir_ot.evaluation import evaluate
+from clir_ot.formats import load_corpus, load_run, read_qrels, read_topics
 from clir_ot.models import BiEncoderConfig, BiEncoderModel
-from clir_ot.pipelines.tatoeba_probe import render_probe_table, run_tatoeba_probe, score_task
+from clir_ot.pipelines.tatoeba_probe import rank_task, render_probe_table, run_tatoeba_probe, score_run
 
 
 def pairs_of(texts):
@@ -47,14 +49,26 @@ def test_task_relevance_counts_every_translation():
     assert task.qrels == {"en-0": frozenset({"sw-0", "sw-1"}), "en-1": frozenset({"sw-2"})}
 
 
-def test_score_task_ranks_by_inner_product_and_breaks_ties_by_docid():
+def test_ranking_is_by_inner_product_with_ties_broken_by_docid_and_scored_by_trec_eval_rules():
     task = sentence_task("xx", pairs_of([("q0", "d0"), ("q1", "d1"), ("q2", "d2")]))
     queries = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     docs = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 2.0]])  # d0 and d1 always tie
-    scores = score_task(task, queries, docs)
-    assert scores["en-0"] == {"P@1": 1.0, "RR@10": 1.0}        # d0 wins its tie with d1 by docid
-    assert scores["en-1"] == {"P@1": 0.0, "RR@10": 1.0 / 3}    # d2 (2.0), then d0 before d1 (0.0 each)
-    assert scores["en-2"] == {"P@1": 1.0, "RR@10": 1.0}        # d2 scores 2 > 1
+    run = rank_task(task, queries, docs)
+    assert [h.docid for h in run["en-0"]] == ["xx-0", "xx-1", "xx-2"]  # xx-0 wins its tie with xx-1 by docid
+    assert [h.docid for h in run["en-1"]] == ["xx-2", "xx-0", "xx-1"]  # 2.0, then the tie (0.0 each) by docid
+    assert all(a.score > b.score for hits in run.values() for a, b in zip(hits, hits[1:]))  # trec_eval keeps it
+    scores = score_run(task, run)
+    assert scores["en-0"] == {"P@1": 1.0, "RR@10": 1.0}
+    assert scores["en-1"] == {"P@1": 0.0, "RR@10": 1.0 / 3}
+    assert scores["en-2"] == {"P@1": 1.0, "RR@10": 1.0}        # xx-2 scores 2 > 1
+    assert [h.docid for h in rank_task(task, queries, docs, depth=1)["en-1"]] == ["xx-2"]
+
+
+def test_a_tie_at_the_depth_cut_is_broken_by_docid_not_by_position():
+    task = sentence_task("xx", pairs_of([(f"q{k}", f"d{k}") for k in range(12)]))
+    queries, docs = np.ones((12, 1)), np.ones((12, 1))  # every document ties
+    hits = rank_task(task, queries, docs, depth=3)["en-0"]
+    assert [h.docid for h in hits] == sorted(task.documents)[:3] == ["xx-0", "xx-1", "xx-10"]
 
 
 @pytest.mark.slow
@@ -90,7 +104,13 @@ def test_scored_students_keep_what_keep_students_says_and_are_distilled_again_wh
     out = tmp_path / "probe"
     table = run_tatoeba_probe(tatoeba, out, ["sw"], methods=("mse-sent",), settings=settings,
                               encoder=tmp_path / "tiny", max_length=32, n_resamples=50, keep_students=keep)
-    student = out / "students" / "mse-sent.sw"
+    layout = ProbeLayout(out)
+    for system in ("zero-shot", "mse-sent"):  # every system's ranking is a TREC run that trec_eval reads
+        run, qrels = load_run(layout.run(system, "sw")), read_qrels(layout.qrels("sw"))
+        assert set(run) == set(read_topics(layout.topics("sw"))) == set(qrels)
+        assert evaluate(qrels, run, ["P@1"]).means["P@1"] == pytest.approx(table["rows"]["sw"][system]["P@1"])
+    assert len(load_corpus(layout.corpus("sw"))) == table["rows"]["sw"]["sizes"]["documents"]
+    student = layout.student("mse-sent", "sw")
     kept = {p.name for p in student.iterdir()}
     assert {"training.json", "log.jsonl"} <= kept and "checkpoints" not in kept and "model.safetensors" not in kept
     assert ("best" in kept) == (keep == "best")

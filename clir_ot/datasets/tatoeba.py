@@ -10,17 +10,22 @@ other half, and the split depends on the texts only (not on line order, seeds or
 
 Identifiers: query ``en-<n>`` and document ``<lang>-<n>`` (``n``: 0-based position among the distinct
 texts of the test half, in file order).
+
+:class:`ProbeLayout` names the probe's files, and :func:`write_task` writes a language's test half as
+a standard IR collection (topics, a Pyserini JsonCollection and TREC qrels), so its runs can be
+evaluated with trec_eval like any other.
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 from clir_ot.errors import ConfigError, ConsistencyError
-from clir_ot.formats import BitextPair
+from clir_ot.formats import BitextPair, Document, write_corpus, write_qrels, write_topics
 
-__all__ = ["SentenceTask", "probe_split", "sentence_task"]
+__all__ = ["ProbeLayout", "SentenceTask", "probe_split", "sentence_task", "write_task"]
 
 SALT = "tatoeba-probe"
 
@@ -97,3 +102,64 @@ def sentence_task(lang: str, pairs: Sequence[BitextPair]) -> SentenceTask:
     if not queries:
         raise ConsistencyError(f"no pairs for the {lang} sentence-retrieval task")
     return SentenceTask(lang, queries, documents, {q: frozenset(d) for q, d in qrels.items()})
+
+
+@dataclass(frozen=True)
+class ProbeLayout:
+    """Every path of the probe under ``root`` (e.g. ``runs/tatoeba-probe``), spelled once::
+
+        <root>/collection/topics.tatoeba.en-<L>.tsv     English sentences of L's test half (the queries)
+        <root>/collection/corpus/<L>/docs.jsonl         L's sentences of its test half (the documents)
+        <root>/collection/qrels.tatoeba.en-<L>.txt      each English sentence -> its translations
+        <root>/run.tatoeba.<system>.en-<L>.txt          one system's ranking (zero-shot, mse-sent, ...)
+        <root>/probe.<L>.json                           the split's sizes and every query's scores
+        <root>/students/<method>.<L>/                   a dense student distilled on L's other half
+        <root>/table.tatoeba-probe.{md,json}, plot.tatoeba-probe.png
+
+    >>> ProbeLayout("runs/tatoeba-probe").run("ot", "sw").as_posix()
+    'runs/tatoeba-probe/run.tatoeba.ot.en-sw.txt'
+    """
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def collection(self) -> Path:
+        return self.root / "collection"
+
+    def topics(self, lang: str) -> Path:
+        return self.collection / f"topics.tatoeba.en-{lang}.tsv"
+
+    def corpus(self, lang: str) -> Path:
+        """The folder of ``lang``'s test-half sentences (a Pyserini JsonCollection)."""
+        return self.collection / "corpus" / lang
+
+    def qrels(self, lang: str) -> Path:
+        return self.collection / f"qrels.tatoeba.en-{lang}.txt"
+
+    def run(self, system: str, lang: str) -> Path:
+        return self.root / f"run.tatoeba.{system}.en-{lang}.txt"
+
+    def record(self, lang: str) -> Path:
+        return self.root / f"probe.{lang}.json"
+
+    def student(self, method: str, lang: str) -> Path:
+        return self.root / "students" / f"{method}.{lang}"
+
+    def table(self, suffix: str) -> Path:
+        return self.root / f"table.tatoeba-probe.{suffix}"
+
+    @property
+    def plot(self) -> Path:
+        return self.root / "plot.tatoeba-probe.png"
+
+
+def write_task(layout: ProbeLayout, task: SentenceTask) -> None:
+    """Write ``task`` (a language's test half) as topics, corpus and qrels under ``layout.collection``."""
+    write_topics(layout.topics(task.lang), task.queries)
+    layout.corpus(task.lang).mkdir(parents=True, exist_ok=True)
+    write_corpus(layout.corpus(task.lang) / "docs.jsonl",
+                 (Document(docid, text) for docid, text in task.documents.items()))
+    write_qrels(layout.qrels(task.lang), {qid: dict.fromkeys(sorted(docs), 1) for qid, docs in task.qrels.items()})

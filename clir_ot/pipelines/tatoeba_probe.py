@@ -9,10 +9,13 @@ P@1 and RR@10 per query (ties in score broken by docid). A student's gain over z
 per language with the paired randomization test, and the p-values of each method over all
 languages are Holm-corrected.
 
-Outputs under ``output``: ``probe.<lang>.json`` (the split's sizes and every query's scores per
-system; reused by a later run that asks for no other system), ``table.tatoeba-probe.md`` / ``.json``,
-``plot.tatoeba-probe.png``, and one student folder per language and method
-(``students/<method>.<lang>``, reused when complete). A distilled student keeps GBs (checkpoints, the
+Outputs under ``output`` (named by :class:`~clir_ot.datasets.tatoeba.ProbeLayout`): each language's
+test half as a standard collection (``collection/``: topics, corpus, qrels), each system's TREC run
+(``run.tatoeba.<system>.en-<lang>.txt``, the top :data:`RUN_DEPTH`; P@1 and RR@10 are computed from
+these runs by pytrec_eval, as trec_eval would), ``probe.<lang>.json`` (the split's sizes and every
+query's scores per system; reused by a later run that asks for no other system),
+``table.tatoeba-probe.md`` / ``.json``, ``plot.tatoeba-probe.png``, and one student folder per
+language and method (``students/<method>.<lang>``, reused when complete). A distilled student keeps GBs (checkpoints, the
 last step's weights and ``best/``); once it is scored, ``keep_students`` (:data:`KEEP_STUDENTS`)
 decides what stays: ``all``, ``best`` (the default: ``best/``, the scored model, and the record) or
 ``none`` (the record alone: ``training.json`` and ``log.jsonl``; 66 students of 1.6 GB each would
@@ -30,11 +33,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from clir_ot.datasets.tatoeba import SentenceTask, probe_split, sentence_task
+from clir_ot.datasets.tatoeba import ProbeLayout, SentenceTask, probe_split, sentence_task, write_task
 from clir_ot.distill.bitext import tatoeba_files, tatoeba_pairs
 from clir_ot.distill.pipeline import distill_student
 from clir_ot.distill.trainer import split_settings
 from clir_ot.errors import ConfigError
+from clir_ot.evaluation import evaluate
+from clir_ot.formats import Hit, hits_from_scores, write_run
 from clir_ot.io import PathLike, atomic_open
 from clir_ot.languages import resolve_language
 from clir_ot.models import BiEncoderModel
@@ -42,7 +47,8 @@ from clir_ot.study.stats import holm, paired_randomization_test
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["KEEP_STUDENTS", "PROBE_LANGUAGES", "RESOURCE_GROUPS", "render_probe_table", "run_tatoeba_probe", "score_task"]
+__all__ = ["KEEP_STUDENTS", "PROBE_LANGUAGES", "RESOURCE_GROUPS", "RUN_DEPTH", "rank_task", "render_probe_table",
+           "run_tatoeba_probe", "score_run"]
 
 #: The 22 languages of the shared Tatoeba copy, by resource level: XQuAD's (well resourced in the
 #: backbone's pretraining) and the languages that have bitext only.
@@ -52,6 +58,8 @@ RESOURCE_GROUPS: dict[str, tuple[str, ...]] = {
 }
 PROBE_LANGUAGES = tuple(lang for group in RESOURCE_GROUPS.values() for lang in group)
 MEASURES = ("P@1", "RR@10")
+#: Hits per query in a probe run (P@1 and RR@10 read the first 10).
+RUN_DEPTH = 100
 DEFAULT_METHODS = ("mse-sent", "ot", "ot-shuffled")
 #: What a scored student keeps (see the module docstring).
 KEEP_STUDENTS = ("all", "best", "none")
@@ -59,23 +67,32 @@ KEEP_STUDENTS = ("all", "best", "none")
 STUDENT_RECORD = ("training.json", "log.jsonl")
 
 
-def score_task(
-    task: SentenceTask, query_vectors: np.ndarray, doc_vectors: np.ndarray, depth: int = 10
-) -> dict[str, dict[str, float]]:
-    """P@1 and RR@10 of every query, from embeddings in the order of ``task.queries`` / ``task.documents``.
+def rank_task(task: SentenceTask, query_vectors: np.ndarray, doc_vectors: np.ndarray,
+              depth: int = RUN_DEPTH) -> dict[str, list[Hit]]:
+    """Each query's top ``depth`` documents by exact inner product, as run hits (ties in score broken
+    by docid, and written strictly decreasing so trec_eval keeps that order).
 
-    Shapes: ``query_vectors`` (n_queries, dim), ``doc_vectors`` (n_docs, dim); scores are inner products.
+    Shapes: ``query_vectors`` (n_queries, dim) and ``doc_vectors`` (n_docs, dim), in the order of
+    ``task.queries`` / ``task.documents``.
     """
     docids = list(task.documents)
     scores = query_vectors @ doc_vectors.T
-    order = np.lexsort((np.broadcast_to(np.arange(len(docids)), scores.shape), -scores), axis=1)[:, :depth]
-    result = {}
+    keep = min(depth, len(docids))
+    order = np.argsort(-scores, axis=1, kind="stable")
+    run = {}
     for row, qid in enumerate(task.queries):
-        relevant = task.qrels[qid]
-        ranked = [docids[j] for j in order[row]]
-        first = next((rank for rank, d in enumerate(ranked, start=1) if d in relevant), None)
-        result[qid] = {"P@1": float(ranked[0] in relevant), "RR@10": 0.0 if first is None else 1.0 / first}
-    return result
+        # every document whose score reaches the depth-th best, so a tie at the cut is broken by docid too
+        cut = scores[row, order[row, keep - 1]]
+        chosen = {docids[j]: float(scores[row, j]) for j in np.flatnonzero(scores[row] >= cut)}
+        run[qid] = hits_from_scores(qid, chosen)[:keep]
+    return run
+
+
+def score_run(task: SentenceTask, run: Mapping[str, Sequence[Hit]]) -> dict[str, dict[str, float]]:
+    """P@1 and RR@10 of every query of ``task`` in ``run``, by pytrec_eval (trec_eval's ``-c``)."""
+    qrels = {qid: dict.fromkeys(docs, 1) for qid, docs in task.qrels.items()}
+    scores = {qid: {h.docid: h.score for h in hits} for qid, hits in run.items()}
+    return evaluate(qrels, scores, MEASURES, name=f"tatoeba probe {task.lang}").per_query
 
 
 def _student_settings(settings: Mapping[str, Any], method: str):
@@ -104,8 +121,8 @@ def run_tatoeba_probe(
     """
     if keep_students not in KEEP_STUDENTS:
         raise ConfigError(f"keep_students must be one of {', '.join(KEEP_STUDENTS)}, got {keep_students!r}")
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    layout = ProbeLayout(Path(output))
+    layout.root.mkdir(parents=True, exist_ok=True)
     languages = [resolve_language(lang).code for lang in languages]
     plans = {method: _student_settings(settings or {}, method) for method in methods}  # checked before any work
     for lang in languages:
@@ -115,7 +132,7 @@ def run_tatoeba_probe(
     sizes: dict[str, dict[str, int]] = {}
     cost: dict[str, float] = {}
     for lang in languages:
-        done = output / f"probe.{lang}.json"
+        done = layout.record(lang)
         if done.is_file():  # a language finished by an earlier run with every system asked for is reused
             saved = json.loads(done.read_text(encoding="utf-8"))
             if {"zero-shot", *methods} <= set(saved["per_query"]):
@@ -125,13 +142,14 @@ def run_tatoeba_probe(
                 continue
         distill_half, test_half = probe_split(tatoeba_pairs(tatoeba, lang))
         task = sentence_task(lang, test_half)
+        write_task(layout, task)
         sizes[lang] = {"distill_pairs": len(distill_half), "test_pairs": len(test_half),
                        "queries": len(task.queries), "documents": len(task.documents)}
         queries = model.encode_queries(list(task.queries.values()), batch_size=batch_size, max_length=max_length)
         docs = model.encode_passages(list(task.documents.values()), batch_size=batch_size, max_length=max_length)
-        systems = {"zero-shot": score_task(task, queries, docs)}
+        systems = {"zero-shot": _score_system(layout, task, "zero-shot", queries, docs)}
         for method in methods:
-            folder = output / "students" / f"{method}.{lang}"
+            folder = layout.student(method, lang)
             started = time.time()
             weights = _student_weights(folder)
             if weights is None:
@@ -145,23 +163,31 @@ def run_tatoeba_probe(
             student = BiEncoderModel.from_pretrained(weights)
             student_docs = student.encode_passages(list(task.documents.values()), batch_size=batch_size,
                                                    max_length=max_length)
-            systems[method] = score_task(task, queries, student_docs)
+            systems[method] = _score_system(layout, task, method, queries, student_docs)
             cost[f"{lang}/{method}"] = round(time.time() - started, 1)
             del student
             _drop_student_files(folder, keep_students)
         per_query[lang] = systems
-        with atomic_open(output / f"probe.{lang}.json") as handle:
+        with atomic_open(layout.record(lang)) as handle:
             json.dump({"language": lang, "sizes": sizes[lang], "per_query": systems}, handle, indent=1)
         logger.info("%s: zero-shot P@1 %.3f%s", lang, _mean(systems["zero-shot"], "P@1"),
                     "".join(f", {m} {_mean(systems[m], 'P@1'):.3f}" for m in methods))
     table = _table(per_query, sizes, methods, n_resamples)
     table["cost_s"] = cost
-    with atomic_open(output / "table.tatoeba-probe.json") as handle:
+    with atomic_open(layout.table("json")) as handle:
         json.dump(table, handle, indent=2)
-    with atomic_open(output / "table.tatoeba-probe.md") as handle:
+    with atomic_open(layout.table("md")) as handle:
         handle.write(render_probe_table(table))
-    _plot(table, output / "plot.tatoeba-probe.png")
+    _plot(table, layout.plot)
     return table
+
+
+def _score_system(layout: ProbeLayout, task: SentenceTask, system: str, query_vectors: np.ndarray,
+                  doc_vectors: np.ndarray) -> dict[str, dict[str, float]]:
+    """Rank ``task`` for ``system``, write its run, and score every query."""
+    run = rank_task(task, query_vectors, doc_vectors)
+    write_run(layout.run(system, task.lang), run, tag=f"tatoeba.{system}.en-{task.lang}")
+    return score_run(task, run)
 
 
 def _student_weights(folder: Path) -> Path | None:
