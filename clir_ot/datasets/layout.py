@@ -55,6 +55,10 @@ class XQuADCollection:
     def topics(self, lang: str) -> Path:
         return self.root / f"topics.xquad.{lang}.tsv"
 
+    def queries_for(self, lang: str) -> Path:
+        """The questions that search ``lang``'s paragraphs: the English ones, for every language."""
+        return self.topics(QUERY_LANGUAGE)
+
     def corpus(self, lang: str) -> Path:
         """The folder of language ``lang``'s paragraphs (a Pyserini JsonCollection)."""
         return self.root / "corpus" / lang

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from clir_ot.errors import ConfigError, ConsistencyError
-from clir_ot.formats import BitextPair, Document, write_corpus, write_qrels, write_topics
+from clir_ot.errors import ConfigError, ConsistencyError, LeakageError
+from clir_ot.formats import BitextPair, Document, iter_corpus, read_topics, write_corpus, write_qrels, write_topics
 
-__all__ = ["ProbeLayout", "SentenceTask", "probe_split", "sentence_task", "write_task"]
+__all__ = ["ZERO_SHOT", "ProbeCollection", "ProbeLayout", "SentenceTask", "check_probe_leakage", "probe_half",
+           "probe_split", "sentence_task", "write_task"]
 
 SALT = "tatoeba-probe"
 
@@ -84,6 +85,14 @@ def probe_split(
     return distill, test
 
 
+def probe_half(pairs: Sequence[BitextPair], half: str) -> list[BitextPair]:
+    """The ``distill`` or ``test`` half of :func:`probe_split` (at its defaults)."""
+    if half not in ("distill", "test"):
+        raise ConfigError(f"a probe half is 'distill' or 'test', not {half!r}")
+    distill, test = probe_split(pairs)
+    return distill if half == "distill" else test
+
+
 def sentence_task(lang: str, pairs: Sequence[BitextPair]) -> SentenceTask:
     """The retrieval task over ``pairs`` (a test half): distinct English texts retrieve distinct foreign ones."""
     queries: dict[str, str] = {}
@@ -104,6 +113,36 @@ def sentence_task(lang: str, pairs: Sequence[BitextPair]) -> SentenceTask:
     return SentenceTask(lang, queries, documents, {q: frozenset(d) for q, d in qrels.items()})
 
 
+#: The probe's dense first stage: the unchanged encoder, whose runs every student is compared with.
+ZERO_SHOT = "zero-shot"
+
+
+@dataclass(frozen=True)
+class ProbeCollection:
+    """The test halves under ``root`` as standard IR files (see :class:`ProbeLayout`)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    def queries_for(self, lang: str) -> Path:
+        """The English sentences that search ``lang``'s test half (each language has its own)."""
+        return self.root / f"topics.tatoeba.en-{lang}.tsv"
+
+    def corpus(self, lang: str) -> Path:
+        """The folder of ``lang``'s test-half sentences (a Pyserini JsonCollection)."""
+        return self.root / "corpus" / lang
+
+    def qrels(self, lang: str) -> Path:
+        return self.root / f"qrels.tatoeba.en-{lang}.txt"
+
+    @property
+    def manifest(self) -> Path:
+        """How the zero-shot runs were encoded (a study's students must be searched the same way)."""
+        return self.root / "manifest.json"
+
+
 @dataclass(frozen=True)
 class ProbeLayout:
     """Every path of the probe under ``root`` (e.g. ``runs/tatoeba-probe``), spelled once::
@@ -111,10 +150,14 @@ class ProbeLayout:
         <root>/collection/topics.tatoeba.en-<L>.tsv     English sentences of L's test half (the queries)
         <root>/collection/corpus/<L>/docs.jsonl         L's sentences of its test half (the documents)
         <root>/collection/qrels.tatoeba.en-<L>.txt      each English sentence -> its translations
+        <root>/collection/manifest.json                 the encoder and settings of the zero-shot runs
         <root>/run.tatoeba.<system>.en-<L>.txt          one system's ranking (zero-shot, mse-sent, ...)
         <root>/probe.<L>.json                           the split's sizes and every query's scores
         <root>/students/<method>.<L>/                   a dense student distilled on L's other half
         <root>/table.tatoeba-probe.{md,json}, plot.tatoeba-probe.png
+
+    It is also the baseline folder of a study with ``dataset: tatoeba-probe``: its zero-shot runs are
+    the first stage (``none``), and the study's students search its test halves.
 
     >>> ProbeLayout("runs/tatoeba-probe").run("ot", "sw").as_posix()
     'runs/tatoeba-probe/run.tatoeba.ot.en-sw.txt'
@@ -126,21 +169,28 @@ class ProbeLayout:
         object.__setattr__(self, "root", Path(self.root))
 
     @property
-    def collection(self) -> Path:
-        return self.root / "collection"
+    def collection(self) -> ProbeCollection:
+        return ProbeCollection(self.root / "collection")
 
     def topics(self, lang: str) -> Path:
-        return self.collection / f"topics.tatoeba.en-{lang}.tsv"
+        return self.collection.queries_for(lang)
 
     def corpus(self, lang: str) -> Path:
-        """The folder of ``lang``'s test-half sentences (a Pyserini JsonCollection)."""
-        return self.collection / "corpus" / lang
+        return self.collection.corpus(lang)
 
     def qrels(self, lang: str) -> Path:
-        return self.collection / f"qrels.tatoeba.en-{lang}.txt"
+        return self.collection.qrels(lang)
 
     def run(self, system: str, lang: str) -> Path:
         return self.root / f"run.tatoeba.{system}.en-{lang}.txt"
+
+    def first_stage_run(self, lang: str) -> Path:
+        """The zero-shot run of ``lang`` (the unchanged encoder on both sides)."""
+        return self.run(ZERO_SHOT, lang)
+
+    def student_tag(self, method: str) -> str:
+        """The run tag of a study's dense student of ``method``."""
+        return f"{ZERO_SHOT}-student-{method}"
 
     def record(self, lang: str) -> Path:
         return self.root / f"probe.{lang}.json"
@@ -158,8 +208,23 @@ class ProbeLayout:
 
 def write_task(layout: ProbeLayout, task: SentenceTask) -> None:
     """Write ``task`` (a language's test half) as topics, corpus and qrels under ``layout.collection``."""
-    write_topics(layout.topics(task.lang), task.queries)
+    write_topics(layout.collection.queries_for(task.lang), task.queries)
     layout.corpus(task.lang).mkdir(parents=True, exist_ok=True)
     write_corpus(layout.corpus(task.lang) / "docs.jsonl",
                  (Document(docid, text) for docid, text in task.documents.items()))
     write_qrels(layout.qrels(task.lang), {qid: dict.fromkeys(sorted(docs), 1) for qid, docs in task.qrels.items()})
+
+
+def check_probe_leakage(pairs: Sequence[BitextPair], collection: ProbeCollection, lang: str) -> int:
+    """Raise :class:`~clir_ot.errors.LeakageError` if a pair's English text is a query of ``lang``'s test
+    half in ``collection`` or its foreign text one of its documents (texts compared with whitespace
+    collapsed, as the collection stores them); returns the number of pairs checked."""
+    queries = set(read_topics(collection.queries_for(lang)).values())
+    documents = {" ".join(doc.contents.split()) for doc in iter_corpus(collection.corpus(lang))}
+    for pair in pairs:
+        english, foreign = " ".join(pair.english.split()), " ".join(pair.foreign.split())
+        if english in queries or foreign in documents:
+            where = f"{pair.source}:{pair.line}" if pair.line is not None else pair.source
+            raise LeakageError(f"bitext pair {where} ({english[:60]!r}) is part of the {lang} probe's test half "
+                               f"in {collection.root}: a student must never see a test sentence")
+    return len(pairs)

@@ -33,16 +33,17 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from clir_ot.datasets.tatoeba import ProbeLayout, SentenceTask, probe_split, sentence_task, write_task
+from clir_ot.datasets.tatoeba import SALT as SPLIT_SALT
+from clir_ot.datasets.tatoeba import ZERO_SHOT, ProbeLayout, SentenceTask, probe_split, sentence_task, write_task
 from clir_ot.distill.bitext import tatoeba_files, tatoeba_pairs
 from clir_ot.distill.pipeline import distill_student
 from clir_ot.distill.trainer import split_settings
 from clir_ot.errors import ConfigError
 from clir_ot.evaluation import evaluate
 from clir_ot.formats import Hit, hits_from_scores, write_run
-from clir_ot.io import PathLike, atomic_open
+from clir_ot.io import PathLike, atomic_open, hash_model_folder
 from clir_ot.languages import resolve_language
-from clir_ot.models import BiEncoderModel
+from clir_ot.models import BiEncoderModel, locate_model
 from clir_ot.study.stats import holm, paired_randomization_test
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,10 @@ def run_tatoeba_probe(
     for lang in languages:
         tatoeba_files(tatoeba, lang)
     model = BiEncoderModel.from_pretrained(encoder)
+    source = locate_model(encoder)
+    encoding = {"encoder": source.location,
+                "weights": hash_model_folder(source.location) if source.local else None,
+                "max_length": max_length, "batch_size": batch_size, "dtype": "fp32"}
     per_query: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     sizes: dict[str, dict[str, int]] = {}
     cost: dict[str, float] = {}
@@ -147,7 +152,8 @@ def run_tatoeba_probe(
                        "queries": len(task.queries), "documents": len(task.documents)}
         queries = model.encode_queries(list(task.queries.values()), batch_size=batch_size, max_length=max_length)
         docs = model.encode_passages(list(task.documents.values()), batch_size=batch_size, max_length=max_length)
-        systems = {"zero-shot": _score_system(layout, task, "zero-shot", queries, docs)}
+        systems = {ZERO_SHOT: _score_system(layout, task, ZERO_SHOT, queries, docs)}
+        _record_encoding(layout, lang, encoding)
         for method in methods:
             folder = layout.student(method, lang)
             started = time.time()
@@ -180,6 +186,19 @@ def run_tatoeba_probe(
         handle.write(render_probe_table(table))
     _plot(table, layout.plot)
     return table
+
+
+def _record_encoding(layout: ProbeLayout, lang: str, encoding: Mapping[str, Any]) -> None:
+    """Add ``lang`` to the collection's manifest: the encoder and settings of its zero-shot run. A study
+    on this folder (``dataset: tatoeba-probe``) searches its students the same way, and refuses a
+    folder whose zero-shot runs were encoded otherwise."""
+    path = layout.collection.manifest
+    manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    languages = manifest.get("languages", {})
+    languages[lang] = dict(encoding)
+    with atomic_open(path) as handle:
+        json.dump({"dataset": "tatoeba-probe", "split": {"salt": SPLIT_SALT, "test_fraction": 0.5},
+                   "languages": dict(sorted(languages.items()))}, handle, indent=1)
 
 
 def _score_system(layout: ProbeLayout, task: SentenceTask, system: str, query_vectors: np.ndarray,

@@ -31,6 +31,15 @@ sees XQuAD), and a ``search`` step re-encodes the language's paragraphs with the
 them with the unchanged query encoder (``search: {hits, batch_size, max_length, dtype}``).
 ``tools/studies/xquad-dense-students.yaml`` is that study (``clir-ot xquad-dense-students``).
 
+``dataset: tatoeba-probe`` studies dense students on the low-resource probe instead of XQuAD
+(cross-lingual sentence retrieval on Tatoeba, :mod:`clir_ot.pipelines.tatoeba_probe`): ``baseline`` is
+the probe's folder (:class:`~clir_ot.datasets.tatoeba.ProbeLayout`, made by ``tools/tatoeba_probe.py
+--methods``: each language's test half as topics / corpus / qrels and its zero-shot run, ``none``);
+every backbone is a bi-encoder, every student is distilled on its language's *distillation half*
+only (``bitext: {tatoeba: DIR}``; leakage-checked against the test half), and ``search`` must encode
+as the zero-shot runs were (checked against the folder's manifest). ``languages`` are any language
+codes of the Tatoeba folder. ``tools/studies/tatoeba-probe.yaml`` is that study.
+
 ``bitext: {xquad: {negatives: N}}`` is the in-domain query bitext of the baseline's own XQuAD collection
 (:func:`clir_ot.distill.xquad_query_bitext`): each student gets the English questions of its fold's
 *training* side with their paragraphs in English and in its language (and ``N`` hard negatives from
@@ -70,6 +79,7 @@ from clir_ot.distill.trainer import DISTILL_METHODS, DistillationConfig, split_s
 from clir_ot.errors import ConfigError, InputFormatError
 from clir_ot.evaluation import parse_measure
 from clir_ot.rerank.windows import check_windows
+from clir_ot.languages import resolve_language
 from clir_ot.training.trainer import TrainingConfig
 
 __all__ = ["BackboneSpec", "CONTROLS", "EXECUTOR_KINDS", "ExecutorSettings", "MethodSpec", "RerankSettings",
@@ -88,6 +98,9 @@ CROSS_ENCODER, BI_ENCODER = "cross-encoder", "bi-encoder"
 BACKBONE_KINDS = (CROSS_ENCODER, BI_ENCODER)
 #: The measures of a study unless its config names others (``measures:``).
 DEFAULT_MEASURES = ("P@5", "Success@5", "RR@10")
+#: What a study evaluates on (``dataset:``): XQuAD (the default), or the Tatoeba sentence-retrieval probe.
+XQUAD_DATASET, PROBE_DATASET = "xquad", "tatoeba-probe"
+DATASETS = (XQUAD_DATASET, PROBE_DATASET)
 DEFAULT_BASES = ("default", "multilingual-e5-small")
 
 
@@ -351,11 +364,17 @@ class StudyConfig:
     xquad_bitext: XQuADBitextSettings | None = None
     controls: tuple[str, ...] = ()
     reranked_run: str = "dense"
+    dataset: str = XQUAD_DATASET
 
-    KEYS = ("name", "description", "baseline", "first_stage", "reranked_run", "depth", "languages", "reference_language",
+    KEYS = ("name", "description", "dataset", "baseline", "first_stage", "reranked_run", "depth", "languages", "reference_language",
             "low_resource", "bitext", "controls", "seeds", "backbones", "methods", "teacher", "teacher_data", "distill",
             "rerank", "search",
             "reuse", "pool", "n_resamples", "resource_order", "measures", "executor")
+
+    @property
+    def probe(self) -> bool:
+        """Whether the study is on the Tatoeba probe (``dataset: tatoeba-probe``), not XQuAD."""
+        return self.dataset == PROBE_DATASET
 
     def methods_for(self, language: str) -> list[MethodSpec]:
         """The methods run on ``language`` (only ``none`` on the reference language)."""
@@ -441,11 +460,21 @@ def _check_top_level(data: Any, where: str) -> None:
         raise ConfigError(f"{where}: name {name!r} must be letters, digits, '-', '_' or '.' (it names runs/<name>)")
 
 
-def _parse_languages(data: Mapping[str, Any], where: str) -> tuple[list[str], str | None, list[str]]:
+def _parse_dataset(data: Mapping[str, Any], where: str) -> str:
+    value = data.get("dataset", XQUAD_DATASET)
+    if value not in DATASETS:
+        raise ConfigError(f"{where}: dataset must be one of {', '.join(DATASETS)}, got {value!r}")
+    return value
+
+
+def _parse_languages(data: Mapping[str, Any], where: str,
+                     dataset: str = XQUAD_DATASET) -> tuple[list[str], str | None, list[str]]:
     """The studied languages, the reference language and the low-resource group."""
     languages = _str_list(data["languages"], f"{where}: languages")
     if not languages:
         raise ConfigError(f"{where}: languages is empty: the grid has no cells")
+    if dataset == PROBE_DATASET:  # any language of the Tatoeba folder, by any of its codes
+        return _parse_probe_languages(data, languages, where)
     known = set(XQUAD_LANGUAGES)  # ro too: its xquad.ro.json must then be in the source
     for lang in languages:
         if lang not in known:
@@ -458,6 +487,44 @@ def _parse_languages(data: Mapping[str, Any], where: str) -> tuple[list[str], st
     if stray or not low:
         raise ConfigError(f"{where}: low_resource must be a non-empty subset of languages; {stray} are not studied")
     return languages, reference, low
+
+
+def _parse_probe_languages(data: Mapping[str, Any], languages: list[str],
+                           where: str) -> tuple[list[str], None, list[str]]:
+    """The probe's languages as canonical codes (``swh`` -> ``sw``); no reference language (English is
+    the query side of every language's task)."""
+    if data.get("reference_language") is not None:
+        raise ConfigError(f"{where}: reference_language is for XQuAD; the probe's queries are English in every task")
+    codes = [resolve_language(lang, f"{where}: languages").code for lang in languages]
+    if len(set(codes)) != len(codes):
+        raise ConfigError(f"{where}: languages name one language twice: {languages}")
+    low = [resolve_language(lang, f"{where}: low_resource").code
+           for lang in _str_list(data.get("low_resource", languages), f"{where}: low_resource")]
+    stray = [l for l in low if l not in codes]
+    if stray or not low:
+        raise ConfigError(f"{where}: low_resource must be a non-empty subset of languages; {stray} are not studied")
+    return codes, None, low
+
+
+def _check_probe(config: "StudyConfig") -> None:
+    """What a study on the Tatoeba probe cannot have: reranker backbones, bitext other than Tatoeba's
+    distillation halves, XQuAD query bitext, a ranking term (there are no English relevance data), earlier
+    XQuAD students."""
+    where = str(config.path)
+    rerankers = [b.name for b in config.backbones if not b.dense]
+    if rerankers:
+        raise ConfigError(f"{where}: dataset: {PROBE_DATASET} studies bi-encoder students; backbones "
+                          f"{', '.join(rerankers)} need kind: {BI_ENCODER}")
+    reused = [b.name for b in config.backbones if b.students]
+    if reused:
+        raise ConfigError(f"{where}: backbones {', '.join(reused)}: students: reuses XQuAD dense students; "
+                          f"the probe's are distilled on its distillation halves")
+    if config.xquad_bitext is not None or (config.bitext and config.bitext_kind != "tatoeba"):
+        raise ConfigError(f"{where}: dataset: {PROBE_DATASET} distils on each language's Tatoeba distillation half: "
+                          "give bitext: {tatoeba: DIR} (the folder the probe's baseline was made from)")
+    if NO_BITEXT_CONTROL in config.controls:
+        raise ConfigError(f"{where}: controls: {NO_BITEXT_CONTROL} is the ranking term alone, and the probe has no "
+                          "English relevance data for one")
 
 
 def _parse_backbone(item: Any, i: int, path: Path) -> BackboneSpec:
@@ -762,7 +829,8 @@ def study_config_from_data(data: Any, path: str | Path) -> StudyConfig:
     path = Path(path)
     where = str(path)
     _check_top_level(data, where)
-    languages, reference, low = _parse_languages(data, where)
+    dataset = _parse_dataset(data, where)
+    languages, reference, low = _parse_languages(data, where, dataset)
     backbones = _parse_backbones(data, path)
     controls, methods = _parse_controls(data, _parse_methods(data, languages, where), where)
     bitext, bitext_kind, xquad_bitext = _parse_bitext(data, methods, languages, path)
@@ -785,7 +853,10 @@ def study_config_from_data(data: Any, path: str | Path) -> StudyConfig:
         measures=_parse_measures(data, where),
         executor=_parse_executor(data, path),
         xquad_bitext=xquad_bitext, controls=controls, reranked_run=_parse_reranked_run(data, backbones, where),
+        dataset=dataset,
     )
+    if config.probe:
+        _check_probe(config)
     _check_controls_and_query_bitext(config)
     _check_distill_settings(config)
     return config

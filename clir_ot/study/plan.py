@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from clir_ot.datasets.layout import XQuADLayout
+from clir_ot.datasets.tatoeba import ProbeLayout
 from clir_ot.study.artifacts import Artifact, ArtifactStore
 from clir_ot.study.config import BackboneSpec, MethodSpec, StudyConfig
 
@@ -74,7 +75,7 @@ class StudyPlan:
     store: ArtifactStore
     steps: dict[str, Step]
     folds: list[dict]
-    layout: XQuADLayout
+    layout: XQuADLayout | ProbeLayout
 
     def order(self) -> list[Step]:
         return list(self.steps.values())  # built in dependency order

@@ -47,6 +47,8 @@ import torch
 from tqdm.auto import tqdm
 
 from clir_ot.datasets.layout import TeacherData, XQuADLayout
+from clir_ot.datasets.tatoeba import SALT as PROBE_SPLIT_SALT
+from clir_ot.datasets.tatoeba import ProbeLayout, check_probe_leakage, probe_half
 from clir_ot.datasets.xquad import read_folds
 from clir_ot.distill import check_bitext_leakage, read_bitext, tatoeba_files, tatoeba_pairs, xquad_query_bitext
 from clir_ot.distill.pipeline import distill_student
@@ -100,7 +102,7 @@ class _Context:
     """What every planning function needs: the config, the baseline's layout, the store, the folds."""
 
     config: StudyConfig
-    layout: XQuADLayout
+    layout: XQuADLayout | ProbeLayout
     store: ArtifactStore
     folds: list[dict]
     hashes: dict[Path, str] = field(default_factory=dict)
@@ -132,8 +134,11 @@ class _Context:
 # planning
 
 
-def baseline_layout(config: StudyConfig) -> XQuADLayout:
-    """The layout of the study's baseline folder (collection and first-stage runs)."""
+def baseline_layout(config: StudyConfig) -> XQuADLayout | ProbeLayout:
+    """The layout of the study's baseline folder (collection and first-stage runs): XQuAD's, or the
+    Tatoeba probe's (``dataset: tatoeba-probe``)."""
+    if config.probe:
+        return ProbeLayout(config.baseline)
     return XQuADLayout(config.baseline, first_stage=config.first_stage)
 
 
@@ -141,7 +146,10 @@ def _needs_folds(config: StudyConfig) -> bool:
     return any(not b.dense for b in config.backbones)
 
 
-def _check_baseline(config: StudyConfig, layout: XQuADLayout) -> None:
+def _check_baseline(config: StudyConfig, layout: XQuADLayout | ProbeLayout) -> None:
+    if isinstance(layout, ProbeLayout):
+        _check_probe_baseline(config, layout)
+        return
     collection = layout.collection
     needed = [collection.topics("en")]
     if _needs_folds(config):
@@ -156,6 +164,44 @@ def _check_baseline(config: StudyConfig, layout: XQuADLayout) -> None:
             f"{config.path}: the baseline folder {config.baseline} lacks {len(missing)} input(s), e.g. {missing[0]}; "
             f"build it first: clir-ot baseline --source <xquad> --output {config.baseline}"
         )
+
+
+def _check_probe_baseline(config: StudyConfig, layout: ProbeLayout) -> None:
+    """The probe folder has every language's test half and zero-shot run, encoded as ``search:`` will
+    encode the students' (same encoder weights as each backbone's, max length, precision)."""
+    collection = layout.collection
+    needed = [collection.manifest]
+    for lang in config.evaluated_languages:
+        needed += [collection.queries_for(lang), collection.corpus(lang), collection.qrels(lang),
+                   layout.first_stage_run(lang)]
+    missing = [str(p) for p in needed if not p.exists()]
+    if missing:
+        raise ConfigError(
+            f"{config.path}: the probe folder {config.baseline} lacks {len(missing)} input(s), e.g. {missing[0]}; "
+            f"build it first: python tools/tatoeba_probe.py --tatoeba <tatoeba> --output {config.baseline} "
+            f"--languages {' '.join(config.evaluated_languages)} --methods"
+        )
+    recorded = json.loads(collection.manifest.read_text(encoding="utf-8")).get("languages", {})
+    precision = resolve_precision(config.search.dtype, "cpu")
+    for lang in config.evaluated_languages:
+        encoding = recorded.get(lang, {})
+        wanted = {"max_length": config.search.max_length, "dtype": precision}
+        differs = {k: (encoding.get(k), v) for k, v in wanted.items() if encoding.get(k) != v}
+        if differs:
+            raise ConfigError(
+                f"{config.path}: {lang}'s zero-shot run in {config.baseline} was encoded with "
+                + ", ".join(f"{k} {was!r}" for k, (was, _) in differs.items())
+                + "; search: has " + ", ".join(f"{k} {now!r}" for k, (_, now) in differs.items())
+                + ": the students must be searched as the zero-shot run was (set search: to match)")
+        for backbone in config.backbones:
+            weights = _default_weights() if backbone.base is None else _base_inputs(backbone).get("weights")
+            if None not in (weights, encoding.get("weights")) and encoding["weights"] != weights:
+                raise ConfigError(f"{config.path}: {lang}'s zero-shot run in {config.baseline} was made by another "
+                                  f"encoder ({encoding.get('encoder')}) than backbone {backbone.name!r}'s")
+
+
+def _default_weights() -> str:
+    return hash_model_folder(default_model_dir())
 
 
 def _sha(path: Path) -> str:
@@ -176,7 +222,8 @@ def _bitext_inputs(config: StudyConfig, lang: str) -> dict[str, str]:
     if lang not in config.bitext:  # the in-domain query bitext alone (bitext: {xquad: ...})
         return {}
     if config.bitext_kind == "tatoeba":
-        return {p.name: cached_sha256(p) for p in tatoeba_files(config.bitext[lang], lang)}
+        files = {p.name: cached_sha256(p) for p in tatoeba_files(config.bitext[lang], lang)}
+        return {**files, "half": f"{PROBE_SPLIT_SALT}/distill"} if config.probe else files
     return {config.bitext[lang].name: cached_sha256(config.bitext[lang])}
 
 
@@ -385,7 +432,7 @@ def _search_step(ctx: _Context, cell: Cell, student: Step) -> Step:
     collection = ctx.layout.collection
     settings = {**asdict(ctx.config.search), "language": lang, "method": cell.method.name, "seed": cell.seed}
     inputs = {"student": student.key, "encoder": _base_inputs(cell.backbone),
-              "corpus": ctx.sha(collection.corpus(lang)), "topics": ctx.sha(collection.topics("en"))}
+              "corpus": ctx.sha(collection.corpus(lang)), "topics": ctx.sha(collection.queries_for(lang))}
     sid, label = _run_label(cell)
     passages = sum(1 for _ in iter_corpus(collection.corpus(lang)))
     step = _artifact_step(ctx, "search", f"search/{sid}", label, cell, settings, inputs,
@@ -422,6 +469,8 @@ def plan_study(config: StudyConfig, root: str | Path | None = None) -> StudyPlan
 
 
 def _bitext_size(config: StudyConfig, lang: str) -> int:
+    if config.probe:  # the distillation half (the split reads the texts: cheap for Tatoeba's sizes)
+        return len(probe_half(tatoeba_pairs(config.bitext[lang], lang), "distill"))
     path = tatoeba_files(config.bitext[lang], lang)[0] if config.bitext_kind == "tatoeba" else config.bitext[lang]
     with open(path, "rb") as handle:
         return sum(1 for line in handle if line.strip())
@@ -486,6 +535,9 @@ def _distil(step: Step, plan: StudyPlan) -> dict[str, Any]:
     pairs, files = [], []
     if lang in config.bitext and config.bitext_kind == "tatoeba":
         pairs, files = tatoeba_pairs(config.bitext[lang], lang), list(tatoeba_files(config.bitext[lang], lang))
+        if config.probe:  # the distillation half only, never a sentence of the test half the study scores
+            pairs = probe_half(pairs, "distill")
+            check_probe_leakage(pairs, plan.layout.collection, lang)
     elif lang in config.bitext:
         pairs, files = read_bitext(config.bitext[lang]), [config.bitext[lang]]
     if config.xquad_bitext is not None:
@@ -558,7 +610,7 @@ def _search(step: Step, plan: StudyPlan) -> dict[str, Any]:
     encode_corpus(collection.corpus(cell.language), index_dir, student, batch_size=settings.batch_size,
                              max_length=settings.max_length, dtype=precision)
     encoded = time.time()
-    dense_search_to_run(DenseSearcher(index_dir, query_model), read_topics(collection.topics("en")), step.run,
+    dense_search_to_run(DenseSearcher(index_dir, query_model), read_topics(collection.queries_for(cell.language)), step.run,
                         k=settings.hits, batch_size=settings.batch_size, max_length=settings.max_length,
                         dtype=precision, tag=f"{plan.layout.student_tag(cell.method.name)}.en-{cell.language}")
     passages = step.work.passages or 0
