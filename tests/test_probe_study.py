@@ -74,6 +74,9 @@ def test_students_learn_from_the_distillation_half_and_search_each_language_with
     for code, lang in LANGUAGES.items():
         student = plan.steps[f"student/tiny/mse-sent/{lang}/seed42"]
         manifest = json.loads((student.model / "training.json").read_text())
+        # finished: its checkpoints and the last step's weights are gone, best/ (what the search read) stays
+        assert not (student.model / "checkpoints").exists() and not list(student.model.glob("*.safetensors"))
+        assert list((student.model / "best").glob("*.safetensors"))
         half = probe_half(tatoeba_pairs(world / "tatoeba", lang), "distill")
         bitext = manifest["bitext"]
         assert bitext["train_pairs"] + bitext["valid_pairs"] == len(half) < len(tatoeba_pairs(world / "tatoeba", lang))

@@ -68,7 +68,8 @@ from clir_ot.study.evaluate import training_manifest, write_study_report
 from clir_ot.study.locks import ArtifactLock
 from clir_ot.study.plan import Cell, Step, StudyPlan, Work
 from clir_ot.study.schedule import build_pending, make_executor, step_lock
-from clir_ot.training import DataSpec, load_training_data, selected_model, train_cross_encoder, write_groups
+from clir_ot.training import (DataSpec, drop_unselected_weights, load_training_data, selected_model, train_cross_encoder,
+                              write_groups)
 from clir_ot.training.trainer import RESUMABLE_CHANGES, describe_changes
 
 logger = logging.getLogger(__name__)
@@ -632,6 +633,8 @@ def _execute(step: Step, plan: StudyPlan) -> None:
     record.setdefault("wall_s", round(time.time() - started, 1))
     if step.model is not None and (step.model / "checkpoints").is_dir():
         shutil.rmtree(step.model / "checkpoints")  # finished: checkpoints only served resuming (GBs each)
+    if step.model is not None:
+        drop_unselected_weights(step.model)  # best/ is what every later step reads; the last step's weights are not
     ArtifactStore.finish(step.artifact, {"step": step.id, "settings": step.settings, "inputs": step.inputs,
                                          "deps": {d: plan.steps[d].key for d in step.deps},
                                          "study": plan.config.name, "seed": step.cell.seed,

@@ -32,7 +32,7 @@ from clir_ot.training.data import (
 from clir_ot.training.losses import ListwiseSoftmaxLoss, PairwiseMarginLoss, build_loss
 from clir_ot.training.pipeline import train_cross_encoder
 from clir_ot.training.streaming import StreamedGroups
-from clir_ot.training.selection import selected_model
+from clir_ot.training.selection import drop_unselected_weights, selected_model
 from clir_ot.training.trainer import Trainer, TrainerState, TrainingConfig, TrainingResult
 from clir_ot.training.validation import MrrValidator
 
@@ -57,6 +57,7 @@ __all__ = [
     "load_training_data",
     "read_groups",
     "read_triples",
+    "drop_unselected_weights",
     "selected_model",
     "split_groups",
     "train_cross_encoder",
