@@ -50,8 +50,8 @@ def world(tmp_path_factory) -> Path:
     texts = [line for p in tatoeba.iterdir() for line in p.read_text(encoding="utf-8").splitlines()]
     model, tokenizer = tiny_random_model("bert", texts, seed=4)
     BiEncoderModel(model, tokenizer).save_pretrained(root / "encoder")
-    run_tatoeba_probe(tatoeba, root / "probe", list(LANGUAGES.values()), methods=(), encoder=root / "encoder",
-                      batch_size=8, max_length=32, n_resamples=50)
+    run_tatoeba_probe(tatoeba, root / "probe", list(LANGUAGES.values()), encoder=root / "encoder",
+                      batch_size=8, max_length=32)
     return root
 
 

@@ -1,39 +1,49 @@
-"""The Tatoeba sentence-retrieval probe (issue 15 item 6): zero-shot multilingual-e5-small and dense students.
+"""The Tatoeba sentence-retrieval probe's folder (issue 15 item 6): test halves and zero-shot runs.
 
     HF_HUB_OFFLINE=1 .venv/bin/python tools/tatoeba_probe.py --tatoeba ../shared/data/tatoeba \
-        --output runs/tatoeba-probe [--languages sw km ...] [--methods mse-sent ot ot-shuffled | --methods] \
-        [--config tools/configs/distill-xquad-cpu.json] [--keep-students all|best|none]
+        --output runs/tatoeba-probe [--languages sw km ...] [--encoder MODEL] [--max-length 128]
 
-Writes runs/tatoeba-probe/table.tatoeba-probe.{md,json}, plot.tatoeba-probe.png and probe.<lang>.json
-(see clir_ot.pipelines.tatoeba_probe). ``--methods`` with no value runs zero-shot only.
+Writes each language's test half as a collection (topics, corpus, qrels), the zero-shot TREC runs of
+multilingual-e5-small, table.tatoeba-probe.{md,json} and plot.tatoeba-probe.png (see
+clir_ot.pipelines.tatoeba_probe). The students are the study's work on this folder:
+
+    clir-ot study --config tools/studies/tatoeba-probe.yaml [--dry-run]
 """
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import sys
 from pathlib import Path
 
-from clir_ot.pipelines.tatoeba_probe import DEFAULT_METHODS, KEEP_STUDENTS, PROBE_LANGUAGES, run_tatoeba_probe
+from clir_ot.errors import ClirOtError
+from clir_ot.pipelines.tatoeba_probe import PROBE_LANGUAGES, render_probe_table, run_tatoeba_probe
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tatoeba", required=True, help="folder of Tatoeba bitext (LASER's layout)")
-    parser.add_argument("--output", required=True, help="output folder")
+    parser.add_argument("--output", required=True, help="output folder (the study's `baseline:`)")
     parser.add_argument("--languages", nargs="+", default=list(PROBE_LANGUAGES), help="languages (any code form)")
-    parser.add_argument("--methods", nargs="*", default=list(DEFAULT_METHODS), help="student methods (none: zero-shot only)")
-    parser.add_argument("--config", default=None, help="JSON of the students' training/distillation settings")
-    parser.add_argument("--n-resamples", type=int, default=10000, help="paired randomization test resamples")
-    parser.add_argument("--keep-students", choices=KEEP_STUDENTS, default="best",
-                        help="what a student keeps once scored: all, best (default: best/ and its record), "
-                             "or none (its record only: training.json, log.jsonl)")
+    parser.add_argument("--encoder", default=None, help="zero-shot model (default: the offline multilingual-e5-small)")
+    parser.add_argument("--batch-size", type=_positive, default=64, help="sentences per forward pass")
+    parser.add_argument("--max-length", type=_positive, default=128, help="tokens per sentence")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = json.loads(Path(args.config).read_text()) if args.config else {}
-    run_tatoeba_probe(args.tatoeba, args.output, args.languages, args.methods, settings, n_resamples=args.n_resamples,
-                      keep_students=args.keep_students)
-    print(Path(args.output, "table.tatoeba-probe.md").read_text())
+    try:
+        table = run_tatoeba_probe(args.tatoeba, args.output, args.languages, encoder=args.encoder,
+                                  batch_size=args.batch_size, max_length=args.max_length)
+    except ClirOtError as error:
+        print(f"tatoeba_probe: error: {error}", file=sys.stderr)
+        return 2
+    sys.stdout.write(render_probe_table(table))
     return 0
 
 

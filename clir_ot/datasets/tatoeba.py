@@ -151,9 +151,8 @@ class ProbeLayout:
         <root>/collection/corpus/<L>/docs.jsonl         L's sentences of its test half (the documents)
         <root>/collection/qrels.tatoeba.en-<L>.txt      each English sentence -> its translations
         <root>/collection/manifest.json                 the encoder and settings of the zero-shot runs
-        <root>/run.tatoeba.<system>.en-<L>.txt          one system's ranking (zero-shot, mse-sent, ...)
+        <root>/run.tatoeba.zero-shot.en-<L>.txt         the zero-shot ranking (the study's first stage)
         <root>/probe.<L>.json                           the split's sizes and every query's scores
-        <root>/students/<method>.<L>/                   a dense student distilled on L's other half
         <root>/table.tatoeba-probe.{md,json}, plot.tatoeba-probe.png
 
     It is also the baseline folder of a study with ``dataset: tatoeba-probe``: its zero-shot runs are
@@ -194,9 +193,6 @@ class ProbeLayout:
 
     def record(self, lang: str) -> Path:
         return self.root / f"probe.{lang}.json"
-
-    def student(self, method: str, lang: str) -> Path:
-        return self.root / "students" / f"{method}.{lang}"
 
     def table(self, suffix: str) -> Path:
         return self.root / f"table.tatoeba-probe.{suffix}"

@@ -180,7 +180,7 @@ def _check_probe_baseline(config: StudyConfig, layout: ProbeLayout) -> None:
         raise ConfigError(
             f"{config.path}: the probe folder {config.baseline} lacks {len(missing)} input(s), e.g. {missing[0]}; "
             f"build it first: python tools/tatoeba_probe.py --tatoeba <tatoeba> --output {config.baseline} "
-            f"--languages {' '.join(config.evaluated_languages)} --methods"
+            f"--languages {' '.join(config.evaluated_languages)}"
         )
     recorded = json.loads(collection.manifest.read_text(encoding="utf-8")).get("languages", {})
     precision = resolve_precision(config.search.dtype, "cpu")
