@@ -28,12 +28,24 @@ import re
 import shutil
 import socket
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator
 
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
+
+
+@dataclass(frozen=True)
+class FolderLayout:
+    """Base of the frozen records that name the files under one folder, ``root`` (given as a str or
+    an ``os.PathLike``, kept as a :class:`~pathlib.Path`). Subclasses add one method per file."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
 """A path argument: a string or any ``os.PathLike`` (``pathlib.Path``)."""
 
 JSONL_SUFFIXES = (".jsonl", ".json")
@@ -43,6 +55,7 @@ TSV_SUFFIXES = (".tsv", ".txt")
 """File name endings (before an optional ``.gz``) of tab-separated text files."""
 
 __all__ = [
+    "FolderLayout",
     "JSONL_SUFFIXES",
     "PathLike",
     "TSV_SUFFIXES",

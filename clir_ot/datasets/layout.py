@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from clir_ot.errors import ConfigError
+from clir_ot.io import FolderLayout
 
 __all__ = ["DEFAULT_FIRST_STAGE", "EnglishTrainingFiles", "RERANKED_RUNS", "TeacherData", "XQuADCollection", "XQuADLayout"]
 
@@ -44,13 +45,8 @@ QUERY_LANGUAGE = "en"
 
 
 @dataclass(frozen=True)
-class XQuADCollection:
+class XQuADCollection(FolderLayout):
     """The files of :func:`~clir_ot.datasets.xquad.build_xquad_collections` under ``root``."""
-
-    root: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
 
     def topics(self, lang: str) -> Path:
         return self.root / f"topics.xquad.{lang}.tsv"
@@ -129,19 +125,18 @@ RERANKED_RUNS = ("dense", "bm25-qt")
 
 
 @dataclass(frozen=True)
-class XQuADLayout:
+class XQuADLayout(FolderLayout):
     """Every path of the XQuAD pipeline under ``root``, with indexes under ``index_root``.
 
     ``first_stage`` is the tag of the dense first stage that the teacher reranks and the students
     replace (``e5-small`` unless a run was made with another ``--model-tag``).
     """
 
-    root: Path
     index_root: Path = Path("indexes")
     first_stage: str = DEFAULT_FIRST_STAGE
 
     def __post_init__(self) -> None:  # accept str and os.PathLike, keep Path
-        object.__setattr__(self, "root", Path(self.root))
+        super().__post_init__()
         object.__setattr__(self, "index_root", Path(self.index_root))
 
     @property

@@ -24,6 +24,7 @@ from typing import Sequence
 
 from clir_ot.errors import ConfigError, ConsistencyError, LeakageError
 from clir_ot.formats import BitextPair, Document, iter_corpus, read_topics, write_corpus, write_qrels, write_topics
+from clir_ot.io import FolderLayout
 
 __all__ = ["ZERO_SHOT", "ProbeCollection", "ProbeLayout", "SentenceTask", "check_probe_leakage", "probe_half",
            "probe_split", "sentence_task", "write_task"]
@@ -118,13 +119,8 @@ ZERO_SHOT = "zero-shot"
 
 
 @dataclass(frozen=True)
-class ProbeCollection:
+class ProbeCollection(FolderLayout):
     """The test halves under ``root`` as standard IR files (see :class:`ProbeLayout`)."""
-
-    root: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
 
     def queries_for(self, lang: str) -> Path:
         """The English sentences that search ``lang``'s test half (each language has its own)."""
@@ -144,7 +140,7 @@ class ProbeCollection:
 
 
 @dataclass(frozen=True)
-class ProbeLayout:
+class ProbeLayout(FolderLayout):
     """Every path of the probe under ``root`` (e.g. ``runs/tatoeba-probe``), spelled once::
 
         <root>/collection/topics.tatoeba.en-<L>.tsv     English sentences of L's test half (the queries)
@@ -161,11 +157,6 @@ class ProbeLayout:
     >>> ProbeLayout("runs/tatoeba-probe").run("ot", "sw").as_posix()
     'runs/tatoeba-probe/run.tatoeba.ot.en-sw.txt'
     """
-
-    root: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
 
     @property
     def collection(self) -> ProbeCollection:
