@@ -95,6 +95,35 @@ def test_students_learn_from_the_distillation_half_and_search_each_language_with
     assert not plan_study(config, tmp_path / "study").pending()
 
 
+def test_the_report_groups_languages_by_resource_level_and_applies_the_control_rule(world, tmp_path):
+    config = study_config_from_data(config_data(world, methods=["none", "mse-sent", "ot"], controls=["shuffled"]),
+                                    tmp_path / "probe-test.yaml")
+    assert not config.pool  # each language has its own queries: nothing to pool
+    plan = run_study(config, tmp_path / "study")
+    report = (plan.root / "report.md").read_text(encoding="utf-8")
+    assert "Multilingual pool" not in report and "`none` is the zero-shot run" in report
+    section = report.split("## By resource level (P@1")[1].split("\n## ")[0]
+    rows = {line.split(" | ")[1]: line for line in section.splitlines() if line.startswith("| tiny |") and " up / " in line}
+    assert set(rows) == {"low-resource", "other"}
+    # the group mean of a method is the mean of its per-language means (one language per group here)
+    scores = {}
+    for method in ("none", "mse-sent", "ot"):
+        for lang in ("sw", "km"):
+            run = load_run(plan.steps[f"search/tiny/{method}/{lang}" + ("" if method == "none" else "/seed42")].run)
+            scores[method, lang] = evaluate(read_qrels(ProbeLayout(world / "probe").qrels(lang)), run, ["P@1"]).means["P@1"]
+    assert f"| tiny | low-resource | 1 | {scores['none', 'sw']:.4f} | {scores['mse-sent', 'sw']:.4f} (" in rows["low-resource"]
+    assert f"({scores['ot', 'km'] - scores['none', 'km']:+.4f}; " in rows["other"]
+    # ot against mse-sent head to head, the controls left out
+    head = [line for line in section.splitlines() if "ot − mse-sent" in line]
+    assert len(head) == 2 and not any("shuffled" in line for line in section.splitlines()[-6:])
+    assert f"{scores['ot', 'sw'] - scores['mse-sent', 'sw']:+.4f}" in head[0]
+    # the control rule: without a ranking term the no-bitext control is the unchanged model, none
+    rule = report.split("## Does a gain count as alignment?")[1].split("\n## ")[0]
+    assert "it is `none` itself" in rule
+    assert all("| tiny | " in line for line in rule.splitlines() if line.startswith("| tiny"))
+    assert len([line for line in rule.splitlines() if line.startswith("| tiny | ")]) == 4  # 2 methods x 2 languages
+
+
 def test_a_student_never_sees_a_test_sentence(world, tmp_path):
     """A Tatoeba folder that is not the one the probe was made from can put a test sentence in the
     distillation half (here: a new pair joins a test pair's group and moves it there); the student's
@@ -139,6 +168,7 @@ def _documents(layout: ProbeLayout, lang: str) -> list[str]:
     ({"languages": ["sw", "swh"]}, "languages name one language twice"),
     ({"languages": ["klingon"]}, "unsupported language 'klingon'"),
     ({"controls": ["no-bitext"], "distill": {**SETTINGS, "rank_weight": 0.5}}, "controls: no-bitext is the ranking term alone"),
+    ({"pool": True}, "pool: true pools the languages' runs of the same queries"),
 ])
 def test_a_probe_config_that_cannot_work_is_refused_before_any_work(world, tmp_path, changes, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

@@ -525,6 +525,9 @@ def _check_probe(config: "StudyConfig") -> None:
     if NO_BITEXT_CONTROL in config.controls:
         raise ConfigError(f"{where}: controls: {NO_BITEXT_CONTROL} is the ranking term alone, and the probe has no "
                           "English relevance data for one")
+    if config.pool:
+        raise ConfigError(f"{where}: pool: true pools the languages' runs of the same queries, but each probe "
+                          "language has its own English sentences; leave pool out (false for the probe)")
 
 
 def _parse_backbone(item: Any, i: int, path: Path) -> BackboneSpec:
@@ -848,7 +851,7 @@ def study_config_from_data(data: Any, path: str | Path) -> StudyConfig:
         rerank=_parse_settings(RerankSettings, data.get("rerank"), f"{where}: rerank"),
         search=_parse_settings(SearchSettings, data.get("search"), f"{where}: search"),
         reuse=tuple(_resolve(path, p) for p in _str_list(data.get("reuse", []), f"{where}: reuse")),
-        pool=bool(data.get("pool", True)), n_resamples=int(data.get("n_resamples", 10000)),
+        pool=bool(data.get("pool", dataset != PROBE_DATASET)), n_resamples=int(data.get("n_resamples", 10000)),
         resource_order=tuple(data["resource_order"]) if data.get("resource_order") else None,
         measures=_parse_measures(data, where),
         executor=_parse_executor(data, path),

@@ -24,13 +24,13 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence
+from typing import Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from clir_ot.evaluation import evaluate, parse_measure
 from clir_ot.formats import atomic_open, iter_run_by_query, load_run, read_qrels
-from clir_ot.study.config import BASELINE_METHOD, DEFAULT_MEASURES, StudyConfig
+from clir_ot.study.config import BASELINE_METHOD, DEFAULT_MEASURES, NO_BITEXT_CONTROL, StudyConfig
 from clir_ot.study.plan import Step, StudyPlan
 from clir_ot.study.report import (
     QueryScore,
@@ -161,8 +161,23 @@ def collect_scores(plan: StudyPlan) -> tuple[list[QueryScore], dict[str, StepCos
 
 
 def study_controls(config: StudyConfig) -> dict[str, dict[str, str]]:
-    """method -> {control kind: control method} for every distillation method that has a control."""
-    return {m.name: config.controls_of(m) for m in config.methods if config.controls_of(m)}
+    """method -> {control kind: control method} for every distillation method that has a control.
+
+    Without a ranking term (``rank_weight`` 0, as for every dense student), the no-bitext control --
+    the same steps of the ranking term alone -- trains nothing: it *is* the unchanged model, the
+    baseline ``none``. So in a study with controls such a method's no-bitext control is the baseline,
+    and the control rule asks its gain over ``none`` to be significant beside beating its shuffled control.
+    """
+    out = {}
+    for method in config.methods:
+        controls = config.controls_of(method)
+        if not controls:
+            continue
+        rank_weight = {**config.distill, **dict(method.settings)}.get("rank_weight", 0.0)
+        if NO_BITEXT_CONTROL not in controls and not rank_weight:
+            controls = {**controls, NO_BITEXT_CONTROL: BASELINE_METHOD}
+        out[method.name] = controls
+    return out
 
 
 def training_manifest(model: Path) -> dict | None:
@@ -349,6 +364,100 @@ def comparison_markdown(cells: Sequence[ComparisonCell], *, baseline: str = BASE
     return "\n".join(lines + comparison_tables(cells, baseline=baseline, languages=languages))
 
 
+@dataclass(frozen=True)
+class HeadToHead:
+    """Two methods on one backbone, metric and language group: the mean over the group's questions of
+    ``method`` − ``other`` (each question of each language once), the paired randomization p-value over
+    those questions, and how many of the group's languages have each method significantly above the
+    baseline (p(Holm) < 0.05, from the comparison cells)."""
+
+    backbone: str
+    metric: str
+    group: str
+    method: str
+    other: str
+    languages: tuple[str, ...]
+    n_queries: int
+    difference: float
+    p: float
+
+
+def resource_groups(config: StudyConfig) -> dict[str, tuple[str, ...]]:
+    """The evaluated languages by resource level: the config's ``low_resource`` group and the rest."""
+    low = tuple(lang for lang in config.evaluated_languages if lang in config.low_resource)
+    rest = tuple(lang for lang in config.evaluated_languages if lang not in config.low_resource)
+    return {name: langs for name, langs in (("low-resource", low), ("other", rest)) if langs}
+
+
+def head_to_head(scores: Iterable[QueryScore], *, backbone: str, metric: str, group: str, languages: Sequence[str],
+                 method: str, other: str, n_resamples: int = 10000, seed: int = 0) -> HeadToHead | None:
+    """``method`` against ``other`` over every question of ``languages`` (``None`` when either lacks them)."""
+    table = _cross_table(scores)
+    treated, control, used = [], [], []
+    for lang in languages:
+        a, b = table.get(MetricKey(backbone, method, lang, metric)), table.get(MetricKey(backbone, other, lang, metric))
+        if not (a and b):
+            continue
+        qids = sorted(set(a) & set(b))
+        treated += [a[q] for q in qids]
+        control += [b[q] for q in qids]
+        used.append(lang)
+    if not used:
+        return None
+    x, y = np.array(treated), np.array(control)
+    return HeadToHead(backbone, metric, group, method, other, tuple(used), len(x), float((x - y).mean()),
+                      paired_randomization_test(x, y, n_resamples=n_resamples, seed=seed))
+
+
+def resource_group_markdown(scores: Sequence[QueryScore], cells: Sequence[ComparisonCell], *,
+                            groups: Mapping[str, Sequence[str]], methods: Sequence[str], metric: str,
+                            baseline: str = BASELINE_METHOD, n_resamples: int = 10000, seed: int = 0) -> list[str]:
+    """The report's resource-level section: per backbone and group, each method's mean over the group's
+    languages (of the per-language means), its difference to ``baseline`` and in how many languages that
+    difference is significant; then every two distillation methods (``methods``, in config order, the
+    controls left out) head to head over the group's questions."""
+    by_place = {(c.backbone, c.language, c.method): c for c in cells if c.metric == metric}
+    backbones = list(dict.fromkeys(c.backbone for c in cells if c.metric == metric))
+    if not backbones:
+        return []
+    out = [f"## By resource level ({metric}, setting `cross`)", "",
+           f"Each cell: the mean over the group's languages of the per-language mean; for a method, its difference to "
+           f"`{baseline}` and in how many of the group's languages that difference is significant (p(Holm) < 0.05, "
+           "up / down).", ""]
+    present = [m for m in [baseline, *methods] if any(c.method == m for c in cells if c.metric == metric)]
+    rows = []
+    for backbone in backbones:
+        for name, langs in groups.items():
+            row = [backbone, name, str(len(langs))]
+            for m in present:
+                found = [by_place[(backbone, lang, m)] for lang in langs if (backbone, lang, m) in by_place]
+                if not found:
+                    row.append("")
+                    continue
+                mean = float(np.mean([c.mean for c in found]))
+                if m == baseline:
+                    row.append(f"{mean:.4f}")
+                    continue
+                up = sum(c.significant and c.diff > 0 for c in found)
+                down = sum(c.significant and c.diff < 0 for c in found)
+                row.append(f"{mean:.4f} ({float(np.mean([c.diff for c in found])):+.4f}; {up} up / {down} down)")
+            rows.append(row)
+    out += ["| backbone | group | languages | " + " | ".join(present) + " |", "|---|---|---|" + "---|" * len(present)]
+    out += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+    compared = [h for backbone in backbones for name, langs in groups.items()
+                for i, first in enumerate(methods) for second in methods[i + 1:]
+                if (h := head_to_head(scores, backbone=backbone, metric=metric, group=name, languages=langs,
+                                      method=second, other=first, n_resamples=n_resamples, seed=seed))]
+    if compared:
+        out += ["Head to head: the mean over every question of the group's languages of the first method minus "
+                f"the second, and its two-sided paired randomization p ({n_resamples} sign flips, not adjusted).", "",
+                "| backbone | group | comparison | questions | difference | p |", "|---|---|---|---|---|---|"]
+        out += [f"| {h.backbone} | {h.group} | {h.method} − {h.other} | {h.n_queries} | {h.difference:+.4f} | {h.p:.3f} |"
+                for h in compared]
+        out.append("")
+    return out
+
+
 def method_comparison(scores: Iterable[QueryScore], *, baseline: str = BASELINE_METHOD, languages: Sequence[str],
                       measures: Sequence[str] = MEASURES, methods: Sequence[str] | None = None,
                       n_resamples: int = 10000, seed: int = 0) -> str:
@@ -404,10 +513,16 @@ def _single_backbone_report(plan: StudyPlan, scores: Sequence[QueryScore], costs
                             comparison: str, extra: Sequence[str] = ()) -> str:
     """``report.md`` of a study with fewer than two finished backbones: the comparison, pool and cost."""
     config = plan.config
-    folds = f"cross-fitted over {len(plan.folds)} article folds" if plan.folds else "no folds (dense students)"
-    lines = [f"# Study `{config.name}`", "", f"Config: `{config.path}`. Backbones: "
-             f"{', '.join(b.name for b in config.backbones)}; {reranked_description(config)} reranked to depth "
-             f"{config.depth}; {folds}.", "", comparison, "", *extra]
+    backbones = ", ".join(b.name for b in config.backbones)
+    if config.probe:
+        setting = (f"the Tatoeba sentence-retrieval probe of `{config.baseline}`: each language's English test-half "
+                   "sentences search its test-half sentences, encoded by each student (distilled on the other half); "
+                   f"`{BASELINE_METHOD}` is the zero-shot run")
+    else:
+        folds = f"cross-fitted over {len(plan.folds)} article folds" if plan.folds else "no folds (dense students)"
+        setting = f"{reranked_description(config)} reranked to depth {config.depth}; {folds}"
+    lines = [f"# Study `{config.name}`", "", f"Config: `{config.path}`. Backbones: {backbones}; {setting}.", "",
+             comparison, "", *extra]
     return "\n".join(lines + _pool_table(config, scores) + _cost_table(costs))
 
 
@@ -424,8 +539,9 @@ def write_study_report(plan: StudyPlan) -> Path:
         return root
     backbones = [b.name for b in config.backbones]
     done_backbones = [b for b in backbones if any(s.backbone == b and s.method == "ot" for s in scores)]
-    comparison = method_comparison(scores, languages=config.evaluated_languages, measures=config.measures,
-                                   n_resamples=config.n_resamples)
+    cells = compare_methods(scores, languages=config.evaluated_languages, measures=config.measures,
+                            n_resamples=config.n_resamples)
+    comparison = comparison_markdown(cells, languages=config.evaluated_languages, n_resamples=config.n_resamples)
     kwargs = {"resource_order": config.resource_order} if config.resource_order else {}
     if len(done_backbones) >= 2:
         report = build_report(scores, low_resource=config.low_resource, backbones=done_backbones,
@@ -445,7 +561,10 @@ def write_study_report(plan: StudyPlan) -> Path:
         for s in scores:
             grouped[ScoreKey(s.backbone, s.method, s.language, s.setting, s.metric)][s.qid] = s.value
         verdicts = alignment_verdicts(grouped, controls, metric=metric, n_resamples=config.n_resamples) if controls else ()
-        extra = controls_markdown(verdicts) + seed_spread_markdown(seed_spreads(seed_scores, metric=metric))
+        distilled = [m.name for m in config.methods if not (m.is_baseline or m.is_control)]
+        groups = resource_group_markdown(scores, cells, groups=resource_groups(config), methods=distilled,
+                                         metric=metric, n_resamples=config.n_resamples)
+        extra = groups + controls_markdown(verdicts) + seed_spread_markdown(seed_spreads(seed_scores, metric=metric))
         with atomic_open(root / "report.md") as handle:
             handle.write(_single_backbone_report(plan, scores, costs, comparison, extra))
     logger.info("report: %s", root / "report.md")

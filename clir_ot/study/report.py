@@ -490,7 +490,10 @@ def controls_markdown(verdicts: Sequence[AlignmentVerdict], baseline: str = "non
            f"A method's gain over `{baseline}` counts as alignment on a language only where it beats *both* controls "
            f"-- the same objective on shuffled bitext, and the same steps of the ranking term alone (no bitext) -- "
            f"with p < {ALPHA} (paired randomization test over questions, Holm-adjusted across the languages of each "
-           "backbone, method and control).", ""]
+           "backbone, method and control)."
+           + (f" Without a ranking term the no-bitext control trains nothing, so it is `{baseline}` itself: the gain "
+              "must then be significant on its own." if any(c.control == baseline for v in verdicts
+                                                              for c in v.comparisons) else ""), ""]
     header = ["backbone", "method", "language", f"gain over {baseline}", *(f"− {k} (p Holm)" for k in kinds), "reading"]
     rows = []
     for v in verdicts:
