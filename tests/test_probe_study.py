@@ -117,6 +117,8 @@ def test_the_report_groups_languages_by_resource_level_and_applies_the_control_r
     head = [line for line in section.splitlines() if "ot − mse-sent" in line]
     assert len(head) == 2 and not any("shuffled" in line for line in section.splitlines()[-6:])
     assert f"{scores['ot', 'sw'] - scores['mse-sent', 'sw']:+.4f}" in head[0]
+    # the gain plot: every method and control per language, with intervals, shown in the report
+    assert "](gains_by_method.png)" in report and (plan.root / "gains_by_method.png").stat().st_size > 5000
     # the control rule: without a ranking term the no-bitext control is the unchanged model, none
     rule = report.split("## Does a gain count as alignment?")[1].split("\n## ")[0]
     assert "it is `none` itself" in rule

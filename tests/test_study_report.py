@@ -494,3 +494,26 @@ def test_report_states_the_control_rule_and_the_seed_spread():
     assert report.answer.resamples_seeds and "each backbone's training seeds of `ot`" in report.markdown
     assert {(s.backbone, s.language) for s in report.spreads} == {(b, l) for b in "ab" for l in ("el", "th", "hi")}
     assert all(s.range == pytest.approx(0.02) for s in report.spreads)
+
+
+def test_gain_intervals_are_each_languages_mean_difference_with_a_bootstrap_interval_around_it(tmp_path):
+    from clir_ot.study.report import GainInterval, ScoreKey, gain_intervals, plot_method_gains
+
+    rng = np.random.default_rng(3)
+    base = {f"q{i}": float(v) for i, v in enumerate(rng.integers(0, 2, 200))}
+    noisy = {q: float(rng.integers(0, 2)) for q in base}
+    grouped = {
+        ScoreKey("b", "none", "sw", "cross", "P@1"): base,
+        ScoreKey("b", "ot", "sw", "cross", "P@1"): noisy,
+        ScoreKey("b", "mse-sent", "sw", "cross", "P@1"): {q: v + 0.25 for q, v in base.items()},  # constant gain
+        ScoreKey("b", "none", "km", "cross", "P@1"): base,  # km has no method results: no interval
+    }
+    found = {g.method: g for g in gain_intervals(grouped, backbone="b", metric="P@1", methods=["ot", "mse-sent"],
+                                                 languages=["sw", "km"], n_resamples=500)}
+    assert set(found) == {"ot", "mse-sent"} and all(g.language == "sw" for g in found.values())
+    ot = found["ot"]
+    assert ot.gain == pytest.approx(np.mean([noisy[q] - base[q] for q in base]))
+    assert ot.low < ot.gain < ot.high and ot.high - ot.low > 0.05  # 200 coin flips: a real spread
+    assert found["mse-sent"] == GainInterval("b", "mse-sent", "sw", "P@1", 0.25, 0.25, 0.25)
+    path = plot_method_gains(list(found.values()), tmp_path / "gains.png", groups={"low-resource": ["sw"]})
+    assert path.stat().st_size > 5000

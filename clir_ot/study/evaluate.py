@@ -33,12 +33,15 @@ from clir_ot.formats import atomic_open, iter_run_by_query, load_run, read_qrels
 from clir_ot.study.config import BASELINE_METHOD, DEFAULT_MEASURES, NO_BITEXT_CONTROL, StudyConfig
 from clir_ot.study.plan import Step, StudyPlan
 from clir_ot.study.report import (
+    PLOT_METHOD_GAINS,
     QueryScore,
     ScoreKey,
     StepCost,
     alignment_verdicts,
     build_report,
     controls_markdown,
+    gain_intervals,
+    plot_method_gains,
     seed_spread_markdown,
     seed_spreads,
     write_report,
@@ -526,6 +529,22 @@ def _single_backbone_report(plan: StudyPlan, scores: Sequence[QueryScore], costs
     return "\n".join(lines + _pool_table(config, scores) + _cost_table(costs))
 
 
+def _method_gains_plot(plan: StudyPlan, grouped: Mapping[ScoreKey, Mapping[str, float]], metric: str) -> list[str]:
+    """Write the one-backbone report's gain plot (every method and control per language, with intervals)
+    and return the report lines that show it."""
+    config = plan.config
+    methods = [m.name for m in config.methods if not m.is_baseline]
+    for backbone in config.backbones:  # the first backbone with results (a one-backbone report)
+        intervals = gain_intervals(grouped, backbone=backbone.name, metric=metric, methods=methods,
+                                   languages=config.evaluated_languages, n_resamples=config.n_resamples)
+        if intervals:
+            break
+    else:
+        return []
+    plot_method_gains(intervals, plan.root / PLOT_METHOD_GAINS, groups=resource_groups(config))
+    return [f"![{metric} gain over none per language, 95% intervals]({PLOT_METHOD_GAINS})", ""]
+
+
 def write_study_report(plan: StudyPlan) -> Path:
     """Evaluate and write ``results.csv``, ``report.md`` (and plots, with two or more backbones)."""
     config = plan.config
@@ -564,7 +583,8 @@ def write_study_report(plan: StudyPlan) -> Path:
         distilled = [m.name for m in config.methods if not (m.is_baseline or m.is_control)]
         groups = resource_group_markdown(scores, cells, groups=resource_groups(config), methods=distilled,
                                          metric=metric, n_resamples=config.n_resamples)
-        extra = groups + controls_markdown(verdicts) + seed_spread_markdown(seed_spreads(seed_scores, metric=metric))
+        plot = _method_gains_plot(plan, grouped, metric)
+        extra = groups + plot + controls_markdown(verdicts) + seed_spread_markdown(seed_spreads(seed_scores, metric=metric))
         with atomic_open(root / "report.md") as handle:
             handle.write(_single_backbone_report(plan, scores, costs, comparison, extra))
     logger.info("report: %s", root / "report.md")

@@ -30,7 +30,7 @@ import numpy as np
 
 from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError
 from clir_ot.formats import atomic_open
-from clir_ot.study.stats import GainDifference, gain_difference, holm, paired_randomization_test
+from clir_ot.study.stats import GainDifference, bootstrap_ci, gain_difference, holm, paired_randomization_test
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,8 @@ _METHOD_NAMES = {"ot": "OT distillation"}
 ALPHA = 0.05
 PLOT_METRIC = "metric_by_language.png"
 PLOT_GAIN = "gain_by_language.png"
+#: A one-backbone study's plot: every method's gain over the baseline per language, with its interval.
+PLOT_METHOD_GAINS = "gains_by_method.png"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -916,6 +918,84 @@ def _plot(report: Report, folder: Path) -> list[Path]:
     plt.close(figure)
     written.append(folder / PLOT_GAIN)
     return written
+
+
+@dataclass(frozen=True)
+class GainInterval:
+    """A method's mean gain over the baseline on one backbone, language and metric (mean over the
+    language's queries of method − baseline) with its percentile-bootstrap interval over the queries."""
+
+    backbone: str
+    method: str
+    language: str
+    metric: str
+    gain: float
+    low: float
+    high: float
+
+
+def gain_intervals(grouped: Mapping[ScoreKey, Mapping[str, float]], *, backbone: str, metric: str,
+                   methods: Sequence[str], languages: Sequence[str], baseline: str = "none",
+                   n_resamples: int = 10000, seed: int = 0, confidence: float = 0.95) -> list[GainInterval]:
+    """:class:`GainInterval` of every method of ``methods`` on every language where it and the baseline
+    have results (setting ``cross``)."""
+    out = []
+    for lang in languages:
+        base = grouped.get(ScoreKey(backbone, baseline, lang, CROSS, metric))
+        for method in methods:
+            treated = grouped.get(ScoreKey(backbone, method, lang, CROSS, metric))
+            if not (base and treated):
+                continue
+            a, b = _paired(treated, base, f"{metric} of {backbone!r}/{lang!r}: {method!r} and {baseline!r}")
+            difference = a - b
+            gain, low, high = bootstrap_ci(lambda idx: difference[idx].mean(axis=-1), len(difference),
+                                           n_resamples=n_resamples, seed=seed, confidence=confidence, vectorized=True)
+            out.append(GainInterval(backbone, method, lang, metric, gain, low, high))
+    return out
+
+
+def plot_method_gains(intervals: Sequence[GainInterval], path: Path, *, groups: Mapping[str, Sequence[str]],
+                      baseline: str = "none", confidence: float = 0.95) -> Path:
+    """One point per method and language: the gain over ``baseline`` with its interval as an error bar;
+    languages grouped by resource level (``groups``: name -> languages, separated by dashed lines);
+    controls (``*-shuffled``) drawn hollow beside their methods."""
+    import matplotlib  # the plots are the only user of matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_place = {(g.method, g.language): g for g in intervals}
+    methods = list(dict.fromkeys(g.method for g in intervals))
+    order = [lang for langs in groups.values() for lang in langs if any(g.language == lang for g in intervals)]
+    x = np.arange(len(order))
+    width = 0.8 / max(1, len(methods))
+    figure, axis = plt.subplots(figsize=(max(6.0, 0.45 * len(order) * max(1, len(methods)) / 2 + 2), 4))
+    for i, method in enumerate(methods):
+        shown = [(k, by_place[(method, lang)]) for k, lang in enumerate(order) if (method, lang) in by_place]
+        if not shown:
+            continue
+        positions = np.array([k for k, _ in shown]) + (i - (len(methods) - 1) / 2) * width
+        gains = np.array([g.gain for _, g in shown])
+        errors = np.array([[g.gain - g.low for _, g in shown], [g.high - g.gain for _, g in shown]])
+        control = method.endswith("-shuffled")
+        axis.errorbar(positions, gains, yerr=errors, fmt="o", markersize=4, capsize=2, label=method,
+                      markerfacecolor="none" if control else None)
+    axis.axhline(0.0, color="grey", linewidth=0.8)
+    boundary = 0
+    for langs in list(groups.values())[:-1]:
+        boundary += sum(lang in order for lang in langs)
+        axis.axvline(boundary - 0.5, color="grey", linestyle="--", linewidth=0.8)
+    axis.set_xticks(x, order)
+    names = " | ".join(groups)
+    axis.set_xlabel(f"document language ({names}, left to right)")
+    metric = intervals[0].metric if intervals else ""
+    axis.set_ylabel(f"{metric}: method − {baseline}")
+    axis.set_title(f"Gain over {baseline} per language, {round(confidence * 100)}% bootstrap intervals over queries "
+                   "(hollow: shuffled-bitext controls)", fontsize="medium")
+    axis.legend(fontsize="small", ncol=max(1, len(methods) // 2))
+    _save(figure, path)
+    plt.close(figure)
+    return path
 
 
 def write_report(folder: str | Path, report: Report, scores: Iterable[QueryScore]) -> list[Path]:
