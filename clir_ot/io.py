@@ -35,6 +35,7 @@ from typing import IO, Iterator
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
+"""A path argument: a string or any ``os.PathLike`` (``pathlib.Path``)."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class FolderLayout:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
-"""A path argument: a string or any ``os.PathLike`` (``pathlib.Path``)."""
+
 
 JSONL_SUFFIXES = (".jsonl", ".json")
 """File name endings (before an optional ``.gz``) of JSON-lines files."""

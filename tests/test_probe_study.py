@@ -111,19 +111,23 @@ def test_the_report_groups_languages_by_resource_level_and_applies_the_control_r
         for lang in ("sw", "km"):
             run = load_run(plan.steps[f"search/tiny/{method}/{lang}" + ("" if method == "none" else "/seed42")].run)
             scores[method, lang] = evaluate(read_qrels(ProbeLayout(world / "probe").qrels(lang)), run, ["P@1"]).means["P@1"]
-    assert f"| tiny | low-resource | 1 | {scores['none', 'sw']:.4f} | {scores['mse-sent', 'sw']:.4f} (" in rows["low-resource"]
-    assert f"({scores['ot', 'km'] - scores['none', 'km']:+.4f}; " in rows["other"]
-    # ot against mse-sent head to head, the controls left out
-    head = [line for line in section.splitlines() if "ot − mse-sent" in line]
-    assert len(head) == 2 and not any("shuffled" in line for line in section.splitlines()[-6:])
+    assert f"| tiny | low-resource | {scores['none', 'sw']:.4f} (1) | {scores['mse-sent', 'sw']:.4f} (" in rows["low-resource"]
+    assert f"({scores['ot', 'km'] - scores['none', 'km']:+.4f}; " in rows["other"] and "; of 1)" in rows["other"]
+    # ot against mse-sent head to head, the controls left out (of the table and of the comparisons)
+    assert "shuffled" not in section.split("\n\n")[2]  # the table's header
+    head = [line for line in section.splitlines() if " − " in line and line.startswith("| tiny |")]
+    assert [line.split(" | ")[2] for line in head] == ["ot − mse-sent"] * 2
     assert f"{scores['ot', 'sw'] - scores['mse-sent', 'sw']:+.4f}" in head[0]
     # the gain plot: every method and control per language, with intervals, shown in the report
     assert "](gains_by_method.png)" in report and (plan.root / "gains_by_method.png").stat().st_size > 5000
     # the control rule: without a ranking term the no-bitext control is the unchanged model, none
     rule = report.split("## Does a gain count as alignment?")[1].split("\n## ")[0]
-    assert "it is `none` itself" in rule
-    assert all("| tiny | " in line for line in rule.splitlines() if line.startswith("| tiny"))
-    assert len([line for line in rule.splitlines() if line.startswith("| tiny | ")]) == 4  # 2 methods x 2 languages
+    assert "it is `none` itself" in rule and "− no-bitext (p Holm)" in rule
+    verdicts = [line.strip("|").split(" | ") for line in rule.splitlines() if line.startswith("| tiny | ")]
+    assert len(verdicts) == 4  # 2 methods x 2 languages
+    for cells in verdicts:
+        gain, no_bitext = cells[3].strip(), cells[5].split()[0]
+        assert no_bitext == gain  # the no-bitext control's difference is the gain over none
 
 
 def test_a_student_never_sees_a_test_sentence(world, tmp_path):

@@ -116,6 +116,11 @@ def test_the_probe_folder_is_a_standard_collection_with_trec_runs_and_is_reused(
     again = run_tatoeba_probe(tatoeba, out, ["sw"], encoder=tmp_path / "tiny", batch_size=8, max_length=32)
     assert again["rows"] == table["rows"] and layout.run("zero-shot", "sw").stat().st_mtime_ns == before
     assert "| sw | " in (out / "table.tatoeba-probe.md").read_text()
+    # encoded otherwise (another max length), the language is encoded again and the manifest says so
+    other = run_tatoeba_probe(tatoeba, out, ["sw"], encoder=tmp_path / "tiny", batch_size=8, max_length=16)
+    assert layout.run("zero-shot", "sw").stat().st_mtime_ns != before
+    assert json.loads(layout.collection.manifest.read_text())["languages"]["sw"]["max_length"] == 16
+    assert other["encoding"]["max_length"] == 16
 
 
 def test_a_language_without_bitext_is_refused_before_any_work(tmp_path):

@@ -154,8 +154,8 @@ class ProbeLayout(FolderLayout):
     It is also the baseline folder of a study with ``dataset: tatoeba-probe``: its zero-shot runs are
     the first stage (``none``), and the study's students search its test halves.
 
-    >>> ProbeLayout("runs/tatoeba-probe").run("ot", "sw").as_posix()
-    'runs/tatoeba-probe/run.tatoeba.ot.en-sw.txt'
+    >>> ProbeLayout("runs/tatoeba-probe").first_stage_run("sw").as_posix()
+    'runs/tatoeba-probe/run.tatoeba.zero-shot.en-sw.txt'
     """
 
     @property

@@ -105,14 +105,18 @@ def run_tatoeba_probe(
     encoding = {"encoder": source.location,
                 "weights": hash_model_folder(source.location) if source.local else None,
                 "max_length": max_length, "batch_size": batch_size, "dtype": "fp32"}
+    manifest = layout.collection.manifest
+    recorded = json.loads(manifest.read_text(encoding="utf-8")).get("languages", {}) if manifest.is_file() else {}
     rows: dict[str, dict[str, Any]] = {}
     for lang in languages:
         done = layout.record(lang)
         if done.is_file() and layout.run(ZERO_SHOT, lang).is_file():  # finished by an earlier run
-            saved = json.loads(done.read_text(encoding="utf-8"))
-            rows[lang] = _row(saved["sizes"], saved["per_query"][ZERO_SHOT])
-            logger.info("%s: reusing %s", lang, done)
-            continue
+            if recorded.get(lang) == encoding:
+                saved = json.loads(done.read_text(encoding="utf-8"))
+                rows[lang] = _row(saved["sizes"], saved["per_query"][ZERO_SHOT])
+                logger.info("%s: reusing %s", lang, done)
+                continue
+            logger.info("%s: its zero-shot run was encoded otherwise (%s); encoding it again", lang, recorded.get(lang))
         distill_half, test_half = probe_split(tatoeba_pairs(tatoeba, lang))
         task = sentence_task(lang, test_half)
         write_task(layout, task)

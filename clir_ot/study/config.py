@@ -33,8 +33,8 @@ them with the unchanged query encoder (``search: {hits, batch_size, max_length, 
 
 ``dataset: tatoeba-probe`` studies dense students on the low-resource probe instead of XQuAD
 (cross-lingual sentence retrieval on Tatoeba, :mod:`clir_ot.pipelines.tatoeba_probe`): ``baseline`` is
-the probe's folder (:class:`~clir_ot.datasets.tatoeba.ProbeLayout`, made by ``tools/tatoeba_probe.py
---methods``: each language's test half as topics / corpus / qrels and its zero-shot run, ``none``);
+the probe's folder (:class:`~clir_ot.datasets.tatoeba.ProbeLayout`, made by ``tools/tatoeba_probe.py``:
+each language's test half as topics / corpus / qrels and its zero-shot run, ``none``);
 every backbone is a bi-encoder, every student is distilled on its language's *distillation half*
 only (``bitext: {tatoeba: DIR}``; leakage-checked against the test half), and ``search`` must encode
 as the zero-shot runs were (checked against the folder's manifest). ``languages`` are any language

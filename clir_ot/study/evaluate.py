@@ -33,6 +33,7 @@ from clir_ot.formats import atomic_open, iter_run_by_query, load_run, read_qrels
 from clir_ot.study.config import BASELINE_METHOD, DEFAULT_MEASURES, NO_BITEXT_CONTROL, StudyConfig
 from clir_ot.study.plan import Step, StudyPlan
 from clir_ot.study.report import (
+    ALPHA,
     PLOT_METHOD_GAINS,
     QueryScore,
     ScoreKey,
@@ -41,6 +42,7 @@ from clir_ot.study.report import (
     build_report,
     controls_markdown,
     gain_intervals,
+    paired_values,
     plot_method_gains,
     seed_spread_markdown,
     seed_spreads,
@@ -51,8 +53,9 @@ from clir_ot.study.stats import holm, max_rank_distance, paired_randomization_te
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ComparisonCell", "StudyScores", "collect_scores", "compare_methods", "comparison_markdown",
-           "evaluate_study", "merge_language_runs", "study_controls", "write_study_report"]
+__all__ = ["ComparisonCell", "HeadToHead", "StudyScores", "collect_scores", "compare_methods", "comparison_markdown",
+           "evaluate_study", "head_to_head", "merge_language_runs", "resource_group_markdown", "resource_groups",
+           "study_controls", "write_study_report"]
 
 MEASURES = DEFAULT_MEASURES
 REUSED_NOTE = "reused from clir-ot xquad-teacher"
@@ -176,7 +179,7 @@ def study_controls(config: StudyConfig) -> dict[str, dict[str, str]]:
         controls = config.controls_of(method)
         if not controls:
             continue
-        rank_weight = {**config.distill, **dict(method.settings)}.get("rank_weight", 0.0)
+        rank_weight = config.distill_settings(method, config.seeds[0])[1].rank_weight
         if NO_BITEXT_CONTROL not in controls and not rank_weight:
             controls = {**controls, NO_BITEXT_CONTROL: BASELINE_METHOD}
         out[method.name] = controls
@@ -280,7 +283,7 @@ class ComparisonCell:
 
     @property
     def significant(self) -> bool:
-        return self.p_holm is not None and self.p_holm < 0.05
+        return self.p_holm is not None and self.p_holm < ALPHA
 
 
 def _cross_table(scores: Iterable[QueryScore]) -> dict[MetricKey, dict[str, float]]:
@@ -401,13 +404,13 @@ def head_to_head(scores: Iterable[QueryScore], *, backbone: str, metric: str, gr
         a, b = table.get(MetricKey(backbone, method, lang, metric)), table.get(MetricKey(backbone, other, lang, metric))
         if not (a and b):
             continue
-        qids = sorted(set(a) & set(b))
-        treated += [a[q] for q in qids]
-        control += [b[q] for q in qids]
+        x, y = paired_values(a, b, f"{metric} of {backbone!r}/{lang!r}: {method!r} and {other!r}")
+        treated.append(x)
+        control.append(y)
         used.append(lang)
     if not used:
         return None
-    x, y = np.array(treated), np.array(control)
+    x, y = np.concatenate(treated), np.concatenate(control)
     return HeadToHead(backbone, metric, group, method, other, tuple(used), len(x), float((x - y).mean()),
                       paired_randomization_test(x, y, n_resamples=n_resamples, seed=seed))
 
@@ -424,28 +427,27 @@ def resource_group_markdown(scores: Sequence[QueryScore], cells: Sequence[Compar
     if not backbones:
         return []
     out = [f"## By resource level ({metric}, setting `cross`)", "",
-           f"Each cell: the mean over the group's languages of the per-language mean; for a method, its difference to "
-           f"`{baseline}` and in how many of the group's languages that difference is significant (p(Holm) < 0.05, "
-           "up / down).", ""]
-    present = [m for m in [baseline, *methods] if any(c.method == m for c in cells if c.metric == metric)]
+           f"Each cell: a method's mean over the group's languages (of the per-language means), its difference to "
+           f"`{baseline}` over the same languages, in how many of them that difference is significant (p(Holm) < "
+           f"{ALPHA}, up / down), and of how many languages (a study still running has fewer for some methods).", ""]
+    present = [m for m in methods if any(c.method == m for c in cells if c.metric == metric)]
     rows = []
     for backbone in backbones:
         for name, langs in groups.items():
-            row = [backbone, name, str(len(langs))]
+            base = [by_place[(backbone, lang, baseline)].mean for lang in langs if (backbone, lang, baseline) in by_place]
+            row = [backbone, name, f"{float(np.mean(base)):.4f} ({len(base)})" if base else ""]
             for m in present:
                 found = [by_place[(backbone, lang, m)] for lang in langs if (backbone, lang, m) in by_place]
                 if not found:
                     row.append("")
                     continue
-                mean = float(np.mean([c.mean for c in found]))
-                if m == baseline:
-                    row.append(f"{mean:.4f}")
-                    continue
                 up = sum(c.significant and c.diff > 0 for c in found)
                 down = sum(c.significant and c.diff < 0 for c in found)
-                row.append(f"{mean:.4f} ({float(np.mean([c.diff for c in found])):+.4f}; {up} up / {down} down)")
+                row.append(f"{float(np.mean([c.mean for c in found])):.4f} "
+                           f"({float(np.mean([c.diff for c in found])):+.4f}; {up} up / {down} down; of {len(found)})")
             rows.append(row)
-    out += ["| backbone | group | languages | " + " | ".join(present) + " |", "|---|---|---|" + "---|" * len(present)]
+    out += [f"| backbone | group | {baseline} (languages) | " + " | ".join(present) + " |",
+            "|---|---|---|" + "---|" * len(present)]
     out += ["| " + " | ".join(r) + " |" for r in rows] + [""]
     compared = [h for backbone in backbones for name, langs in groups.items()
                 for i, first in enumerate(methods) for second in methods[i + 1:]
@@ -459,15 +461,6 @@ def resource_group_markdown(scores: Sequence[QueryScore], cells: Sequence[Compar
                 for h in compared]
         out.append("")
     return out
-
-
-def method_comparison(scores: Iterable[QueryScore], *, baseline: str = BASELINE_METHOD, languages: Sequence[str],
-                      measures: Sequence[str] = MEASURES, methods: Sequence[str] | None = None,
-                      n_resamples: int = 10000, seed: int = 0) -> str:
-    """Markdown of :func:`compare_methods` (the section ``report.md`` ends with)."""
-    cells = compare_methods(scores, baseline=baseline, languages=languages, measures=measures, methods=methods,
-                            n_resamples=n_resamples, seed=seed)
-    return comparison_markdown(cells, baseline=baseline, languages=languages, n_resamples=n_resamples)
 
 
 # --------------------------------------------------------------------------------------------------

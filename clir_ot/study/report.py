@@ -40,7 +40,9 @@ __all__ = [
     "CSV_COLUMNS",
     "ControlComparison",
     "DEFAULT_RESOURCE_ORDER",
+    "GainInterval",
     "GainRow",
+    "PLOT_METHOD_GAINS",
     "QueryScore",
     "Report",
     "ScoreKey",
@@ -49,6 +51,9 @@ __all__ = [
     "StepCost",
     "alignment_verdicts",
     "build_report",
+    "gain_intervals",
+    "paired_values",
+    "plot_method_gains",
     "render_markdown",
     "read_results_csv",
     "seed_spreads",
@@ -382,7 +387,9 @@ class AlignmentVerdict:
         return "not alignment: " + "; ".join(failed)
 
 
-def _paired(treated: Mapping[str, float], control: Mapping[str, float], what: str) -> tuple[np.ndarray, np.ndarray]:
+def paired_values(treated: Mapping[str, float], control: Mapping[str, float], what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Two methods' per-query values as aligned arrays (sorted by qid); ``ConsistencyError`` naming
+    ``what`` when they cover different queries, since a paired test needs the same ones."""
     if set(treated) != set(control):
         raise ConsistencyError(f"{what}: the two cover different queries ({len(set(treated) ^ set(control))} differ); "
                                "a paired test needs the same queries")
@@ -426,7 +433,7 @@ def alignment_verdicts(grouped: Mapping[ScoreKey, Mapping[str, float]], controls
                     other = cross.get(ScoreKey(backbone, control, lang, CROSS, metric))
                     if other is None:
                         continue
-                    a, b = _paired(cross[ScoreKey(backbone, method, lang, CROSS, metric)], other,
+                    a, b = paired_values(cross[ScoreKey(backbone, method, lang, CROSS, metric)], other,
                                    f"{metric} of {backbone!r}/{lang!r}: {method!r} and its control {control!r}")
                     raw[lang] = (float((a - b).mean()), paired_randomization_test(a, b, n_resamples=n_resamples,
                                                                                    seed=seed))
@@ -437,7 +444,7 @@ def alignment_verdicts(grouped: Mapping[ScoreKey, Mapping[str, float]], controls
                 base = cross.get(ScoreKey(backbone, baseline, lang, CROSS, metric))
                 gain = None
                 if base is not None:
-                    a, b = _paired(cross[ScoreKey(backbone, method, lang, CROSS, metric)], base,
+                    a, b = paired_values(cross[ScoreKey(backbone, method, lang, CROSS, metric)], base,
                                    f"{metric} of {backbone!r}/{lang!r}: {method!r} and {baseline!r}")
                     gain = float((a - b).mean())
                 found = tested[lang]
@@ -701,7 +708,10 @@ def _control_sentence(verdicts: Sequence[AlignmentVerdict], backbone: str, metho
         return (f"Whether {_method_name(method)}'s gain is alignment cannot be decided: there are no results of "
                 f"the {' and '.join(missing)} control.")
     where = ", ".join(aligned) if aligned else "none"
-    return (f"By the control rule (beating the shuffled-bitext and no-bitext controls, p < {ALPHA}, Holm), "
+    no_bitext = {c.control for v in mine.values() for c in v.comparisons if c.kind == "no-bitext"}
+    rule = ("beating the shuffled-bitext control and `none` itself, the no-bitext control of a student without a "
+            "ranking term" if no_bitext == {"none"} else "beating the shuffled-bitext and no-bitext controls")
+    return (f"By the control rule ({rule}, p < {ALPHA}, Holm), "
             f"{_method_name(method)}'s gain on {backbone} counts as alignment on {len(aligned)} of "
             f"{len(mine)} low-resource languages ({where}).")
 
@@ -946,7 +956,7 @@ def gain_intervals(grouped: Mapping[ScoreKey, Mapping[str, float]], *, backbone:
             treated = grouped.get(ScoreKey(backbone, method, lang, CROSS, metric))
             if not (base and treated):
                 continue
-            a, b = _paired(treated, base, f"{metric} of {backbone!r}/{lang!r}: {method!r} and {baseline!r}")
+            a, b = paired_values(treated, base, f"{metric} of {backbone!r}/{lang!r}: {method!r} and {baseline!r}")
             difference = a - b
             gain, low, high = bootstrap_ci(lambda idx: difference[idx].mean(axis=-1), len(difference),
                                            n_resamples=n_resamples, seed=seed, confidence=confidence, vectorized=True)
