@@ -14,7 +14,8 @@ from clir_ot.errors import ExactOrderError
 from clir_ot.formats import Document, Hit, iter_run_by_query, write_corpus, write_run, write_topics
 from clir_ot.models import CrossEncoderModel, tiny_random_model
 from clir_ot.models.derive import DEFAULT_TINY_TEXTS
-from clir_ot.rerank import CrossEncoderReranker, ExactOrderReranker, Reranker, pairs_to_rescore, rerank_run
+from clir_ot.rerank import (CrossEncoderReranker, ExactOrderReranker, ExactOrderStats, Reranker, pairs_to_rescore,
+                            rerank_run)
 
 WORDS = " ".join(DEFAULT_TINY_TEXTS).split()
 TOP = 10
@@ -199,9 +200,9 @@ def test_rerank_run_reports_the_rescored_share(scored, run_inputs, tmp_path):
     report = rerank_run(exact, root / "run.txt", topics, docs, tmp_path / "exact.txt", depth=20, chunk_pairs=100)
     fp32 = CrossEncoderReranker(scored[0], batch_size=8, max_length=64, dtype="fp32")
     rerank_run(fp32, root / "run.txt", topics, docs, tmp_path / "fp32.txt", depth=20, chunk_pairs=100)
-    assert report["exact_order"] == exact.stats.to_dict()
-    assert report["exact_order"]["pairs"] == report["pairs"] == 12 * 20
-    assert 0 < report["exact_order"]["rescored_share"] < 1
+    assert report.reranker["exact_order"] == exact.stats.to_dict()
+    assert report.reranker["exact_order"]["pairs"] == report.pairs == 12 * 20
+    assert 0 < report.reranker["exact_order"]["rescored_share"] < 1
     got, want = dict(iter_run_by_query(tmp_path / "exact.txt")), dict(iter_run_by_query(tmp_path / "fp32.txt"))
     assert {q: top(h) for q, h in got.items()} == {q: top(h) for q, h in want.items()}
 
@@ -214,9 +215,9 @@ def test_each_run_reports_only_its_own_pairs(scored, run_inputs, tmp_path):
     exact = ExactOrderReranker.around(fast, margin=1e-3, top_k=TOP)
     first = rerank_run(exact, root / "run.txt", topics, docs, tmp_path / "a.txt", depth=20, chunk_pairs=100)
     second = rerank_run(exact, root / "run.txt", topics, docs, tmp_path / "b.txt", depth=10, chunk_pairs=100)
-    assert first["exact_order"]["pairs"] == 12 * 20 and second["exact_order"]["pairs"] == 12 * 10
-    assert second["exact_order"]["queries"] == 12
-    assert second["truncation"].startswith(f"{12 * 10} pairs at max length 64")
+    assert first.reranker["exact_order"]["pairs"] == 12 * 20 and second.reranker["exact_order"]["pairs"] == 12 * 10
+    assert second.reranker["exact_order"]["queries"] == 12
+    assert second.reranker["truncation"].startswith(f"{12 * 10} pairs at max length 64")
 
 
 def cli_args(root, out, *extra):
@@ -250,3 +251,11 @@ def test_cli_bad_exact_order_flags_are_one_line(run_inputs, tmp_path, capsys, ca
     assert len(lines) == 1 and message in lines[0], lines
     assert not any("cross-encoder" in r.getMessage() for r in caplog.records)  # the model was never loaded
     assert not (tmp_path / "out.txt").exists()
+
+
+def test_stats_of_several_processes_sum_their_counts_and_keep_the_largest_error():
+    one = ExactOrderStats(1e-3, 5, queries=2, pairs=40, rescored=4, max_error=2e-4, over_half_margin=0)
+    two = ExactOrderStats(1e-3, 5, queries=3, pairs=60, rescored=6, max_error=6e-4, over_half_margin=1)
+    summed = ExactOrderStats.summed([one.to_dict(), two.to_dict()])
+    assert summed == ExactOrderStats(1e-3, 5, queries=5, pairs=100, rescored=10, max_error=6e-4, over_half_margin=1)
+    assert summed.to_dict()["rescored_share"] == 0.1

@@ -75,7 +75,7 @@ def test_cross_encoder_backbone_reranks_a_real_run(thai, xquad_collection, defau
     write_run(tmp_path / "run.txt", {q: [Hit(q, d, float(-j)) for j, d in enumerate(candidates)] for q in small})
     reranker = CrossEncoderReranker(str(default_model), max_length=128, dtype="auto")
     report = rerank_run(reranker, tmp_path / "run.txt", small, corpus, tmp_path / "out.txt", depth=8)
-    assert report["pairs"] == 40 and report["queries"] == 5
-    assert "truncated" in report["truncation"] and reranker.truncation.truncated > 0
+    assert report.pairs == 40 and report.queries == 5
+    assert "truncated" in report.reranker["truncation"] and reranker.truncation.truncated > 0
     out = load_run(tmp_path / "out.txt")
     assert all(len(v) == 12 for v in out.values())

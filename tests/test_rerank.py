@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from clir_ot.errors import InputFormatError, ModelLoadError
 from clir_ot.formats import Document, Hit, iter_run_by_query, load_run, write_corpus, write_run
 from clir_ot.models import CrossEncoderModel
-from clir_ot.rerank import CrossEncoderReranker, Reranker, hits_from_pyserini, rerank_run
+from clir_ot.rerank import CrossEncoderReranker, Reranker, RerankReport, hits_from_pyserini, rerank_run
 
 PASSAGES = {
     "d1": "optimal transport aligns tokens",
@@ -135,7 +137,7 @@ def run_files(tmp_path):
 def test_rerank_run_file(run_files):
     root, topics, corpus = run_files
     report = rerank_run(TextLengthReranker(), root / "run.txt", topics, corpus, root / "out.txt", depth=3)
-    assert report["queries"] == 6 and report["pairs"] == 18
+    assert report.queries == 6 and report.pairs == 18
     for qid, ranked in iter_run_by_query(root / "out.txt"):
         assert [h.docid for h in ranked] == ["d4", "d1", "d5", "d2", "d3"]
     assert sorted(p.name for p in root.iterdir()) == ["corpus.jsonl", "out.txt", "run.txt"]
@@ -166,7 +168,7 @@ def test_rerank_run_resumes_after_a_failed_job(run_files):
     assert not (root / "out.txt").exists()
     report = rerank_run(TextLengthReranker(), root / "run.txt", topics, corpus, root / "out.txt", depth=3,
                         chunk_pairs=6)
-    assert report["queries"] == 4  # the first chunk (2 queries) was kept from the failed job
+    assert report.queries == 4  # the first chunk (2 queries) was kept from the failed job
     assert (root / "out.txt").read_text() == (root / "whole.txt").read_text()
 
 
@@ -178,7 +180,7 @@ def test_rerank_run_starts_over_when_resumed_with_other_settings(run_files):
         rerank_run(FailingReranker(1), root / "run.txt", topics, corpus, root / "out.txt", depth=3, chunk_pairs=6)
     report = rerank_run(TextLengthReranker(), root / "run.txt", topics, corpus, root / "out.txt", depth=2,
                         chunk_pairs=6)
-    assert (report["queries"], report["pairs"]) == (fresh["queries"], fresh["pairs"])  # nothing kept from the depth-3 job
+    assert (report.queries, report.pairs) == (fresh.queries, fresh.pairs)  # nothing kept from the depth-3 job
     assert (root / "out.txt").read_text() == (root / "depth2.txt").read_text()
 
 
@@ -215,7 +217,7 @@ def test_rerank_run_restricted_to_some_queries(run_files):
     root, topics, corpus = run_files
     report = rerank_run(TextLengthReranker(), root / "run.txt", topics, corpus, root / "out.txt", depth=3,
                         qids={"q1", "q4"})
-    assert report["queries"] == 2
+    assert report.queries == 2
     assert set(load_run(root / "out.txt")) == {"q1", "q4"}
 
 
@@ -254,3 +256,17 @@ def test_bf16_scoring_keeps_float32_resolution_in_the_head(cross_encoder):
     as_bf16 = torch.from_numpy(scores).bfloat16().float().numpy()
     assert (as_bf16 != scores).any()  # logits are not rounded to bf16's ~3 digits
     assert len(set(scores.tolist())) == len(pairs)
+
+
+def test_rerank_report_is_a_record_whose_flat_json_reads_back():
+    """The stderr line of ``clir-ot rerank`` is the report's flat JSON: the reranker's entries beside the
+    counts, and a sharded job's processes; reading it back gives the same record."""
+    rank = RerankReport(output="a", queries=2, pairs=6, depth=3, seconds=0.5, pairs_per_second=12.0,
+                        reranker={"truncation": "6 pairs"}, kept=True)
+    merged = RerankReport(output="run.txt", queries=4, pairs=12, depth=3, seconds=0.5, pairs_per_second=24.0,
+                          ranks=(rank, dataclasses.replace(rank, kept=False)))
+    flat = merged.to_json()
+    assert flat["processes"] == 2 and flat["ranks"][0] == {**rank.to_json(), "kept": True}
+    assert "kept" not in flat["ranks"][1] and flat["ranks"][0]["truncation"] == "6 pairs"
+    assert RerankReport.from_json(json.loads(json.dumps(flat))) == merged
+    assert RerankReport.from_json(rank.to_json()) == rank and rank.processes == 1

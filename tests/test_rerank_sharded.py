@@ -51,7 +51,7 @@ def test_parts_by_chunk_merge_into_the_single_process_file(inputs, tmp_path):
         shard = Shard(index, 3)
         parts.append(part_path(tmp_path / "merged.txt", shard))
         report = rerank_run(reranker, root / "run.txt", topics, docs, parts[-1], shard=shard, **args)
-        assert 0 < report["queries"] < len(topics)
+        assert 0 < report.queries < len(topics)
     queries = merge_parts(parts, tmp_path / "merged.txt", RerankPlan(root / "run.txt", topics, docs, 8, 20))
     assert queries == len(topics)
     assert (tmp_path / "merged.txt").read_bytes() == (tmp_path / "single.txt").read_bytes()
@@ -144,5 +144,5 @@ def test_a_kept_part_reports_the_queries_and_pairs_its_earlier_job_scored(inputs
     args = dict(depth=8, chunk_pairs=20)
     first = rerank_run_sharded(reranker, root / "run.txt", topics, docs, tmp_path / "out.txt", OneOfTwo(1), **args)
     again = rerank_run_sharded(reranker, root / "run.txt", topics, docs, tmp_path / "out.txt", OneOfTwo(1), **args)
-    assert first["ranks"][0].get("kept") is None and again["ranks"][0]["kept"] is True
-    assert (again["queries"], again["pairs"]) == (first["queries"], first["pairs"]) and first["queries"] > 0
+    assert not first.ranks[0].kept and again.ranks[0].kept
+    assert (again.queries, again.pairs) == (first.queries, first.pairs) and first.queries > 0

@@ -13,7 +13,7 @@ from clir_ot.errors import ConfigError, InputFormatError
 from clir_ot.formats import Document, load_run, write_corpus, write_topics
 from clir_ot.java import thai_segmentation_available
 from clir_ot.retrieval import BM25Searcher, Pretokenizer, build_index, check_language, read_index_info, resolve_analysis
-from clir_ot.retrieval.lucene import search_to_run
+from clir_ot.retrieval.lucene import IndexInfo, search_to_run
 
 THAI_DOCS = [
     Document("t1", "แพนเทอร์สชนะซูเปอร์โบวล์ครั้งที่ 50 ที่ซานฟรานซิสโก"),
@@ -60,6 +60,23 @@ def test_every_language_of_the_table_resolves_and_analyses():
         if analysis.method == "pretokenized":  # every class of the table exists and builds without arguments
             terms = Pretokenizer(analysis).terms("Hello World")
             assert terms and all(t == t.lower() for t in terms), (row, terms)
+
+
+def test_index_manifest_is_a_typed_record_and_a_foreign_one_is_refused_by_name(english_index, tmp_path):
+    info = read_index_info(english_index)
+    written = json.loads((english_index / "clir_ot.json").read_text(encoding="utf-8"))
+    assert info.to_json() == written and IndexInfo.from_json(written) == info  # the file round-trips
+    (tmp_path / "idx").mkdir()
+    manifest = tmp_path / "idx" / "clir_ot.json"
+    manifest.write_text(json.dumps({**written, "stemmer": "porter"}))
+    with pytest.raises(InputFormatError, match=r"idx/clir_ot.json: .*unknown stemmer"):
+        read_index_info(tmp_path / "idx")
+    manifest.write_text(json.dumps({k: v for k, v in written.items() if k != "corpus_sha256"}))
+    with pytest.raises(InputFormatError, match=r"idx/clir_ot.json: .*missing corpus_sha256"):
+        read_index_info(tmp_path / "idx")
+    manifest.write_text("{not json")
+    with pytest.raises(InputFormatError, match=r"idx/clir_ot.json:1: not JSON"):
+        read_index_info(tmp_path / "idx")
 
 
 def test_english_index_search_and_stemming(english_index, tmp_path):

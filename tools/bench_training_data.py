@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from clir_ot.cli.arguments import positive_int
+
 logger = logging.getLogger("bench_training_data")
 
 RSS_GOAL = 1.2
@@ -218,8 +220,8 @@ def child_rerank(args: argparse.Namespace) -> dict:
     report = rerank_run(PassageLength(), work / "run.txt", topics, corpus, out, depth=100)
     seconds = time.perf_counter() - started
     out.unlink(missing_ok=True)
-    return {"source": args.source, "documents": len(corpus), "queries": report["queries"], "pairs": report["pairs"],
-            "open_s": round(open_s, 2), "rerank_s": round(seconds, 2), "pairs_per_s": round(report["pairs"] / seconds, 1),
+    return {"source": args.source, "documents": len(corpus), "queries": report.queries, "pairs": report.pairs,
+            "open_s": round(open_s, 2), "rerank_s": round(seconds, 2), "pairs_per_s": round(report.pairs / seconds, 1),
             "baseline_rss_mb": round(baseline, 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
@@ -245,14 +247,14 @@ def run_child(mode: str, args: argparse.Namespace, **extra) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", default=None, help="folder for the generated data (default: a new one in /tmp)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
-    parser.add_argument("--passages", type=int, default=1_000_000)
-    parser.add_argument("--queries", type=int, default=100_000)
-    parser.add_argument("--run-queries", type=int, default=2_000, help="queries of the reranked run (100 hits each)")
-    parser.add_argument("--examples", type=int, default=4_000, help="examples the pipeline processes per size")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=4, help="real training steps (the first is not timed)")
+    parser.add_argument("--sizes", type=positive_int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
+    parser.add_argument("--passages", type=positive_int, default=1_000_000)
+    parser.add_argument("--queries", type=positive_int, default=100_000)
+    parser.add_argument("--run-queries", type=positive_int, default=2_000, help="queries of the reranked run (100 hits each)")
+    parser.add_argument("--examples", type=positive_int, default=4_000, help="examples the pipeline processes per size")
+    parser.add_argument("--batch-size", type=positive_int, default=8)
+    parser.add_argument("--max-length", type=positive_int, default=256)
+    parser.add_argument("--steps", type=positive_int, default=4, help="real training steps (the first is not timed)")
     parser.add_argument("--model", default=None, help="model of the training steps (default: the offline default)")
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the model's)")
     parser.add_argument("--keep", action="store_true", help="keep the generated data")
@@ -263,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--source", default="store", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child is None and args.examples > min(args.sizes):
+        parser.error(f"--examples {args.examples} is more than the smallest of --sizes ({min(args.sizes)}): "
+                     "each size's pipeline reads that many distinct examples")
     if args.child:
         logging.basicConfig(level=logging.WARNING)
         print(json.dumps(CHILDREN[args.child](args)))

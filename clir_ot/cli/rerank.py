@@ -129,5 +129,5 @@ def run(args: argparse.Namespace) -> int:
     finally:
         shutdown_distributed(started)
     if dist.is_main:
-        sys.stderr.write(json.dumps(report) + "\n")
+        sys.stderr.write(json.dumps(report.to_json()) + "\n")
     return 0

@@ -26,7 +26,7 @@ from clir_ot.models import BiEncoderModel
 from clir_ot.models.loading import resolve_precision
 from clir_ot.retrieval.dense import DenseSearcher, dense_search_to_run, encode_corpus
 from clir_ot.retrieval.fusion import fuse_run_files
-from clir_ot.retrieval.lucene import BM25Searcher, build_index, read_index_info, search_to_run
+from clir_ot.retrieval.lucene import BM25Searcher, IndexInfo, build_index, read_index_info, search_to_run
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ class BaselineResult:
     seconds: float
 
 
-def _index_is_current(info, corpus: Path, language: str, thai_tokenizer: str) -> bool:
-    if info is None or info.get("corpus_sha256") != sha256_of(corpus) or info.analysis.language != language:
+def _index_is_current(info: IndexInfo | None, corpus: Path, language: str, thai_tokenizer: str) -> bool:
+    if info is None or info.corpus_sha256 != sha256_of(corpus) or info.analysis.language != language:
         return False
     if language == "th" and thai_tokenizer != "auto":  # an explicit Thai choice must match the index
         return (info.analysis.method == "pretokenized") == (thai_tokenizer == "pythainlp")

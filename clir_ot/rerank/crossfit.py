@@ -38,11 +38,6 @@ class CrossFitReport:
     pairs_per_second: float | None
 
 
-def _field(report, name: str):
-    """A field of :func:`rerank_run`'s report, whether it is a mapping or a record."""
-    return report[name] if isinstance(report, Mapping) else getattr(report, name)
-
-
 def rerank_cross_fitted(
     rerankers: Sequence[Reranker],
     fold_qids: Sequence[Collection[str]],
@@ -67,9 +62,8 @@ def rerank_cross_fitted(
     started, pairs, scoring = time.time(), 0, 0.0
     for reranker, qids, part in zip(rerankers, fold_qids, parts):
         report = rerank_run(reranker, run, topics, corpus, part, depth=depth, tag=tag, qids=set(qids))
-        fold_pairs, rate = _field(report, "pairs"), _field(report, "pairs_per_second")
-        pairs += fold_pairs
-        scoring += fold_pairs / rate if rate else 0.0
+        pairs += report.pairs
+        scoring += report.pairs / report.pairs_per_second if report.pairs_per_second else 0.0
     with RunWriter(output, tag=tag, keep_order=True) as writer:
         for part in parts:
             for qid, hits in iter_run_by_query(part):

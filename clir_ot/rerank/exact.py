@@ -38,7 +38,7 @@ import logging
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -125,6 +125,16 @@ class ExactOrderStats:
         return {"margin": self.margin, "top_k": self.top_k, "queries": self.queries, "pairs": self.pairs,
                 "rescored": self.rescored, "rescored_share": round(self.share, 6),
                 "max_error": float(self.max_error), "over_half_margin": self.over_half_margin}
+
+    @classmethod
+    def summed(cls, parts: Sequence[Mapping[str, Any]]) -> "ExactOrderStats":
+        """The stats of one job scored by several processes, from each process's :meth:`to_dict`
+        (all with the same margin and ``top_k``)."""
+        first = parts[0]
+        return cls(first["margin"], first["top_k"], queries=sum(p["queries"] for p in parts),
+                   pairs=sum(p["pairs"] for p in parts), rescored=sum(p["rescored"] for p in parts),
+                   max_error=max(p["max_error"] for p in parts),
+                   over_half_margin=sum(p["over_half_margin"] for p in parts))
 
     def summary(self) -> str:
         return (f"re-scored {self.rescored} of {self.pairs} pairs in float32 ({100.0 * self.share:.1f}%) for the exact "

@@ -15,9 +15,9 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Collection, Iterator, Mapping, NamedTuple
+from typing import Any, Collection, Iterator, Mapping, NamedTuple
 
 from tqdm.auto import tqdm
 
@@ -30,8 +30,60 @@ logger = logging.getLogger(__name__)
 __all__ = ["PlannedQuery", "RerankPlan", "RerankReport", "Shard", "rerank_run"]
 
 
-class RerankReport(dict):
-    """Counts and timings of one :func:`rerank_run` call."""
+@dataclass(frozen=True)
+class RerankReport:
+    """What one :func:`rerank_run` call did (or a sharded job, summed over its processes).
+
+    Attributes:
+        output: the run file written.
+        queries: queries written; pairs: (query, passage) pairs scored.
+        depth: how many hits of each query were reranked.
+        seconds: wall time (of the slowest process, for a sharded job).
+        pairs_per_second: the scoring rate in model time (summed over processes); ``None`` when
+            nothing was scored.
+        reranker: what the reranker reported of the run (:meth:`~clir_ot.rerank.Reranker.run_report`:
+            truncation, inference path, exact order), as JSON values.
+        kept: a part finished by an earlier job with the same settings, reused without scoring.
+        ranks: a sharded job's per-process reports (empty for one process).
+    """
+
+    output: str
+    queries: int
+    pairs: int
+    depth: int
+    seconds: float
+    pairs_per_second: float | None
+    reranker: Mapping[str, Any] = field(default_factory=dict)
+    kept: bool = False
+    ranks: tuple["RerankReport", ...] = ()
+
+    @property
+    def processes(self) -> int:
+        return len(self.ranks) or 1
+
+    def to_json(self) -> dict[str, Any]:
+        """One flat JSON object (what ``clir-ot rerank`` writes to stderr): the counts, the
+        reranker's entries beside them, ``kept`` when true, and ``processes`` / ``ranks`` when sharded."""
+        out: dict[str, Any] = {"output": self.output, "queries": self.queries, "pairs": self.pairs,
+                               "depth": self.depth, "seconds": self.seconds,
+                               "pairs_per_second": self.pairs_per_second, **self.reranker}
+        if self.kept:
+            out["kept"] = True
+        if self.ranks:
+            out["processes"] = self.processes
+            out["ranks"] = [rank.to_json() for rank in self.ranks]
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "RerankReport":
+        """The report :meth:`to_json` wrote (entries it does not name are the reranker's)."""
+        data = dict(data)
+        data.pop("processes", None)
+        counts = {name: data.pop(name) for name in ("output", "queries", "pairs", "depth", "seconds",
+                                                     "pairs_per_second")}
+        kept = bool(data.pop("kept", False))
+        ranks = tuple(cls.from_json(rank) for rank in data.pop("ranks", ()))
+        return cls(**counts, reranker=data, kept=kept, ranks=ranks)
 
 
 @dataclass(frozen=True)
@@ -171,7 +223,7 @@ def rerank_run(
         output=str(Path(output)), queries=writer.queries, pairs=pairs, depth=depth,
         seconds=round(time.time() - started, 3),
         pairs_per_second=round(pairs / scoring_seconds, 2) if scoring_seconds else None,
+        reranker=reranker.run_report(),
     )
-    report.update(reranker.run_report())
-    logger.info("reranked %d queries (%d pairs) into %s in %.1fs", writer.queries, pairs, output, report["seconds"])
+    logger.info("reranked %d queries (%d pairs) into %s in %.1fs", writer.queries, pairs, output, report.seconds)
     return report

@@ -22,12 +22,13 @@ import glob
 import logging
 import os
 from pathlib import Path
-from typing import Any, Collection, Iterator, Mapping, NamedTuple, Sequence
+from typing import Collection, Iterator, Mapping, NamedTuple, Sequence
 
 from clir_ot.errors import ConsistencyError
 from clir_ot.io import atomic_open, sha256_text
 from clir_ot.parallel import ProcessGroup
 from clir_ot.rerank.base import Reranker
+from clir_ot.rerank.exact import ExactOrderStats
 from clir_ot.rerank.run import RerankPlan, RerankReport, Shard, rerank_run
 
 logger = logging.getLogger(__name__)
@@ -103,24 +104,16 @@ def merge_parts(parts: Sequence[Path], output: str | os.PathLike, plan: RerankPl
     return queries
 
 
-def _sum_reports(output: Path, reports: list[dict[str, Any]]) -> RerankReport:
-    merged = RerankReport(output=str(output), queries=sum(r["queries"] for r in reports),
-                          pairs=sum(r["pairs"] for r in reports), depth=reports[0]["depth"],
-                          seconds=max(r["seconds"] for r in reports),
-                          pairs_per_second=round(sum(r["pairs_per_second"] or 0.0 for r in reports), 2) or None,
-                          processes=len(reports))
-    exact = [r["exact_order"] for r in reports if "exact_order" in r]
-    if exact:
-        pairs, rescored = sum(e["pairs"] for e in exact), sum(e["rescored"] for e in exact)
-        merged["exact_order"] = {
-            **{k: exact[0][k] for k in ("margin", "top_k")},
-            "queries": sum(e["queries"] for e in exact), "pairs": pairs, "rescored": rescored,
-            "rescored_share": round(rescored / pairs, 6) if pairs else 0.0,
-            "max_error": max(e["max_error"] for e in exact),
-            "over_half_margin": sum(e["over_half_margin"] for e in exact),
-        }
-    merged["ranks"] = reports
-    return merged
+def _sum_reports(output: Path, reports: Sequence[RerankReport]) -> RerankReport:
+    """One report for the merged output: counts summed over the processes, the slowest process's
+    wall time, the summed scoring rate, exact order's counts summed, each process's report kept."""
+    exact = [r.reranker["exact_order"] for r in reports if "exact_order" in r.reranker]
+    return RerankReport(output=str(output), queries=sum(r.queries for r in reports),
+                        pairs=sum(r.pairs for r in reports), depth=reports[0].depth,
+                        seconds=max(r.seconds for r in reports),
+                        pairs_per_second=round(sum(r.pairs_per_second or 0.0 for r in reports), 2) or None,
+                        reranker={"exact_order": ExactOrderStats.summed(exact).to_dict()} if exact else {},
+                        ranks=tuple(reports))
 
 
 def rerank_run_sharded(
@@ -164,7 +157,7 @@ def rerank_run_sharded(
         report = rerank_run(reranker, run, topics, corpus, part, depth=depth, chunk_pairs=chunk_pairs, tag=tag,
                             qids=qids, shard=shard)
         marker.write_text(signature + "\n")
-    reports = group.gather(dict(report))
+    reports = [RerankReport.from_json(r) for r in group.gather(report.to_json())]
     if group.rank == 0:
         parts = [part_path(output, Shard(r, group.world_size)) for r in range(group.world_size)]
         queries = merge_parts(parts, output, plan)

@@ -13,8 +13,9 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 from tqdm.auto import tqdm
 
@@ -35,16 +36,36 @@ __all__ = ["BM25Searcher", "IndexInfo", "build_index", "read_index_info", "searc
 
 
 
-class IndexInfo(dict):
-    """The manifest of an index built by :func:`build_index` (a dict with a few typed accessors)."""
+@dataclass(frozen=True)
+class IndexInfo:
+    """The manifest (``clir_ot.json``) of an index built by :func:`build_index`: how its documents were
+    analysed (reused for queries by :class:`BM25Searcher`), which corpus it holds (path and SHA-256,
+    so a pipeline can tell a current index from a stale one), and what built it."""
 
-    @property
-    def analysis(self) -> Analysis:
-        return Analysis.from_json(self["analysis"])
+    analysis: Analysis
+    corpus: str
+    corpus_sha256: str
+    documents: int
+    java: str
+    anserini: str
+    clir_ot: str
+    seconds: float
 
-    @property
-    def documents(self) -> int:
-        return int(self["documents"])
+    def to_json(self) -> dict[str, Any]:
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "analysis": self.analysis.to_json()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], where: str | os.PathLike = MANIFEST) -> "IndexInfo":
+        """Read a manifest's JSON object; a missing or unknown field is an
+        :class:`~clir_ot.errors.InputFormatError` naming ``where``."""
+        names = {f.name for f in fields(cls)}
+        missing, unknown = sorted(names - set(data)), sorted(set(data) - names)
+        if missing or unknown:
+            problem = "; ".join(filter(None, [missing and f"missing {', '.join(missing)}",
+                                             unknown and f"unknown {', '.join(unknown)}"]))
+            raise InputFormatError(where, None, f"not an index manifest of clir_ot ({problem}); rebuild the "
+                                   "index with clir-ot index")
+        return cls(**{**data, "analysis": Analysis.from_json(data["analysis"])})
 
 
 def read_index_info(index_dir: str | os.PathLike) -> IndexInfo | None:
@@ -52,7 +73,13 @@ def read_index_info(index_dir: str | os.PathLike) -> IndexInfo | None:
     path = Path(index_dir) / MANIFEST
     if not path.is_file():
         return None
-    return IndexInfo(json.loads(path.read_text(encoding="utf-8")))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputFormatError(path, err.lineno, f"not JSON ({err.msg})") from None
+    if not isinstance(data, dict):
+        raise InputFormatError(path, None, "not a JSON object")
+    return IndexInfo.from_json(data, path)
 
 
 def build_index(
@@ -107,7 +134,7 @@ def build_index(
         if not (built / "segments_1").exists() and not any(built.glob("segments_*")):
             raise ConfigError(f"Anserini did not write an index for {corpus} (see the log above)")
         info = IndexInfo(
-            analysis=analysis.to_json(),
+            analysis=analysis,
             corpus=str(corpus.resolve()),
             corpus_sha256=sha256_of(corpus),
             documents=count,
@@ -117,7 +144,7 @@ def build_index(
             seconds=round(time.time() - started, 3),
         )
         with atomic_open(built / MANIFEST) as out:
-            json.dump(info, out, indent=2, ensure_ascii=False)
+            json.dump(info.to_json(), out, indent=2, ensure_ascii=False)
         old = None
         if index_dir.exists():
             old = work / "previous"
@@ -125,7 +152,7 @@ def build_index(
         os.replace(built, index_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    logger.info("indexed %d documents into %s in %.1fs", count, index_dir, info["seconds"])
+    logger.info("indexed %d documents into %s in %.1fs", count, index_dir, info.seconds)
     return info
 
 
