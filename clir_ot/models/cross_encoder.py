@@ -33,8 +33,8 @@ from clir_ot.errors import ConfigError, ModelLoadError
 from clir_ot.io import PathLike
 from clir_ot.models.backends import InferencePath, StateRunner, build_runner
 from clir_ot.models.folder import read_settings, save_model_folder
-from clir_ot.models.loading import MODEL_INPUTS, LoadedEncoder, load_encoder, max_sequence_length, run_batched
-from clir_ot.settings import settings_from_dict
+from clir_ot.models.encoder_model import EncoderModel, settings_of_kind
+from clir_ot.models.loading import MODEL_INPUTS, LoadedEncoder, load_encoder, run_batched
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -119,14 +119,7 @@ class CrossEncoderConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "cross-encoder settings") -> "CrossEncoderConfig":
-        data = dict(data)
-        kind = data.pop("kind", KIND)
-        if kind != KIND:
-            raise ConfigError(f"{where}: kind is {kind!r}, expected {KIND!r}")
-        head_file = data.pop("head_file", HEAD_FILE)
-        if head_file != HEAD_FILE:
-            raise ConfigError(f"{where}: head_file {head_file!r} is not supported (expected {HEAD_FILE})")
-        return settings_from_dict(cls, data, where)
+        return settings_of_kind(cls, data, KIND, where, fixed={"head_file": HEAD_FILE})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -223,7 +216,7 @@ def _with_input_settings(
 # --------------------------------------------------------------------------------------------------
 
 
-class CrossEncoderModel(nn.Module):
+class CrossEncoderModel(EncoderModel):
     """A transformer encoder with a scoring head on the first token: (query, passage) -> one logit.
 
     Args:
@@ -244,11 +237,7 @@ class CrossEncoderModel(nn.Module):
         head: nn.Module | None = None,
         name_or_path: str | None = None,
     ):
-        super().__init__()
-        self.name_or_path = name_or_path or str(getattr(encoder.config, "_name_or_path", "") or "")
-        self.encoder = encoder
-        self.tokenizer = tokenizer
-        self.config = config or CrossEncoderConfig()
+        super().__init__(encoder, tokenizer, config or CrossEncoderConfig(), name_or_path)
         hidden = int(encoder.config.hidden_size)
         if head is None:
             head = build_head(self.config.head, hidden, getattr(encoder.config, "hidden_dropout_prob", 0.1),
@@ -333,10 +322,6 @@ class CrossEncoderModel(nn.Module):
     # ---------------------------------------------------------------------------------------------
     # computation
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.encoder.parameters()).device
-
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -344,10 +329,7 @@ class CrossEncoderModel(nn.Module):
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Score a tokenized batch of pairs: (batch, seq) ids and mask -> (batch,) logits (with gradients)."""
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids
-        return self.score_states(self.encoder(**inputs).last_hidden_state, attention_mask)
+        return self.score_states(self.encoder_states(input_ids, attention_mask, token_type_ids), attention_mask)
 
     def score_states(self, last_hidden_state: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(batch, seq, dim) last-layer states -> (batch,) float32 logits from the pooled state.
@@ -376,9 +358,6 @@ class CrossEncoderModel(nn.Module):
         q, p = self.config.query_prefix, self.config.passage_prefix
         return ([q + t for t in queries] if q else list(queries)), ([p + t for t in passages] if p else list(passages))
 
-    def _max_length(self, max_length: int | None) -> int:
-        return min(max_length or self.config.max_length, max_sequence_length(self.encoder, self.tokenizer))
-
     def tokenize(
         self, queries: Sequence[str], passages: Sequence[str], *, max_length: int | None = None
     ) -> dict[str, torch.Tensor]:
@@ -387,7 +366,7 @@ class CrossEncoderModel(nn.Module):
             raise ConfigError(f"{len(queries)} queries but {len(passages)} passages")
         queries, passages = self.pair_texts(queries, passages)
         batch = self.tokenizer(queries, passages, truncation="longest_first",
-                               max_length=self._max_length(max_length), padding=True, return_tensors="pt")
+                               max_length=self.effective_max_length(max_length), padding=True, return_tensors="pt")
         return {k: v.to(self.device) for k, v in batch.items() if k in MODEL_INPUTS}
 
     def predict(
@@ -408,16 +387,15 @@ class CrossEncoderModel(nn.Module):
         own precision (then ``dtype`` must be left unset); pooling and head stay in float32 here.
         """
         pairs = list(pairs)
-        limit = self._max_length(max_length)
+        limit = self.effective_max_length(max_length)
 
         def tokenize(positions: Sequence[int]) -> dict[str, list[list[int]]]:
             queries, passages = self.pair_texts([pairs[i][0] for i in positions], [pairs[i][1] for i in positions])
             return self.tokenizer(queries, passages, truncation="longest_first", max_length=limit)
 
+        self.check_runner_precision("predict", runner, dtype)
         forward = None
         if runner is not None:
-            if dtype is not None:
-                raise ConfigError(f"predict: runner {runner.path} sets the precision; leave dtype unset")
 
             def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:
                 return self.score_states(runner(batch), batch["attention_mask"].to(self.device))
