@@ -77,6 +77,13 @@ def check_model_dir(folder: PathLike) -> Path:
             "tokenizer files (tokenizer.json, or a vocabulary such as sentencepiece.bpe.model or vocab.txt)"
         )
     if missing:
+        best = folder / "best"
+        if names.intersection({"config.json", "training.json"}) and best.is_dir() and \
+                {p.name for p in best.iterdir()}.intersection(WEIGHT_FILES):
+            raise ModelLoadError(
+                f"model folder {folder} lacks its final weights: validation selected {best}, and the final "
+                "model's weights were dropped (clir_ot.training.drop_unselected_weights); use that folder"
+            )
         raise ModelLoadError(
             f"model folder {folder} lacks {'; '.join(missing)}. Save the model and its tokenizer there "
             "with save_pretrained(), or point to a folder that has them"
