@@ -1002,7 +1002,8 @@ def plot_method_gains(intervals: Sequence[GainInterval], path: Path, *, groups: 
     axis.set_ylabel(f"{metric}: method − {baseline}")
     axis.set_title(f"Gain over {baseline} per language, {round(confidence * 100)}% bootstrap intervals over queries "
                    "(hollow: shuffled-bitext controls)", fontsize="medium")
-    axis.legend(fontsize="small", ncol=max(1, len(methods) // 2))
+    # beside the axes, never over a point (a collapsed control sits in any corner)
+    axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0.0)
     _save(figure, path)
     plt.close(figure)
     return path
