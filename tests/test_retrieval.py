@@ -12,6 +12,7 @@ import pytest
 from clir_ot.errors import ConfigError, InputFormatError
 from clir_ot.formats import Document, load_run, write_corpus, write_topics
 from clir_ot.java import thai_segmentation_available
+from clir_ot.pipelines.xquad_baseline import ensure_index
 from clir_ot.retrieval import BM25Searcher, Pretokenizer, build_index, check_language, read_index_info, resolve_analysis
 from clir_ot.retrieval.lucene import IndexInfo, search_to_run
 
@@ -62,7 +63,7 @@ def test_every_language_of_the_table_resolves_and_analyses():
             assert terms and all(t == t.lower() for t in terms), (row, terms)
 
 
-def test_index_manifest_is_a_typed_record_and_a_foreign_one_is_refused_by_name(english_index, tmp_path):
+def test_index_manifest_is_a_typed_record_a_broken_one_refused_by_name_and_rebuilt_by_a_pipeline(english_index, tmp_path):
     info = read_index_info(english_index)
     written = json.loads((english_index / "clir_ot.json").read_text(encoding="utf-8"))
     assert info.to_json() == written and IndexInfo.from_json(written) == info  # the file round-trips
@@ -77,6 +78,9 @@ def test_index_manifest_is_a_typed_record_and_a_foreign_one_is_refused_by_name(e
     manifest.write_text("{not json")
     with pytest.raises(InputFormatError, match=r"idx/clir_ot.json:1: not JSON"):
         read_index_info(tmp_path / "idx")
+    write_corpus(tmp_path / "corpus" / "docs.jsonl", ENGLISH_DOCS)
+    ensure_index(tmp_path / "corpus", tmp_path / "idx", "en", threads=1)  # a pipeline rebuilds it instead
+    assert read_index_info(tmp_path / "idx").documents == len(ENGLISH_DOCS)
 
 
 def test_english_index_search_and_stemming(english_index, tmp_path):

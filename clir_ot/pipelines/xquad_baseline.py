@@ -20,6 +20,7 @@ from typing import Sequence
 
 from clir_ot.datasets.layout import XQuADLayout
 from clir_ot.datasets.xquad import DEFAULT_LANGUAGES, build_xquad_collections
+from clir_ot.errors import InputFormatError
 from clir_ot.evaluation import evaluate, parse_measure
 from clir_ot.formats import atomic_open, load_run, read_qrels, read_topics, sha256_of
 from clir_ot.models import BiEncoderModel
@@ -52,8 +53,13 @@ def _index_is_current(info: IndexInfo | None, corpus: Path, language: str, thai_
 
 
 def ensure_index(corpus: Path, index_dir: Path, language: str, threads: int, thai_tokenizer: str = "auto") -> Path:
-    """Build ``index_dir`` unless it already indexes this exact corpus with the requested analysis."""
-    info = read_index_info(index_dir)
+    """Build ``index_dir`` unless it already indexes this exact corpus with the requested analysis
+    (an index whose manifest cannot be read is rebuilt, with a warning)."""
+    try:
+        info = read_index_info(index_dir)
+    except InputFormatError as err:
+        logger.warning("rebuilding %s: %s", index_dir, err)
+        info = None
     if _index_is_current(info, corpus, language, thai_tokenizer):
         logger.info("reusing index %s (%s)", index_dir, info.analysis.describe())
         return index_dir
