@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 from bench_rerank import load_pairs  # noqa: E402
 
+from clir_ot.cli.arguments import positive_float, positive_int  # noqa: E402
 from clir_ot.models import CrossEncoderModel, default_model_dir, prepare_default_model  # noqa: E402
 from clir_ot.rerank import CrossEncoderReranker, ExactOrderReranker  # noqa: E402
 
@@ -52,10 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--collection", type=Path, default=ROOT / "runs/xquad/collection")
     parser.add_argument("--run", type=Path, default=ROOT / "runs/xquad/run.xquad.e5-small.cross.en-hi.txt")
-    parser.add_argument("--pairs", type=int, default=400)
-    parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--safety", type=float, nargs="+", default=[1.0, 2.0])
+    parser.add_argument("--pairs", type=positive_int, default=400)
+    parser.add_argument("--max-length", type=positive_int, default=256)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--safety", type=positive_float, nargs="+", default=[1.0, 2.0])
     parser.add_argument("--model", type=Path, default=None,
                         help="a trained cross-encoder folder (default: the offline backbone with a seeded head)")
     args = parser.parse_args(argv)

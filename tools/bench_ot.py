@@ -44,6 +44,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from clir_ot.cli.arguments import positive_float, positive_int  # noqa: E402
 from clir_ot.ot import cosine_cost, sinkhorn  # noqa: E402
 
 GOAL_SPEEDUP = 5.0
@@ -54,21 +55,21 @@ GOAL_PLAN_DIFF = 1e-6
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lengths", type=int, nargs="+", default=[64, 128])
-    parser.add_argument("--hidden", type=int, default=384)
-    parser.add_argument("--epsilon-factor", type=float, default=0.05,
+    parser.add_argument("--batch", type=positive_int, default=32)
+    parser.add_argument("--lengths", type=positive_int, nargs="+", default=[64, 128])
+    parser.add_argument("--hidden", type=positive_int, default=384)
+    parser.add_argument("--epsilon-factor", type=positive_float, default=0.05,
                         help="absolute epsilon = this x the mean cost of the batch (default 0.05)")
-    parser.add_argument("--repeats", type=int, default=15,
+    parser.add_argument("--repeats", type=positive_int, default=15,
                         help="interleaved timed rounds; each solver's best round is its time")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--step-share", action="store_true", help="also measure the OT share of a distillation step")
     parser.add_argument("--teacher", default=None, help="cross-encoder for --step-share (default: offline e5-small)")
     parser.add_argument("--tatoeba", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                           "..", "..", "shared", "data", "tatoeba"))
     parser.add_argument("--language", default="el")
-    parser.add_argument("--steps", type=int, default=12, help="distillation steps timed (the first 2 are warm-up)")
+    parser.add_argument("--steps", type=positive_int, default=12, help="distillation steps timed (the first 2 are warm-up)")
     parser.add_argument("--scenarios", nargs="+", choices=sorted(SCENARIOS), default=["soft", "peaked"],
                         help="token-state generators (see token_states); the goal is judged on 'soft'")
     return parser

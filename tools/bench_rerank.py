@@ -48,6 +48,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from clir_ot.cli.arguments import nonnegative_int, positive_int  # noqa: E402
 from clir_ot.evaluation import evaluate  # noqa: E402
 from clir_ot.formats import iter_run_by_query, load_corpus, read_folds, read_qrels, read_topics  # noqa: E402
 from clir_ot.models.backends import InferencePath, backend_available  # noqa: E402
@@ -367,10 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--language", default="hi", help="the run's document language (default hi)")
     parser.add_argument("--model", type=Path, default=None,
                         help="a trained cross-encoder folder (default: the offline backbone with a seeded head)")
-    parser.add_argument("--pairs", type=int, default=1000, help="throughput: pairs (default 1000)")
-    parser.add_argument("--max-lengths", type=int, nargs="+", default=[256, 512])
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pairs", type=positive_int, default=1000, help="throughput: pairs (default 1000)")
+    parser.add_argument("--max-lengths", type=positive_int, nargs="+", default=[256, 512])
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--paths", nargs="+", default=list(DEFAULT_PATHS), help="our inference paths, BACKEND/DTYPE")
     parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=PEERS)
     parser.add_argument("--peer-python", default=None,
@@ -378,11 +379,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limits", nargs="*", default=None, metavar="PATH",
                         help="the paths whose bare forward limit is timed too (default: all of --paths; none: no limits)")
     parser.add_argument("--guard", action="store_true", help="measure the quality guard and write its records")
-    parser.add_argument("--fold", type=int, default=None,
+    parser.add_argument("--fold", type=nonnegative_int, default=None,
                         help="guard: the questions of this fold of folds.json (a cross-fitted teacher's test fold)")
-    parser.add_argument("--questions", type=int, default=300, help="guard: questions (default 300)")
+    parser.add_argument("--questions", type=positive_int, default=300, help="guard: questions (default 300)")
     parser.add_argument("--guard-dir", type=Path, default=None, help="where guard records go (default: the guard folder)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default torch's)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default torch's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     for noisy in ("transformers", "sentence_transformers", "clir_ot"):

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from clir_ot.cli.arguments import positive_int
 from clir_ot.formats import iter_run_by_query, load_corpus, read_qrels, read_topics
 from clir_ot.models import CrossEncoderModel
 
@@ -27,8 +28,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default="runs/xquad", help="folder of `clir-ot baseline` and `clir-ot xquad-teacher`")
     parser.add_argument("--language", default="th")
-    parser.add_argument("--questions", type=int, default=120)
-    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--questions", type=positive_int, default=120)
+    parser.add_argument("--max-length", type=positive_int, default=256)
     args = parser.parse_args()
 
     root = Path(args.output)

@@ -13,6 +13,7 @@ import logging
 import sys
 
 import clir_ot  # noqa: F401  (JVM hook, offline defaults)
+from clir_ot.cli.arguments import positive_float
 from clir_ot.distill.alignment import align_pair, plot_plan
 from clir_ot.distill.pipeline import load_model
 
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--student", default=None, help="default: the teacher")
     parser.add_argument("--model-type", default="bi-encoder", choices=("bi-encoder", "cross-encoder"))
     parser.add_argument("--layer", type=int, default=-1)
-    parser.add_argument("--epsilon", type=float, default=0.1, help="relative to the mean cost")
+    parser.add_argument("--epsilon", type=positive_float, default=0.1, help="relative to the mean cost")
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

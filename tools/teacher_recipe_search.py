@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from clir_ot.cli.arguments import nonnegative_int, positive_int
 from clir_ot.datasets.layout import XQuADCollection, XQuADLayout
 from clir_ot.errors import ClirOtError, ConfigError
 from clir_ot.evaluation import evaluate
@@ -293,14 +294,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=Path("runs/xquad"), help="XQuAD outputs of `make demo`")
     parser.add_argument("--search", type=Path, default=Path("runs/teacher-search"), help="the search's folder")
-    parser.add_argument("--fold", type=int, default=0)
+    parser.add_argument("--fold", type=nonnegative_int, default=0)
     parser.add_argument("--trials", nargs="+", default=None, help="run only these trials (default: all, in order)")
     parser.add_argument("--report", action="store_true", help="print the table of finished trials")
     parser.add_argument("--evaluate", default=None, help="rerank the test fold with this trial's best model")
     parser.add_argument("--languages", nargs="*", default=["th", "hi", "el"])
-    parser.add_argument("--windows", type=int, default=1,
+    parser.add_argument("--windows", type=positive_int, default=1,
                         help="with --evaluate: score a passage longer than the input in up to this many windows (MaxP)")
-    parser.add_argument("--window-overlap", type=int, default=None,
+    parser.add_argument("--window-overlap", type=nonnegative_int, default=None,
                         help=f"with --windows: tokens shared by consecutive windows (default {DEFAULT_OVERLAP})")
     parser.add_argument("--base-recipe", type=Path, default=None,
                         help="a training config JSON on which every trial changes one thing, instead of the best "
