@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "BEST_DIR",
     "SETTINGS_FILE",
     "TOKENIZER_FILES",
     "WEIGHT_FILES",
@@ -33,6 +34,9 @@ __all__ = [
     "save_model_folder",
     "write_settings",
 ]
+
+BEST_DIR = "best"
+"""Subfolder of a trained model folder holding the model that validation selected."""
 
 SETTINGS_FILE = "clir_ot.json"
 """Name of the small JSON file, next to ``config.json``, that records how clir_ot uses a model."""
@@ -77,7 +81,7 @@ def check_model_dir(folder: PathLike) -> Path:
             "tokenizer files (tokenizer.json, or a vocabulary such as sentencepiece.bpe.model or vocab.txt)"
         )
     if missing:
-        best = folder / "best"
+        best = folder / BEST_DIR
         if names.intersection({"config.json", "training.json"}) and best.is_dir() and \
                 {p.name for p in best.iterdir()}.intersection(WEIGHT_FILES):
             raise ModelLoadError(

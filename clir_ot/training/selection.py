@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from clir_ot.training.trainer import BEST_DIR
+from clir_ot.models.folder import BEST_DIR
 
 __all__ = ["drop_unselected_weights", "selected_model"]
 

@@ -50,6 +50,7 @@ from torch import nn
 import clir_ot
 from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError
 from clir_ot.io import PathLike, atomic_open
+from clir_ot.models.folder import BEST_DIR
 from clir_ot.models.loading import compute_precision, hardware_id, resolve_precision
 from clir_ot.settings import check_setting_types, settings_from_dict
 from clir_ot.training import checkpoints as ckpt
@@ -62,7 +63,6 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "training.json"
 LOG_FILE = "log.jsonl"
-BEST_DIR = "best"
 CHECKPOINT_DIR = "checkpoints"
 
 __all__ = ["Trainer", "TrainerState", "TrainingConfig", "TrainingResult", "freeze_word_embeddings"]
