@@ -9,17 +9,8 @@ import json
 import sys
 from pathlib import Path
 
-from clir_ot.cli.arguments import (
-    fraction,
-    input_dir,
-    input_file,
-    input_path,
-    nonnegative_float,
-    nonnegative_int,
-    output_dir,
-    positive_float,
-    positive_int,
-)
+from clir_ot.cli.arguments import (fraction, input_dir, input_file, input_path, nonnegative_float, nonnegative_int,
+                                   output_dir, positive_float, positive_int)
 from clir_ot.datasets.layout import XQuADCollection, XQuADLayout
 from clir_ot.distill import (
     check_bitext_leakage,
@@ -47,13 +38,13 @@ SETTING_FLAGS = {
 }
 
 
-DESCRIPTION = (
-    "Initialise a student from the frozen teacher and train it on bitext so that it represents the "
-    "foreign side as the teacher represents the English side: optimal-transport token alignment (OPTICAL), "
-    "sentence MSE, hard token alignment or score distillation, optionally with the English ranking loss. "
-    "Held-out bitext gives the validation loss (best model in OUT/best, early stopping with --patience). "
-    "Checkpoints, --resume, torchrun and training.json as for `clir-ot train`."
-)
+DESCRIPTION = """\
+Initialise a student from the frozen teacher and train it on bitext so that it represents the
+foreign side as the teacher represents the English side: optimal-transport token alignment
+(OPTICAL), sentence MSE, hard token alignment or score distillation, optionally with the English
+ranking loss. Held-out bitext gives the validation loss (best model in OUT/best, early stopping with
+--patience). Checkpoints, --resume, torchrun and training.json as for `clir-ot train`.
+"""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -13,12 +13,12 @@ from clir_ot.rerank.interpolation import choose_weight, interpolate_run
 logger = logging.getLogger(__name__)
 
 
-DESCRIPTION = (
-    "Reranking interpolation: for each query's first-stage top DEPTH, w * minmax(reranker) + (1 - w) * "
-    "minmax(first stage); the rest keeps its first-stage order. The weight is given (--weight) or chosen on "
-    "held-out queries (--tune-run/--tune-first-stage/--tune-qrels: runs of other queries, e.g. validation "
-    "questions), never on the queries it is applied to."
-)
+DESCRIPTION = """\
+Reranking interpolation: for each query's first-stage top DEPTH, w * minmax(reranker) + (1 - w) *
+minmax(first stage); the rest keeps its first-stage order. The weight is given (--weight) or chosen
+on held-out queries (--tune-run/--tune-first-stage/--tune-qrels: runs of other queries, e.g.
+validation questions), never on the queries it is applied to.
+"""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

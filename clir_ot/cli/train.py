@@ -9,17 +9,8 @@ import argparse
 import json
 import sys
 
-from clir_ot.cli.arguments import (
-    fraction,
-    input_file,
-    input_path,
-    nonnegative_float,
-    nonnegative_int,
-    output_dir,
-    positive_float,
-    positive_int,
-    probability,
-)
+from clir_ot.cli.arguments import (fraction, input_file, input_path, nonnegative_float, nonnegative_int, output_dir,
+                                   positive_float, positive_int, probability)
 from clir_ot.errors import ConfigError
 from clir_ot.io import is_jsonl, is_tsv
 from clir_ot.training import DataSpec, TrainingConfig, train_cross_encoder
@@ -50,12 +41,12 @@ def _warmup(value: str) -> dict:
     return {"warmup_steps": int(number)}
 
 
-DESCRIPTION = (
-    "Train a cross-encoder on groups (query, positive, k negatives) with checkpoints, exact "
-    "--resume, periodic MRR@10 validation and a training.json manifest. The same command runs under "
-    "torchrun for data-parallel training: torchrun --nproc-per-node N -m clir_ot -- train ... (the '--' keeps "
-    "torchrun's own parser from reading --run as an abbreviation of its --run-path)."
-)
+DESCRIPTION = """\
+Train a cross-encoder on groups (query, positive, k negatives) with checkpoints, exact --resume,
+periodic MRR@10 validation and a training.json manifest. The same command runs under torchrun for
+data-parallel training: torchrun --nproc-per-node N -m clir_ot -- train ... (the '--' keeps
+torchrun's own parser from reading --run as an abbreviation of its --run-path).
+"""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

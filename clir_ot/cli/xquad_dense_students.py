@@ -15,14 +15,14 @@ from clir_ot.errors import ConfigError
 from clir_ot.study.dense_students import run_xquad_dense_students
 
 
-DESCRIPTION = (
-    "Needs the outputs of `clir-ot baseline`. For each language and method: distil a bi-encoder "
-    "student from multilingual-e5-small on Tatoeba bitext, encode the language's XQuAD paragraphs with it, "
-    "search them with the original English query encoder, and compare with the dense first stage (paired "
-    "randomization test, Holm-corrected). Writes table.dense-students.md. The same study as "
-    "`clir-ot study --config tools/studies/xquad-dense-students.yaml`, with its steps under "
-    "<output>/dense-students; finished steps are reused."
-)
+DESCRIPTION = """\
+Needs the outputs of `clir-ot baseline`. For each language and method: distil a bi-encoder student
+from multilingual-e5-small on Tatoeba bitext, encode the language's XQuAD paragraphs with it, search
+them with the original English query encoder, and compare with the dense first stage (paired
+randomization test, Holm-corrected). Writes table.dense-students.md. The same study as `clir-ot
+study --config tools/studies/xquad-dense-students.yaml`, with its steps under <output>/dense-
+students; finished steps are reused.
+"""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -12,12 +12,12 @@ from clir_ot.pipelines.xquad_teacher import INTERPOLATED, MEASURES, SETTINGS, Te
 from clir_ot.training import TrainingConfig
 
 
-DESCRIPTION = (
-    "Needs the outputs of `clir-ot baseline` (collection, BM25 and dense runs). Trains one "
-    "cross-encoder per article fold on the other folds' English questions (hard negatives from the "
-    "BM25+dense RRF run), reranks each fold's questions with its own teacher in every language, merges "
-    "and evaluates. Reuses finished steps; training resumes from checkpoints."
-)
+DESCRIPTION = """\
+Needs the outputs of `clir-ot baseline` (collection, BM25 and dense runs). Trains one cross-encoder
+per article fold on the other folds' English questions (hard negatives from the BM25+dense RRF run),
+reranks each fold's questions with its own teacher in every language, merges and evaluates. Reuses
+finished steps; training resumes from checkpoints.
+"""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
