@@ -6,7 +6,9 @@ is the layer at the bottom that only :mod:`clir_ot.errors` is below.
 * :data:`PathLike` -- what every function that takes a path accepts.
 * :func:`atomic_open` -- write a file through a hidden temporary that replaces it only on success.
 * :func:`atomic_dir` -- build a folder as a hidden sibling that is renamed into place on success;
-  :func:`remove_tree` deletes a folder without it ever being seen half-deleted under its name.
+  :func:`remove_tree` deletes a folder without it ever being seen half-deleted under its name;
+  :func:`check_replaceable` -- the check before replacing a folder: only an earlier output of the
+  same kind, never a folder of other files or one that holds the inputs.
 * :func:`sha256_of` (a file, or a folder's files), :func:`sha256_text` -- the identities recorded in
   manifests and resume signatures.
 * :func:`data_suffix`, :func:`is_jsonl`, :func:`is_tsv` -- which text format a file name announces
@@ -30,7 +32,9 @@ import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterable, Iterator
+
+from clir_ot.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +67,7 @@ __all__ = [
     "atomic_dir",
     "atomic_open",
     "cached_sha256",
+    "check_replaceable",
     "data_suffix",
     "fsync_dir",
     "fsync_tree",
@@ -286,6 +291,30 @@ def remove_tree(path: PathLike) -> None:
     shutil.rmtree(hidden, ignore_errors=True)
 
 
+def check_replaceable(target: PathLike, *, kind: str, is_kind: Callable[[Path], bool],
+                      inputs: Iterable[PathLike] = ()) -> None:
+    """Refuse to replace the folder ``target`` with a new ``kind`` unless that loses nothing.
+
+    ``target`` may be missing, an empty folder, or a folder for which ``is_kind`` is true (an earlier
+    output of the same kind, which the writer replaces once the new one is complete). It may not be a
+    file, a folder of other files, nor one of ``inputs`` or a folder above one of them (replacing it
+    would delete the input). Raises :class:`~clir_ot.errors.ConfigError` naming the folder.
+    """
+    target = Path(target).expanduser().absolute()
+    resolved = target.resolve()
+    for source in inputs:
+        source = Path(source).expanduser().resolve()
+        if source == resolved or resolved in source.parents:
+            raise ConfigError(f"refusing to write the {kind} {target}: it holds the input {source}")
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise ConfigError(f"refusing to write the {kind} {target}: it exists and is not a folder")
+    if any(target.iterdir()) and not is_kind(target):
+        raise ConfigError(f"refusing to replace {target}: it is not empty and not a {kind}; "
+                          "choose another folder or remove it")
+
+
 @contextlib.contextmanager
 def atomic_dir(target: PathLike, *, durable: bool = False, shared: bool = True) -> Iterator[Path]:
     """Yield an empty hidden folder beside ``target`` that becomes ``target`` when the block succeeds.
@@ -297,7 +326,8 @@ def atomic_dir(target: PathLike, *, durable: bool = False, shared: bool = True) 
     the rename (checkpoints that must survive a power cut); ``shared`` makes the result readable by
     everyone (``0755`` folders, ``0644`` files), since some writers create ``0600`` files.
 
-    Whether an existing ``target`` may be replaced at all is the caller's decision, checked before.
+    Whether an existing ``target`` may be replaced at all is the caller's decision, checked before
+    (:func:`check_replaceable`).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from clir_ot.errors import ConfigError
 from clir_ot.io import (
     atomic_dir,
     atomic_open,
+    check_replaceable,
     data_suffix,
     is_jsonl,
     is_tsv,
@@ -254,3 +255,27 @@ def test_atomic_dir_names_its_work_folder_by_process_and_sweeps_leftovers(tmp_pa
         assert building.name.startswith(work_prefix(target))
         assert not leftover.exists()
     assert _hidden(tmp_path) == []
+
+
+def test_check_replaceable_allows_missing_empty_and_same_kind_folders_only(tmp_path):
+    def is_kind(folder):
+        return (folder / "marker").is_file()
+
+    check_replaceable(tmp_path / "missing", kind="thing", is_kind=is_kind)
+    (tmp_path / "empty").mkdir()
+    check_replaceable(tmp_path / "empty", kind="thing", is_kind=is_kind)
+    (tmp_path / "earlier").mkdir()
+    (tmp_path / "earlier" / "marker").write_text("", encoding="utf-8")
+    check_replaceable(tmp_path / "earlier", kind="thing", is_kind=is_kind)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not empty and not a thing"):
+        check_replaceable(tmp_path / "other", kind="thing", is_kind=is_kind)
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    with pytest.raises(ConfigError, match="exists and is not a folder"):
+        check_replaceable(tmp_path / "file", kind="thing", is_kind=is_kind)
+    source = tmp_path / "earlier" / "marker"
+    for target in (tmp_path / "earlier", tmp_path):
+        with pytest.raises(ConfigError, match="it holds the input"):
+            check_replaceable(target, kind="thing", is_kind=is_kind, inputs=[source])
+    check_replaceable(tmp_path / "empty", kind="thing", is_kind=is_kind, inputs=[source])

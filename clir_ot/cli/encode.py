@@ -7,7 +7,7 @@ from clir_ot.cli.arguments import input_path, output_dir, positive_int
 from clir_ot.models import BiEncoderModel
 from clir_ot.models.backends import BACKENDS, check_request, resolve_path
 from clir_ot.models.loading import DTYPES
-from clir_ot.retrieval.dense import INDEX_TYPES, encode_corpus
+from clir_ot.retrieval.dense import INDEX_TYPES, check_index_target, encode_corpus
 from clir_ot.training.distributed import init_distributed, shutdown_distributed
 
 
@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         device = args.device or (str(dist.default_device()) if dist.distributed else None)
         check_request(args.backend, args.dtype, device)  # before the model loads
+        check_index_target(args.index, args.corpus)
         model = BiEncoderModel.from_pretrained(args.encoder, device=device)
         path = resolve_path(args.backend, args.dtype, model.device)
         encode_corpus(args.corpus, args.index, model, batch_size=args.batch_size, max_length=args.max_length,

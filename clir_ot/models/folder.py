@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from clir_ot.errors import ConfigError, ModelLoadError
-from clir_ot.io import PathLike, atomic_dir, sha256_of
+from clir_ot.io import PathLike, atomic_dir, check_replaceable, sha256_of
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -151,8 +151,7 @@ def atomic_output_dir(target: PathLike, *, overwrite: bool = False) -> Iterator[
         contents = list(target.iterdir())
         if contents and not overwrite:
             raise ConfigError(f"output folder {target} already exists; choose another or allow overwriting (--force)")
-        if contents and not (target / "config.json").is_file():
-            raise ConfigError(f"refusing to replace {target}: it is not empty and not a model folder")
+        check_replaceable(target, kind="model folder", is_kind=lambda folder: (folder / "config.json").is_file())
     with atomic_dir(target, shared=True) as tmp:  # a model folder is meant to be shared: 0644 files
         yield tmp
 

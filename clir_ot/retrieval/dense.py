@@ -32,8 +32,8 @@ from tqdm.auto import tqdm
 
 from clir_ot import __version__
 from clir_ot.errors import ConfigError, InputFormatError
-from clir_ot.formats import Hit, RunWriter, iter_corpus, strictly_decreasing
-from clir_ot.io import PathLike, atomic_dir, atomic_open, sha256_of
+from clir_ot.formats import Hit, RunWriter, iter_corpus, read_json_object, strictly_decreasing
+from clir_ot.io import PathLike, atomic_dir, atomic_open, check_replaceable, sha256_of
 from clir_ot.parallel import ProcessGroup
 from clir_ot.retrieval.lucene import MANIFEST
 
@@ -41,7 +41,8 @@ logger = logging.getLogger(__name__)
 
 INDEX_TYPES = ("flat", "hnsw")
 
-__all__ = ["DenseSearcher", "INDEX_TYPES", "PyseriniQueryEncoder", "dense_search_to_run", "encode_corpus"]
+__all__ = ["DenseSearcher", "INDEX_TYPES", "PyseriniQueryEncoder", "check_faiss_index", "check_index_target",
+           "dense_search_to_run", "encode_corpus", "is_faiss_index", "read_dense_manifest"]
 
 
 def _faiss():
@@ -62,6 +63,31 @@ def _build_faiss(vectors: np.ndarray, index_type: str, hnsw_m: int):
         raise ConfigError(f"index type {index_type!r} is not one of {', '.join(INDEX_TYPES)}")
     index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index
+
+
+def is_faiss_index(folder: Path) -> bool:
+    """Whether ``folder`` holds a dense index: :func:`encode_corpus`'s (or Pyserini's) ``index`` and ``docid``."""
+    return (folder / "index").is_file() and (folder / "docid").is_file()
+
+
+def check_faiss_index(folder: PathLike) -> None:
+    """Refuse a folder that is not a dense index (before a query encoder is loaded for it)."""
+    for name in ("index", "docid"):
+        if not (Path(folder) / name).is_file():
+            raise ConfigError(f"{folder} is not a faiss index folder: no {name!r} file (build one with: clir-ot encode)")
+
+
+def read_dense_manifest(index_dir: PathLike) -> dict:
+    """The ``clir_ot.json`` :func:`encode_corpus` writes beside a dense index (``{}`` for one without it,
+    e.g. Pyserini's); a damaged one is an error naming the file and line."""
+    path = Path(index_dir) / MANIFEST
+    return read_json_object(path) if path.is_file() else {}
+
+
+def check_index_target(index_dir: PathLike, corpus: PathLike) -> None:
+    """Refuse an ``index_dir`` that :func:`encode_corpus` would have to delete to write: a folder of other
+    files, or one that holds ``corpus`` (:func:`clir_ot.io.check_replaceable`)."""
+    check_replaceable(index_dir, kind="faiss index", is_kind=is_faiss_index, inputs=[corpus])
 
 
 def _read_stamp(path: Path) -> dict | None:
@@ -99,6 +125,7 @@ def encode_corpus(
     if index_type not in INDEX_TYPES:
         raise ConfigError(f"index type {index_type!r} is not one of {', '.join(INDEX_TYPES)}")
     corpus, index_dir = Path(corpus), Path(index_dir)
+    check_index_target(index_dir, corpus)
     docs = list(iter_corpus(corpus))
     if not docs:
         raise InputFormatError(corpus, None, "corpus has no documents")
@@ -172,10 +199,7 @@ class DenseSearcher:
 
     def __init__(self, index_dir: PathLike, model, ef_search: int = 128):
         self.index_dir = Path(index_dir)
-        for name in ("index", "docid"):
-            if not (self.index_dir / name).is_file():
-                raise ConfigError(f"{self.index_dir} is not a faiss index folder: no {name!r} file "
-                                  "(build one with: clir-ot encode)")
+        check_faiss_index(self.index_dir)
         self.index = _faiss().read_index(str(self.index_dir / "index"))
         if hasattr(self.index, "hnsw"):
             self.index.hnsw.efSearch = ef_search
@@ -183,8 +207,7 @@ class DenseSearcher:
         if len(self.docids) != self.index.ntotal:
             raise ConfigError(f"{self.index_dir}: {len(self.docids)} docids but {self.index.ntotal} vectors")
         self.model = model
-        info = self.index_dir / MANIFEST
-        self.info = json.loads(info.read_text()) if info.is_file() else {}
+        self.info = read_dense_manifest(self.index_dir)
 
     def search_vectors(self, vectors: np.ndarray, qids: list[str], k: int) -> Iterator[tuple[str, list[Hit]]]:
         k = min(int(k), len(self.docids))

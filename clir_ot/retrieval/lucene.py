@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 
 from clir_ot import __version__
 from clir_ot.errors import ConfigError, InputFormatError
-from clir_ot.formats import Hit, RunWriter, atomic_open, iter_corpus, sha256_of, strictly_decreasing
-from clir_ot.io import sweep_leftovers, work_prefix
+from clir_ot.formats import Hit, RunWriter, atomic_open, iter_corpus, read_json_object, sha256_of, strictly_decreasing
+from clir_ot.io import check_replaceable, sweep_leftovers, work_prefix
 from clir_ot.java import anserini_jar, ensure_jvm
 from clir_ot.retrieval.analysis import Analysis, Pretokenizer, check_language, resolve_analysis
 
@@ -32,7 +32,7 @@ MANIFEST = "clir_ot.json"
 DEFAULT_K1 = 0.9  # Anserini's defaults
 DEFAULT_B = 0.4
 
-__all__ = ["BM25Searcher", "IndexInfo", "build_index", "read_index_info", "search_to_run"]
+__all__ = ["BM25Searcher", "IndexInfo", "build_index", "is_lucene_index", "read_index_info", "search_to_run"]
 
 
 
@@ -73,13 +73,12 @@ def read_index_info(index_dir: str | os.PathLike) -> IndexInfo | None:
     path = Path(index_dir) / MANIFEST
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise InputFormatError(path, err.lineno, f"not JSON ({err.msg})") from None
-    if not isinstance(data, dict):
-        raise InputFormatError(path, None, "not a JSON object")
-    return IndexInfo.from_json(data, path)
+    return IndexInfo.from_json(read_json_object(path), path)
+
+
+def is_lucene_index(folder: Path) -> bool:
+    """Whether ``folder`` holds a Lucene index (its ``segments_N`` file) or clir_ot's index manifest."""
+    return (folder / MANIFEST).is_file() or any(folder.glob("segments_*"))
 
 
 def build_index(
@@ -94,11 +93,13 @@ def build_index(
 
     ``analyzer`` forces an analysis (``standard``, ``whitespace``, ``icu`` or a Lucene analyzer class;
     see :mod:`clir_ot.retrieval.analysis`); the manifest records it and :class:`BM25Searcher` reuses it.
-    An existing index at ``index_dir`` is replaced only once the new one is complete.
+    An existing index at ``index_dir`` is replaced only once the new one is complete; a folder that is
+    not an index (or that holds the corpus) is refused before any work.
     """
     language = check_language(language)
     corpus = Path(corpus)
     index_dir = Path(index_dir)
+    check_replaceable(index_dir, kind="Lucene index", is_kind=is_lucene_index, inputs=[corpus])
     runtime = ensure_jvm()
     analysis = resolve_analysis(language, thai_tokenizer, analyzer)
     logger.info("indexing %s -> %s; analysis %s", corpus, index_dir, analysis.describe())
@@ -175,6 +176,9 @@ class BM25Searcher:
         analyzer: str = "auto",
     ):
         self.index_dir = Path(index_dir)
+        self.k1, self.b = float(k1), float(b)
+        if not (self.k1 >= 0 and 0 <= self.b <= 1):
+            raise ConfigError(f"BM25 needs k1 >= 0 and b in [0, 1], got k1={k1}, b={b}")
         if not self.index_dir.is_dir():
             raise ConfigError(f"index {self.index_dir} does not exist (build it with: clir-ot index)")
         info = read_index_info(self.index_dir)
@@ -211,7 +215,6 @@ class BM25Searcher:
             self._searcher.set_analyzer(whitespace())
         elif self.analysis.language != "en":
             self._searcher.set_language(self.analysis.language)
-        self.k1, self.b = float(k1), float(b)
         self._searcher.set_bm25(self.k1, self.b)
         logger.info("BM25(k1=%g, b=%g) over %s; %s", self.k1, self.b, self.index_dir, self.analysis.describe())
 
