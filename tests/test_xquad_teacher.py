@@ -87,3 +87,21 @@ def test_recorded_provenance_reads_what_was_written_and_names_a_bad_line(tmp_pat
     (tmp_path / "run.txt.scoring").write_text("two\n")
     with pytest.raises(InputFormatError, match=r"run\.txt\.scoring:1: expected a scoring version number"):
         recorded_scoring_version(run)
+
+
+def test_the_config_files_length_and_precision_are_not_overridden_by_flag_defaults(tmp_path):
+    """``--config`` settings reach training and reranking; only flags that are given override them."""
+    from clir_ot.cli import build_parser
+    from clir_ot.cli.xquad_teacher import training_config
+
+    config = tmp_path / "teacher.json"
+    config.write_text(json.dumps({"max_length": 512, "dtype": "fp32", "epochs": 2}), encoding="utf-8")
+    parser = build_parser()
+    given = training_config(parser.parse_args(["xquad-teacher", "--output", str(tmp_path), "--config", str(config)]))
+    assert (given.max_length, given.dtype, given.epochs) == (512, "fp32", 2)
+    flagged = training_config(parser.parse_args(["xquad-teacher", "--output", str(tmp_path), "--config", str(config),
+                                                 "--max-length", "128", "--dtype", "bf16"]))
+    assert (flagged.max_length, flagged.dtype, flagged.epochs) == (128, "bf16", 2)
+    assert training_config(parser.parse_args(["xquad-teacher", "--output", str(tmp_path)])).max_length == 256
+    with pytest.raises(SystemExit):  # fp16 is not a training precision (no loss scaling)
+        parser.parse_args(["xquad-teacher", "--output", str(tmp_path), "--dtype", "fp16"])

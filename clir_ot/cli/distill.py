@@ -24,7 +24,7 @@ from clir_ot.distill.pipeline import distill_student
 from clir_ot.distill.trainer import split_settings
 from clir_ot.errors import ConfigError
 from clir_ot.io import is_tsv
-from clir_ot.training import DataSpec
+from clir_ot.training import TRAINING_DTYPES, DataSpec
 
 # flag -> setting; a flag given on the command line wins over --config
 SETTING_FLAGS = {
@@ -117,7 +117,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     settings.add_argument("--max-length", type=positive_int, default=None)
     settings.add_argument("--save-every", type=positive_int, default=None)
     settings.add_argument("--seed", type=int, default=None)
-    settings.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default=None)
+    settings.add_argument("--dtype", choices=TRAINING_DTYPES, default=None)
     settings.add_argument("--device", default=None)
     parser.set_defaults(func=run)
     return parser

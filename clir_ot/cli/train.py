@@ -13,7 +13,7 @@ from clir_ot.cli.arguments import (fraction, input_file, input_path, nonnegative
                                    positive_float, positive_int, probability)
 from clir_ot.errors import ConfigError
 from clir_ot.io import is_jsonl, is_tsv
-from clir_ot.training import DataSpec, TrainingConfig, train_cross_encoder
+from clir_ot.training import TRAINING_DTYPES, DataSpec, TrainingConfig, train_cross_encoder
 
 # flag -> TrainingConfig field; a flag given on the command line wins over --config
 CONFIG_FLAGS = {
@@ -105,7 +105,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     settings.add_argument("--save-every", type=positive_int, default=None, help="checkpoint + validation interval (default 100)")
     settings.add_argument("--keep-last", type=positive_int, default=None, help="checkpoints kept (default 2)")
     settings.add_argument("--seed", type=int, default=None, help="default 42")
-    settings.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default=None,
+    settings.add_argument("--dtype", choices=TRAINING_DTYPES, default=None,
                           help="compute precision; auto = bf16 where the hardware has it natively, else fp32")
     settings.add_argument("--head", choices=("linear", "mlp"), default=None,
                           help="head for a base without a trained one (default linear)")

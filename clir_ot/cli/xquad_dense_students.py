@@ -13,6 +13,7 @@ from pathlib import Path
 from clir_ot.cli.arguments import input_dir, input_file, output_dir
 from clir_ot.errors import ConfigError
 from clir_ot.study.dense_students import run_xquad_dense_students
+from clir_ot.training import TRAINING_DTYPES
 
 
 DESCRIPTION = """\
@@ -36,7 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--methods", nargs="+", default=["mse-sent", "ot", "ot-shuffled"],
                         help="ot, mse-sent, mse-token, score-kd, each optionally with -shuffled")
     parser.add_argument("--config", default=None, type=input_file, help="JSON of training + distillation settings")
-    parser.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default="auto")
+    parser.add_argument("--dtype", choices=TRAINING_DTYPES, default="auto")
     parser.add_argument("--encoder", default=None,
                         help="the bi-encoder of the baseline's dense run: query encoder and the students' start "
                         "(default: the offline multilingual-e5-small)")

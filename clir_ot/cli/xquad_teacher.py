@@ -6,10 +6,9 @@ import sys
 
 from clir_ot.cli.arguments import input_dir, input_file, positive_float, positive_int
 from clir_ot.datasets.xquad import DEFAULT_LANGUAGES, XQUAD_LANGUAGES
-from clir_ot.models.loading import DTYPES
 from clir_ot.pipelines.xquad_baseline import render_table
 from clir_ot.pipelines.xquad_teacher import INTERPOLATED, MEASURES, SETTINGS, TeacherData, run_xquad_teacher
-from clir_ot.training import TrainingConfig
+from clir_ot.training import TRAINING_DTYPES, TrainingConfig
 
 
 DESCRIPTION = """\
@@ -33,8 +32,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--max-steps", type=positive_int, default=None)
     parser.add_argument("--batch-size", type=positive_int, default=None, help="training groups per step")
     parser.add_argument("--lr", type=positive_float, default=None)
-    parser.add_argument("--max-length", type=positive_int, default=256)
-    parser.add_argument("--dtype", choices=DTYPES, default="auto")
+    parser.add_argument("--max-length", type=positive_int, default=None,
+                        help="tokens per pair, in training and reranking (default: the config's, else 256)")
+    parser.add_argument("--dtype", choices=TRAINING_DTYPES, default=None,
+                        help="compute precision of training and reranking (default: the config's, else auto)")
     recipe = parser.add_argument_group("the recipe's data (docs/training.md: the recipe search)")
     recipe.add_argument("--negatives-from", choices=("fused", "dense"), default="fused",
                         help="hard negatives from the BM25+dense RRF run (default) or the dense first stage")
@@ -50,15 +51,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
+def training_config(args: argparse.Namespace) -> TrainingConfig:
+    """The teachers' settings: ``--config``'s (or the defaults), with the flags given on the command line
+    over them; its ``max_length`` and ``dtype`` are the reranking's too."""
     overrides = {k: v for k, v in {"epochs": args.epochs, "max_steps": args.max_steps, "batch_size": args.batch_size,
                                    "lr": args.lr, "max_length": args.max_length, "dtype": args.dtype}.items()
                  if v is not None}
-    config = TrainingConfig.from_json(args.config, overrides) if args.config else TrainingConfig.from_dict(overrides)
+    return TrainingConfig.from_json(args.config, overrides) if args.config else TrainingConfig.from_dict(overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = training_config(args)
     data = TeacherData(negatives=args.negatives_from, soft_targets=args.soft_targets, validate_on=args.validate_on,
                        interpolate=args.interpolate)
     result = run_xquad_teacher(args.output, config, args.languages, depth=args.depth, base=args.base,
-                               max_length=args.max_length, dtype=args.dtype, data=data)
+                               max_length=config.max_length, dtype=config.dtype, data=data)
     sys.stdout.write(f"\nEnglish teacher, cross-fitted, reranking the top {args.depth} of the dense first stage\n\n")
     sys.stdout.write(render_table(result.table, MEASURES, (*SETTINGS, INTERPOLATED) if args.interpolate else SETTINGS))
     return 0

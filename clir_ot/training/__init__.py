@@ -33,10 +33,11 @@ from clir_ot.training.losses import ListwiseSoftmaxLoss, PairwiseMarginLoss, bui
 from clir_ot.training.pipeline import train_cross_encoder
 from clir_ot.training.streaming import StreamedGroups
 from clir_ot.training.selection import drop_unselected_weights, selected_model
-from clir_ot.training.trainer import Trainer, TrainerState, TrainingConfig, TrainingResult
+from clir_ot.training.trainer import TRAINING_DTYPES, Trainer, TrainerState, TrainingConfig, TrainingResult
 from clir_ot.training.validation import MrrValidator
 
 __all__ = [
+    "TRAINING_DTYPES",
     "DataSpec",
     "FoldSplit",
     "ListwiseSoftmaxLoss",

@@ -76,6 +76,11 @@ RECIPE_SETTINGS = ("soft_weight", "soft_temperature", "head", "pooling", "query_
                    "freeze_embeddings")
 
 
+#: The compute precisions of training (``auto``: bf16 where the hardware has it natively, else fp32);
+#: no fp16, which would need loss scaling.
+TRAINING_DTYPES = ("auto", "fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """Every setting of a training run (all of them are written to ``training.json``).
@@ -188,9 +193,9 @@ class TrainingConfig:
             raise ConfigError(f"soft_weight must be non-negative, got {self.soft_weight}")
         if not self.soft_temperature > 0:
             raise ConfigError(f"soft_temperature must be positive, got {self.soft_temperature}")
-        if self.dtype not in ("auto", "fp32", "bf16"):
+        if self.dtype not in TRAINING_DTYPES:
             hint = "; fp16 training needs loss scaling, which this trainer does not do: use bf16" if self.dtype == "fp16" else ""
-            raise ConfigError(f"unknown training precision {self.dtype!r}; valid: auto, fp32, bf16{hint}")
+            raise ConfigError(f"unknown training precision {self.dtype!r}; valid: {', '.join(TRAINING_DTYPES)}{hint}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "training config") -> "TrainingConfig":
