@@ -361,3 +361,22 @@ def test_freeze_embeddings_in_a_distillation_config_is_the_distillations():
     training, distill = split_settings({"freeze_embeddings": False, "lr": 1e-4}, "test")
     assert distill.freeze_embeddings is False and training.freeze_embeddings is False
     assert "freeze_embeddings" not in training.to_dict()
+
+
+def test_interpolation_reads_the_reranked_depth_and_refuses_a_deeper_one():
+    """A run reranked to depth 2 carries first-stage ranks below its head (``head_min - 1 - i``): those are
+    not reranker scores, so a larger depth is refused and ``depth=None`` reads 2 from the run."""
+    from clir_ot.rerank.base import assemble_ranking, reranked_depth
+
+    first = _hits("q", [("a", 4.0), ("b", 3.0), ("c", 2.0), ("d", 1.0)])
+    written = assemble_ranking(first, np.array([0.5, 0.502]))  # what `clir-ot rerank --depth 2` writes
+    scores = {h.docid: h.score for h in written}
+    assert [h.docid for h in written] == ["b", "a", "c", "d"]
+    assert reranked_depth(first, scores) == 2
+    assert reranked_depth(first, {"a": 0.1, "b": 0.7, "c": 0.3, "d": 0.2}) == 4  # all reranked: no tail
+    assert reranked_depth(first, {h.docid: h.score for h in assemble_ranking(first, np.array([0.3]))}) == 1
+    with pytest.raises(ConsistencyError, match=r"top 2 documents only .*--depth 2"):
+        interpolate_hits(first, scores, 0.9, depth=4)
+    read = interpolate_hits(first, scores, 0.9, depth=None)
+    assert [h.docid for h in read] == ["b", "a", "c", "d"]  # the reranker's order of its head, then the tail
+    assert [h.docid for h in read] == [h.docid for h in interpolate_hits(first, scores, 0.9, depth=2)]

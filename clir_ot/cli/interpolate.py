@@ -27,7 +27,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--run", required=True, type=input_file, help="the reranked run (clir-ot rerank's output)")
     parser.add_argument("--first-stage", required=True, type=input_file, help="the run that was reranked")
     parser.add_argument("--output", required=True, type=output_file, help="the interpolated run")
-    parser.add_argument("--depth", type=positive_int, default=100, help="how many hits were reranked (default 100)")
+    parser.add_argument("--depth", type=positive_int, default=None,
+                        help="how many hits were reranked (default: read from the run, whose hits below the "
+                        "reranked head keep the first-stage order one point apart)")
     parser.add_argument("--weight", type=unit_interval, default=None, help="reranker weight in [0, 1]")
     tune = parser.add_argument_group("choosing the weight on held-out queries")
     tune.add_argument("--tune-run", type=input_file, default=None, help="reranked run of the tuning queries")

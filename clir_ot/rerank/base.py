@@ -21,7 +21,7 @@ from clir_ot.errors import InputFormatError
 from clir_ot.formats import Hit, strictly_decreasing
 from clir_ot.io import PathLike, atomic_open
 
-__all__ = ["Reranker", "as_hit", "assemble_ranking", "hits_from_pyserini"]
+__all__ = ["Reranker", "as_hit", "assemble_ranking", "hits_from_pyserini", "reranked_depth"]
 
 
 def _pyserini_text(hit: Any) -> str | None:
@@ -190,6 +190,25 @@ def record_scoring_version(run: PathLike, provenance: Mapping[str, Any] | None =
         handle.write(f"{SCORING_VERSION}\n")
         if provenance is not None:
             handle.write(json.dumps(dict(provenance), sort_keys=True) + "\n")
+
+
+def reranked_depth(first_stage: Sequence[Hit], reranked: Mapping[str, float]) -> int:
+    """How many of ``first_stage``'s top hits a reranked list holds reranker scores for.
+
+    ``reranked`` is one query's ``{docid: score}`` as :func:`assemble_ranking` writes it: the head in the
+    reranker's order, then the tail in first-stage order scored ``head_min - 1 - i``. The tail is read
+    back from the end: every hit that sits at its first-stage rank one point below its predecessor.
+    A list with no such tail (every hit reranked, or a run from another reranker) counts whole.
+    """
+    order = sorted(reranked, key=lambda docid: -reranked[docid])
+    n = min(len(order), len(first_stage))
+    j = n - 1
+    while j >= 1 and order[j] == first_stage[j].docid:
+        above, here = reranked[order[j - 1]], reranked[order[j]]
+        if abs(above - here - 1.0) > 1e-6 * max(1.0, abs(here)):  # float32 ranks (see strictly_decreasing)
+            break
+        j -= 1
+    return j + 1
 
 
 def assemble_ranking(ranked: Sequence[Hit], head_scores: np.ndarray) -> list[Hit]:

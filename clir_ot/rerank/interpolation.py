@@ -25,7 +25,7 @@ import numpy as np
 from clir_ot.errors import ConfigError, ConsistencyError
 from clir_ot.evaluation import evaluate, parse_measure
 from clir_ot.formats import Hit
-from clir_ot.rerank.base import assemble_ranking
+from clir_ot.rerank.base import assemble_ranking, reranked_depth
 
 __all__ = ["DEFAULT_WEIGHTS", "WeightChoice", "choose_weight", "interpolate_hits", "interpolate_run"]
 
@@ -39,22 +39,33 @@ def _minmax(values: np.ndarray) -> np.ndarray:
 
 
 def interpolate_hits(first_stage: Sequence[Hit], reranker_scores: Mapping[str, float], weight: float,
-                     depth: int) -> list[Hit]:
+                     depth: int | None) -> list[Hit]:
     """One query's ranking: the first stage's top ``depth`` by the interpolated score, then the rest.
 
     ``first_stage`` is the query's first-stage ranking (best first, with its scores) and
     ``reranker_scores`` ``{docid: score}`` has the reranker's score of every one of its top ``depth``.
+    ``depth=None``: the depth the list was reranked to, read from it
+    (:func:`~clir_ot.rerank.base.reranked_depth`); a ``depth`` beyond it is an error, since the scores
+    below the reranked head are first-stage ranks, not the reranker's.
     """
     if not 0.0 <= weight <= 1.0:
         raise ConfigError(f"the interpolation weight must be in [0, 1], got {weight}")
-    if depth < 1:
+    if depth is not None and depth < 1:
         raise ConfigError(f"depth must be at least 1, got {depth}")
+    qid = first_stage[0].qid if first_stage else "?"
     head = list(first_stage[:depth])
     missing = [h.docid for h in head if h.docid not in reranker_scores]
     if missing:
-        qid = head[0].qid if head else "?"
         raise ConsistencyError(f"query {qid!r}: the reranked run lacks {len(missing)} of the first stage's top "
-                               f"{depth} documents (e.g. {missing[0]!r}); rerank with the same run and depth")
+                               f"{len(head)} documents (e.g. {missing[0]!r}); rerank with the same run and depth")
+    scored = reranked_depth(head, reranker_scores)
+    if depth is None:
+        head = head[:scored]
+    elif scored < len(head):
+        raise ConsistencyError(
+            f"query {qid!r}: the reranked run holds reranker scores for its top {scored} documents only (below "
+            f"them it keeps the first-stage order), not {depth}; interpolate with the depth it was reranked "
+            f"with (--depth {scored}, or leave --depth out to read it from the run)")
     reranked = np.array([reranker_scores[h.docid] for h in head], dtype=np.float64)
     first = np.array([h.score for h in head], dtype=np.float64)
     combined = weight * _minmax(reranked) + (1.0 - weight) * _minmax(first)
@@ -62,7 +73,7 @@ def interpolate_hits(first_stage: Sequence[Hit], reranker_scores: Mapping[str, f
 
 
 def interpolate_run(first_stage: Mapping[str, Sequence[Hit]], reranked: Mapping[str, Mapping[str, float]],
-                    weight: float, depth: int) -> dict[str, list[Hit]]:
+                    weight: float, depth: int | None) -> dict[str, list[Hit]]:
     """:func:`interpolate_hits` for every query of ``first_stage`` (``{qid: hits}``, best first) that
     ``reranked`` (``{qid: {docid: score}}``, e.g. :func:`~clir_ot.formats.load_run` of the reranked run)
     has; a query the reranked run lacks is an error."""
@@ -85,7 +96,7 @@ class WeightChoice:
 
 
 def choose_weight(first_stage: Mapping[str, Sequence[Hit]], reranked: Mapping[str, Mapping[str, float]],
-                  qrels: Mapping[str, Mapping[str, int]], *, depth: int, measure: str = "RR@10",
+                  qrels: Mapping[str, Mapping[str, int]], *, depth: int | None, measure: str = "RR@10",
                   weights: Sequence[float] = DEFAULT_WEIGHTS) -> WeightChoice:
     """The weight of ``weights`` whose interpolated run scores best by ``measure`` on the queries of
     ``first_stage`` (held-out questions: never those the weight is then applied to). Ties go to the
