@@ -628,6 +628,19 @@ def write_corpus(path: PathLike, documents: Iterable[Document]) -> Path:
 # Folds
 
 
+def read_json_object(path: PathLike) -> dict:
+    """A JSON file whose top level is an object (a manifest, a settings file); an error names the file,
+    the line and the problem."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputFormatError(path, err.lineno, f"not JSON ({err.msg})") from None
+    if not isinstance(data, dict):
+        raise InputFormatError(path, None, f"expected a JSON object, found {type(data).__name__}")
+    return data
+
+
 def read_folds(path: PathLike) -> list[dict]:
     """The fold records of a ``folds.json`` (each has ``fold`` and ``paragraphs``, and for XQuAD the
     test ``qids`` and ``docids``), as written by :func:`clir_ot.datasets.xquad.build_xquad_collections`."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -422,4 +423,67 @@ def test_installed_command_error_while_working_is_one_line_and_exit_2(files, out
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert lines[0].endswith(f"ERROR clir_ot: {files['bad_qrels']}:1: invalid UTF-8 (byte 0xff at column 9)")
+    assert_nothing_written(out)
+
+
+@pytest.mark.parametrize("verb", ["index", "encode"])
+def test_an_index_folder_of_other_files_or_holding_the_corpus_is_refused_and_left_alone(verb, files, tmp_path, caplog,
+                                                                                         capsys):
+    """``index`` and ``encode`` replace an earlier index, never a folder of other files or the corpus itself."""
+    kept = tmp_path / "notes"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("precious\n", encoding="utf-8")
+    corpus_dir = tmp_path / "corpus"
+    corpus_dir.mkdir()
+    (corpus_dir / "docs.jsonl").write_text(Path(files["corpus"]).read_text(encoding="utf-8"), encoding="utf-8")
+    argv = {"index": ["index", "--language", "en", "--input"], "encode": ["encode", "--corpus"]}[verb]
+    work_error(argv + [files["corpus"], "--index", str(kept)], caplog, capsys,
+               f"refusing to replace {kept}: it is not empty and not a")
+    assert (kept / "notes.txt").read_text(encoding="utf-8") == "precious\n"
+    for target in (corpus_dir, tmp_path):  # the corpus folder itself, and a folder above it
+        work_error(argv + [str(corpus_dir), "--index", str(target)], caplog, capsys,
+                   f"{target}: it holds the input {corpus_dir}")
+    assert sorted(p.name for p in corpus_dir.iterdir()) == ["docs.jsonl"]
+
+
+def test_bm25_b_above_one_is_refused_by_the_parser(files, out, capsys):
+    usage_error(["search", "--index", files["dir"], "--topics", files["topics"], "--output", str(out / "run.txt"),
+                 "--bm25", "0.9", "5"], capsys, "argument --bm25: B must be in [0, 1], got 5")
+    assert_nothing_written(out)
+
+
+def test_dense_search_names_a_damaged_manifest_and_a_folder_that_is_no_index_before_the_model_loads(
+        files, out, tmp_path, caplog, capsys):
+    argv = ["search", "--dense", "--topics", files["topics"], "--output", str(out / "run.txt"), "--index"]
+    work_error(argv + [files["dir"]], caplog, capsys, f"{files['dir']} is not a faiss index folder: no 'index' file")
+    damaged = tmp_path / "faiss"
+    damaged.mkdir()
+    for name in ("index", "docid"):
+        (damaged / name).write_bytes(b"")
+    (damaged / "clir_ot.json").write_text("{\n", encoding="utf-8")
+    work_error(argv + [str(damaged)], caplog, capsys, f"{damaged / 'clir_ot.json'}:2: not JSON")
+    assert "loaded" not in caplog.text  # no model was read for either
+    assert_nothing_written(out)
+
+
+@pytest.mark.parametrize(("argv", "flags"), [
+    (["evaluate", "--qrels", "{tmp}/qrels.txt", "--run", "{tmp}/run.txt", "--output", "{tmp}/qrels.txt"],
+     ("--output", "--qrels")),
+    (["fuse", "--run", "{tmp}/run.txt", "{tmp}/run2.txt", "--output", "{tmp}/run2.txt"], ("--output", "--runs")),
+    (["interpolate", "--run", "{tmp}/run.txt", "--first-stage", "{tmp}/run2.txt", "--weight", "0.5",
+      "--output", "{tmp}/run.txt"], ("--output", "--run")),
+], ids=["evaluate", "fuse", "interpolate"])
+def test_an_output_that_is_one_of_the_inputs_is_refused_and_the_input_kept(argv, flags, files, tmp_path, capsys):
+    for name in ("qrels.txt", "run.txt", "run2.txt"):
+        shutil.copy(Path(files["root"]) / name, tmp_path / name)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    output, source = flags
+    usage_error([a.format(tmp=tmp_path) for a in argv], capsys, f"argument {output}:",
+                f"is also the input of {source}")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_fuse_refuses_weights_that_are_all_zero(files, out, caplog, capsys):
+    work_error(["fuse", "--run", files["run"], files["run2"], "--weights", "0", "0", "--output", str(out / "f.txt")],
+               caplog, capsys, "are all zero")
     assert_nothing_written(out)

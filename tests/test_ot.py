@@ -328,10 +328,8 @@ def test_overrelaxation_reaches_pots_stopping_rule_in_fewer_iterations(length):
     plain = sinkhorn(cost, epsilon=reg, epsilon_mode="absolute", tol=tol)
     assert bool(res.converged.all()) and bool((res.error < tol).all())
     u = np.full(length, 1.0 / length)
-    total_relaxed, total_pot = 0, 0
     for i in range(B):
-        ref, log = pot.sinkhorn(u, u, cost[i].numpy(), reg, stopThr=tol, log=True)
-        total_pot += log["niter"] + 1
+        ref = pot.sinkhorn(u, u, cost[i].numpy(), reg, stopThr=tol)
         np.testing.assert_allclose(res.plan[i].numpy(), ref, rtol=0, atol=PLAN_ATOL * 1e-2)
         np.testing.assert_allclose(res.plan[i].sum(-1).numpy(), u, rtol=0, atol=1e-15)  # rows exact
         assert float(np.linalg.norm(res.plan[i].sum(0).numpy() - u)) < tol  # POT's column error

@@ -101,7 +101,7 @@ def test_id_triples_look_texts_up_and_name_unknown_ids(msmarco, tmp_path):
     assert groups[0].positive == texts[first[1]] and groups[0].negatives == (texts[first[2]],)
     assert groups[0].query == queries[first[0]]
 
-    unknown = write(tmp_path / "unknown.tsv", f"1000\t1\t2\n1001\t1\t999\n")
+    unknown = write(tmp_path / "unknown.tsv", "1000\t1\t2\n1001\t1\t999\n")
     late = StreamedGroups(unknown, "id-triples", queries=queries, passages=passages)
     assert late[0].docids == ("1", "2")  # the first line is fine; the unknown id fails where it is read
     with pytest.raises(InputFormatError, match=r"unknown\.tsv:2: passage id '999' is not in the passages"):

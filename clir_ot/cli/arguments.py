@@ -52,12 +52,40 @@ class ArgumentParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` whose usage errors are one line on stderr, not the usage block.
 
     The line names the verb, the problem and where help is (``--help``); the exit status stays
-    argparse's 2. Sub-parsers created through ``add_subparsers`` are of this class too.
+    argparse's 2. Sub-parsers created through ``add_subparsers`` are of this class too. After parsing,
+    no :func:`output_file` may name a file that one of the same command's input options reads
+    (``evaluate --qrels q.txt --output q.txt`` would replace the qrels with the results).
     """
 
     def error(self, message: str) -> NoReturn:
         message = " ".join(message.split())
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        self._check_outputs_are_not_inputs(namespace)
+        return namespace, extras
+
+    def _check_outputs_are_not_inputs(self, namespace: argparse.Namespace) -> None:
+        inputs: dict[Path, str] = {}
+        for action in self._actions:
+            if action.type in (input_file, input_path):
+                for value in _values(getattr(namespace, action.dest, None)):
+                    inputs.setdefault(Path(value).expanduser().resolve(), action.option_strings[0])
+        for action in self._actions:
+            if action.type is output_file:
+                for value in _values(getattr(namespace, action.dest, None)):
+                    source = inputs.get(Path(value).expanduser().resolve())
+                    if source is not None:
+                        self.error(f"argument {action.option_strings[0]}: {value} is also the input of {source}; "
+                                   "writing it would destroy that input")
+
+
+def _values(value: Any) -> list[str]:
+    """An option's parsed value as a list of paths (none, one, or an option's several files)."""
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
 
 
 # --------------------------------------------------------------------------------------------------

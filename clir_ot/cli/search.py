@@ -2,16 +2,24 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from clir_ot.cli.arguments import input_dir, input_file, nonnegative_float, output_file, positive_int
 from clir_ot.formats import read_topics
 from clir_ot.models import BiEncoderModel
 from clir_ot.models.loading import DTYPES, resolve_precision
 from clir_ot.retrieval.analysis import THAI_TOKENIZERS
-from clir_ot.retrieval.dense import DenseSearcher, dense_search_to_run
+from clir_ot.retrieval.dense import DenseSearcher, check_faiss_index, dense_search_to_run, read_dense_manifest
 from clir_ot.retrieval.lucene import DEFAULT_B, DEFAULT_K1, BM25Searcher, search_to_run
+
+
+class BM25Parameters(argparse.Action):
+    """``--bm25 K1 B``: two non-negative numbers, B at most 1 (a length normalisation weight)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        k1, b = values
+        if b > 1:
+            parser.error(f"argument {option_string}: B must be in [0, 1], got {b:g}")
+        setattr(namespace, self.dest, (k1, b))
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -25,7 +33,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, type=output_file, help="run file to write")
     parser.add_argument("--hits", type=positive_int, default=1000, help="hits per query (default 1000)")
     parser.add_argument("--bm25", nargs=2, type=nonnegative_float, metavar=("K1", "B"), default=(DEFAULT_K1, DEFAULT_B),
-                        help=f"BM25 parameters (default {DEFAULT_K1} {DEFAULT_B}, Anserini's)")
+                        action=BM25Parameters,
+                        help=f"BM25 parameters, K1 >= 0 and B in [0, 1] (default {DEFAULT_K1} {DEFAULT_B}, Anserini's)")
     parser.add_argument("--language", default=None,
                         help="query analysis language; read from the index's manifest when it was built by clir-ot")
     parser.add_argument("--threads", type=positive_int, default=1, help="search threads (default 1)")
@@ -58,10 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_dense(args: argparse.Namespace, topics: dict[str, str]) -> int:
-    encoder = args.encoder
-    manifest = Path(args.index) / "clir_ot.json"
-    if encoder is None and manifest.is_file():
-        encoder = json.loads(manifest.read_text()).get("encoder") or None
+    check_faiss_index(args.index)  # before the query encoder loads
+    encoder = args.encoder or read_dense_manifest(args.index).get("encoder") or None
     model = BiEncoderModel.from_pretrained(encoder)
     searcher = DenseSearcher(args.index, model, ef_search=args.ef_search)
     tag = args.run_tag if args.run_tag != "bm25" else "dense"

@@ -33,6 +33,7 @@ from typing import Any, Sequence
 import torch
 
 from clir_ot.errors import BackendError, ConfigError, InputFormatError
+from clir_ot.formats import read_json_object
 from clir_ot.io import PathLike, atomic_open
 from clir_ot.models.backends import BACKENDS, InferencePath, backend_available, resolve_path
 from clir_ot.models.loading import hardware_id
@@ -169,11 +170,7 @@ def read_guard_records(folder: PathLike | None = None) -> list[GuardRecord]:
         return []
     records = []
     for path in sorted(target.glob("guard.*.json")):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise InputFormatError(path, err.lineno, f"not JSON ({err.msg})") from None
-        records.append(GuardRecord.from_dict(data, str(path)))
+        records.append(GuardRecord.from_dict(read_json_object(path), str(path)))
     return records
 
 

@@ -33,6 +33,8 @@ def reciprocal_rank_fusion(
     weights = list(weights) if weights is not None else [1.0] * len(rankings)
     if len(weights) != len(rankings):
         raise ConfigError(f"{len(weights)} weights for {len(rankings)} runs; give one weight per run")
+    if any(w < 0 for w in weights):
+        raise ConfigError(f"RRF weights must be non-negative, got {weights}")
     fused: dict[str, float] = {}
     qid = ""
     for ranking, weight in zip(rankings, weights):
@@ -60,6 +62,8 @@ def fuse_run_files(
         raise ConfigError("fusion needs at least two runs")
     if weights is not None and len(weights) != len(runs):  # zip() below would drop runs silently
         raise ConfigError(f"{len(weights)} weights for {len(runs)} runs; give one weight per run")
+    if weights is not None and not any(w > 0 for w in weights):
+        raise ConfigError(f"RRF weights {list(weights)} are all zero: give at least one run a positive weight")
     loaded: list[Mapping[str, list[Hit]]] = [dict(iter_run_by_query(path)) for path in runs]
     qids = list(dict.fromkeys(q for run in loaded for q in run))
     with RunWriter(output, tag=tag) as writer:

@@ -41,7 +41,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -62,8 +62,9 @@ from clir_ot.models.loading import resolve_precision
 from clir_ot.rerank import CrossEncoderReranker, PassageWindows, rerank_cross_fitted
 from clir_ot.rerank.base import SCORING_VERSION, run_provenance, why_not_reusable
 from clir_ot.retrieval.dense import DenseSearcher, dense_search_to_run, encode_corpus
-from clir_ot.study.artifacts import Artifact, ArtifactStore, artifact_key, cached_sha256, hash_model_folder
-from clir_ot.study.config import BackboneSpec, MethodSpec, StudyConfig, describe, load_study_config
+from clir_ot.io import cached_sha256, hash_model_folder
+from clir_ot.study.artifacts import ArtifactStore, artifact_key
+from clir_ot.study.config import BackboneSpec, StudyConfig, describe, load_study_config
 from clir_ot.study.evaluate import training_manifest, write_study_report
 from clir_ot.study.locks import ArtifactLock
 from clir_ot.study.plan import Cell, Step, StudyPlan, Work
