@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import os
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Collection, Iterable, Iterator, Mapping, Sequence
@@ -150,17 +151,21 @@ def iter_lines(path: PathLike) -> Iterator[tuple[int, str]]:
     Invalid UTF-8 raises :class:`InputFormatError` at the offending line.
     """
     path = Path(path)
+    number = 0
     with _open_binary(path) as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise InputFormatError(
-                    path, number, f"invalid UTF-8 (byte {raw[err.start]:#04x} at column {err.start + 1})"
-                ) from None
-            if number == 1 and text.startswith("\ufeff"):
-                text = text[1:]
-            yield number, text.rstrip("\r\n")
+        try:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise InputFormatError(
+                        path, number, f"invalid UTF-8 (byte {raw[err.start]:#04x} at column {err.start + 1})"
+                    ) from None
+                if number == 1 and text.startswith("\ufeff"):
+                    text = text[1:]
+                yield number, text.rstrip("\r\n")
+        except (gzip.BadGzipFile, EOFError, zlib.error) as err:  # a .gz name on other bytes, or a cut-off file
+            raise InputFormatError(path, number + 1, f"not a readable gzip file ({err})") from None
 
 
 def _check_known(value: str, known: Collection[str] | None, what: str, path: Path, number: int, other: str) -> None:

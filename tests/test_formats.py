@@ -17,6 +17,7 @@ from clir_ot.formats import (
     atomic_open,
     check_qids,
     iter_corpus,
+    iter_lines,
     iter_run_by_query,
     load_corpus,
     load_run,
@@ -248,3 +249,14 @@ def test_atomic_open_leaves_nothing_on_error(tmp_path):
 
 
 # A resumable writer killed mid-run (a real SIGKILL, in a subprocess) is tested in tests/test_kill.py.
+
+
+def test_a_gz_name_on_other_bytes_or_a_cut_off_gz_names_the_file(tmp_path):
+    fake = tmp_path / "run.txt.gz"
+    fake.write_bytes(b"q1 Q0 d1 1 1.0 t\n")
+    with pytest.raises(InputFormatError, match=rf"{fake}:1: not a readable gzip file"):
+        list(iter_lines(fake))
+    cut = tmp_path / "cut.txt.gz"
+    cut.write_bytes(gzip.compress(b"".join(b"line %d\n" % i for i in range(1000)))[:-20])
+    with pytest.raises(InputFormatError, match=rf"{cut}:\d+: not a readable gzip file"):
+        list(iter_lines(cut))
