@@ -125,3 +125,15 @@ def test_layout_names_are_the_names_existing_folders_have():
     for path, name in expected.items():
         assert path == Path(name), (path, name)
     assert layout.english_training == (c.topics("en"), c.qrels("en"), c.corpus("en"), layout.negatives_run, c.folds)
+
+
+def test_english_is_always_built_and_languages_take_any_code(xquad_dir, tmp_path):
+    """The questions are English: a collection for th alone still has them (cross en->th)."""
+    from clir_ot.cli import main
+
+    assert main(["xquad", "--source", str(xquad_dir), "--output", str(tmp_path / "c"), "--languages", "THA"]) == 0
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["languages"] == ["en", "th"]
+    assert (tmp_path / "c" / "topics.xquad.en.tsv").is_file()
+    with pytest.raises(ConfigError, match="--folds must be at least 2"):
+        build_xquad_collections(xquad_dir, tmp_path / "one", ["en"], folds=1)

@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
+from clir_ot.datasets.xquad import xquad_language
 from clir_ot.errors import ConfigError
 from clir_ot.evaluation import parse_measures
 
@@ -44,6 +45,7 @@ __all__ = [
     "positive_int",
     "probability",
     "unit_interval",
+    "xquad_language_code",
     "xquad_source",
 ]
 
@@ -156,6 +158,14 @@ def unit_interval(text: str) -> float:
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
     return value
+
+
+def xquad_language_code(text: str) -> str:
+    """An XQuAD language by any of its codes (``th``, ``tha``, ``TH``, ``zh-Hans``), as XQuAD's code."""
+    try:
+        return xquad_language(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 # --------------------------------------------------------------------------------------------------

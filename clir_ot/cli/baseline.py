@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from clir_ot.cli.arguments import output_dir, positive_int, xquad_source
-from clir_ot.datasets.xquad import DEFAULT_LANGUAGES, XQUAD_LANGUAGES
+from clir_ot.cli.arguments import output_dir, positive_int, xquad_language_code, xquad_source
+from clir_ot.datasets.xquad import DEFAULT_LANGUAGES
 from clir_ot.models import BiEncoderModel, is_prepared, prepare_default_model
 from clir_ot.models.loading import DTYPES
 from clir_ot.pipelines.xquad_baseline import (
@@ -28,7 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="folder with xquad.<lang>.json, or 'download' (default) to fetch them")
     parser.add_argument("--output", default="runs/xquad", type=output_dir, help="folder for collections, runs and tables")
     parser.add_argument("--index-root", default="indexes", type=output_dir, help="folder for the Lucene indexes")
-    parser.add_argument("--languages", nargs="+", default=list(DEFAULT_LANGUAGES), choices=XQUAD_LANGUAGES,
+    parser.add_argument("--languages", nargs="+", default=list(DEFAULT_LANGUAGES), type=xquad_language_code,
                         metavar="LANG")
     parser.add_argument("--hits", type=positive_int, default=100, help="hits per query (default 100, the depth of R@100)")
     parser.add_argument("--threads", type=positive_int, default=2)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from clir_ot.cli.arguments import output_dir, positive_int, xquad_source
+from clir_ot.cli.arguments import output_dir, positive_int, xquad_language_code, xquad_source
 from clir_ot.datasets.xquad import DEFAULT_LANGUAGES, XQUAD_LANGUAGES, build_xquad_collections
 
 
@@ -16,9 +16,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--source", default=None, type=xquad_source,
                         help="folder with xquad.<lang>.json files; 'download' fetches them from the official repository")
     parser.add_argument("--output", required=True, type=output_dir, help="folder for the collections")
-    parser.add_argument("--languages", nargs="+", default=list(DEFAULT_LANGUAGES), choices=XQUAD_LANGUAGES,
-                        metavar="LANG", help="languages to include (default: the 11 of the shared copy)")
-    parser.add_argument("--folds", type=positive_int, default=2, help="number of article folds (default 2)")
+    parser.add_argument("--languages", nargs="+", default=list(DEFAULT_LANGUAGES), type=xquad_language_code,
+                        metavar="LANG", help="languages to include, by any of their codes (XQuAD has "
+                        f"{' '.join(XQUAD_LANGUAGES)}; default: the 11 of the shared copy); English, whose questions "
+                        "are the queries, is always included")
+    parser.add_argument("--folds", type=positive_int, default=2,
+                        help="number of article folds, at least 2 (default 2): each fold's models train on the others")
     parser.set_defaults(func=run)
     return parser
 

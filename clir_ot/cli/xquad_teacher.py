@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from clir_ot.cli.arguments import input_dir, input_file, positive_float, positive_int
-from clir_ot.datasets.xquad import DEFAULT_LANGUAGES, XQUAD_LANGUAGES
+from clir_ot.cli.arguments import input_dir, input_file, positive_float, positive_int, xquad_language_code
+from clir_ot.datasets.xquad import DEFAULT_LANGUAGES
 from clir_ot.pipelines.xquad_baseline import render_table
 from clir_ot.pipelines.xquad_teacher import INTERPOLATED, MEASURES, SETTINGS, TeacherData, run_xquad_teacher
 from clir_ot.training import TRAINING_DTYPES, TrainingConfig
@@ -24,7 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                    description=DESCRIPTION)
     parser.add_argument("--output", default="runs/xquad", type=input_dir, help="folder of the baseline outputs (default runs/xquad)")
     parser.add_argument("--base", default=None, help="backbone (default: the offline multilingual-e5-small)")
-    parser.add_argument("--languages", nargs="+", default=list(DEFAULT_LANGUAGES), choices=XQUAD_LANGUAGES,
+    parser.add_argument("--languages", nargs="+", default=list(DEFAULT_LANGUAGES), type=xquad_language_code,
                         metavar="LANG")
     parser.add_argument("--depth", type=positive_int, default=10, help="first-stage hits reranked per question (default 10)")
     parser.add_argument("--config", default=None, type=input_file, help="JSON TrainingConfig settings")

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from clir_ot.datasets.layout import XQuADCollection
+from clir_ot.datasets.layout import QUERY_LANGUAGE, XQuADCollection
 from clir_ot.errors import ConfigError, InputFormatError
 from clir_ot.languages import resolve_language, try_resolve_language
 from clir_ot.formats import Document, atomic_open, read_folds, write_corpus, write_qrels, write_topics  # noqa: F401 (read_folds re-exported)
@@ -179,8 +179,8 @@ def _check_parallel(reference: XQuAD, other: XQuAD) -> None:
 
 def fold_of_articles(num_articles: int, k: int) -> list[int]:
     """Fold number (0..k-1) of each article; see the module docstring for the rule."""
-    if k < 1:
-        raise ConfigError(f"--folds must be at least 1, got {k}")
+    if k < 2:
+        raise ConfigError(f"--folds must be at least 2 (each fold's models train on the others), got {k}")
     if k > num_articles:
         raise ConfigError(f"--folds {k} exceeds the {num_articles} articles")
     order = sorted(range(num_articles), key=lambda a: hashlib.sha256(f"xquad-article-{a}".encode()).hexdigest())
@@ -221,6 +221,9 @@ def build_xquad_collections(
     languages = list(dict.fromkeys(xquad_language(l) for l in languages))
     if not languages:
         raise ConfigError("no languages chosen")
+    if QUERY_LANGUAGE not in languages:  # its questions are the queries of every cross setting
+        logger.info("adding English to %s: its questions are the queries of the cross setting", ", ".join(languages))
+        languages.insert(0, QUERY_LANGUAGE)
     output = Path(output)
     if source is None:
         source = Path(download_dir) if download_dir else output / "source"
