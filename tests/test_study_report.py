@@ -517,3 +517,14 @@ def test_gain_intervals_are_each_languages_mean_difference_with_a_bootstrap_inte
     assert found["mse-sent"] == GainInterval("b", "mse-sent", "sw", "P@1", 0.25, 0.25, 0.25)
     path = plot_method_gains(list(found.values()), tmp_path / "gains.png", groups={"low-resource": ["sw"]})
     assert path.stat().st_size > 5000
+
+
+def test_the_resource_table_has_as_many_cells_as_its_header_while_only_the_baseline_is_finished():
+    from clir_ot.study.evaluate import ComparisonCell, resource_group_markdown
+
+    cells = [ComparisonCell("e5-small", "P@5", lang, "none", 0.15) for lang in ("th", "hi")]
+    lines = resource_group_markdown([], cells, groups={"low": ["th", "hi"]}, methods=["ot"], metric="P@5")
+    table = [line for line in lines if line.startswith("|")]
+    assert len(table) == 3  # header, separator, one row
+    assert len({line.count("|") for line in table}) == 1, table
+    assert table[2].startswith("| e5-small | low | 0.1500 (2) |")

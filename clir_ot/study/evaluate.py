@@ -446,8 +446,8 @@ def resource_group_markdown(scores: Sequence[QueryScore], cells: Sequence[Compar
                 row.append(f"{float(np.mean([c.mean for c in found])):.4f} "
                            f"({float(np.mean([c.diff for c in found])):+.4f}; {up} up / {down} down; of {len(found)})")
             rows.append(row)
-    out += [f"| backbone | group | {baseline} (languages) | " + " | ".join(present) + " |",
-            "|---|---|---|" + "---|" * len(present)]
+    header = ["backbone", "group", f"{baseline} (languages)", *present]
+    out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(r) + " |" for r in rows] + [""]
     compared = [h for backbone in backbones for name, langs in groups.items()
                 for i, first in enumerate(methods) for second in methods[i + 1:]
@@ -514,8 +514,11 @@ def _single_backbone_report(plan: StudyPlan, scores: Sequence[QueryScore], costs
         setting = (f"the Tatoeba sentence-retrieval probe of `{config.baseline}`: each language's English test-half "
                    "sentences search its test-half sentences, encoded by each student (distilled on the other half); "
                    f"`{BASELINE_METHOD}` is the zero-shot run")
+    elif all(b.dense for b in config.backbones):
+        setting = (f"dense students of the first stage `{config.first_stage}`: each language's paragraphs encoded by "
+                   f"its student and searched with the English query encoder (nothing reranked; no folds)")
     else:
-        folds = f"cross-fitted over {len(plan.folds)} article folds" if plan.folds else "no folds (dense students)"
+        folds = f"cross-fitted over {len(plan.folds)} article folds" if plan.folds else "no folds"
         setting = f"{reranked_description(config)} reranked to depth {config.depth}; {folds}"
     lines = [f"# Study `{config.name}`", "", f"Config: `{config.path}`. Backbones: {backbones}; {setting}.", "",
              comparison, "", *extra]

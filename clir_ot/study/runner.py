@@ -272,7 +272,9 @@ def _reused_teacher_step(ctx: _Context, backbone: BackboneSpec, fold: int) -> St
     folder = selected_model(XQuADLayout(backbone.teachers, first_stage=ctx.config.first_stage).teacher(fold))
     if not (folder / "config.json").is_file():
         raise ConfigError(f"{ctx.config.path}: backbone {backbone.name!r}: no trained teacher for fold {fold} in "
-                          f"{backbone.teachers} (expected {folder})")
+                          f"{backbone.teachers} (expected {folder}); the study reuses these teachers and plans "
+                          f"from their weights, so train them first (`make teacher`, or `clir-ot xquad-teacher "
+                          f"--output {backbone.teachers}` with the config's recipe)")
     weights = hash_model_folder(folder)
     return Step(f"teacher/{backbone.name}/fold{fold}", "teacher", weights, None, Cell(backbone, fold=fold), {},
                 {"weights": weights, "path": str(folder)}, model=folder)
