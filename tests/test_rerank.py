@@ -184,6 +184,21 @@ def test_rerank_run_starts_over_when_resumed_with_other_settings(run_files):
     assert (root / "out.txt").read_text() == (root / "depth2.txt").read_text()
 
 
+def test_rerank_run_starts_over_when_resumed_with_other_query_or_passage_texts(run_files):
+    """Same run, same qids, other texts (XQuAD's qids are the same in every language): nothing is kept."""
+    root, topics, corpus = run_files
+    other_topics = {qid: text + " in Thai" for qid, text in topics.items()}
+    other_corpus = {**corpus, "d1": corpus["d1"] + " (another translation)"}
+    for resumed_topics, resumed_corpus in ((other_topics, corpus), (topics, other_corpus)):
+        out = root / "out.txt"
+        with pytest.raises(RuntimeError, match="scoring failed"):
+            rerank_run(FailingReranker(1), root / "run.txt", topics, corpus, out, depth=3, chunk_pairs=6)
+        report = rerank_run(TextLengthReranker(), root / "run.txt", resumed_topics, resumed_corpus, out, depth=3,
+                            chunk_pairs=6)
+        assert report.queries == 6  # the failed job's first chunk was not continued
+        out.unlink()
+
+
 def test_model_rerankers_sign_with_their_weights(cross_encoder):
     import torch
 

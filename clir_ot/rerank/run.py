@@ -11,6 +11,7 @@ the last finished chunk; restarted with another model, depth, precision or input
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -132,6 +133,16 @@ class RerankPlan:
         if self.chunk_pairs < 1:
             raise ConfigError(f"chunk_pairs must be at least 1, got {self.chunk_pairs}")
 
+    def texts_sha256(self) -> str:
+        """SHA-256 of every query text and passage text this plan scores, in the order scored (one
+        lookup per pair, as the scoring does: cheap beside the scoring itself)."""
+        digest = hashlib.sha256()
+        for planned in self.queries():
+            digest.update(self.topics[planned.qid].encode("utf-8") + b"\0")
+            for hit in planned.hits[:self.depth]:
+                digest.update(hit.docid.encode("utf-8") + b"\t" + self.corpus[hit.docid].encode("utf-8") + b"\0")
+        return digest.hexdigest()
+
     def queries(self) -> Iterator[PlannedQuery]:
         """Every query of :attr:`run` to rerank, in the run's order, with its chunk number.
 
@@ -150,10 +161,13 @@ class RerankPlan:
 
     def signature(self, reranker: Reranker, shard: Shard = Shard()) -> str:
         """What an unfinished output of this plan may be continued with: the reranker's signature, the
-        depth, the input run, the queries, the chunk size (it sets which pairs share a batch, and so the
-        last bits of bf16 scores, and in a sharded job which chunks a process owns) and the shard."""
+        depth, the input run, the queries, the texts of the pairs to score (XQuAD's qids are the same in
+        every language, so the run alone cannot tell topics.xquad.en from topics.xquad.th), the chunk size
+        (it sets which pairs share a batch, and so the last bits of bf16 scores, and in a sharded job which
+        chunks a process owns) and the shard."""
         fields = {**reranker.signature(), "depth": self.depth, "run": sha256_of(self.run),
-                  "qids": None if self.qids is None else sorted(self.qids), "chunk_pairs": self.chunk_pairs}
+                  "qids": None if self.qids is None else sorted(self.qids), "texts": self.texts_sha256(),
+                  "chunk_pairs": self.chunk_pairs}
         if shard.count > 1:
             fields["shard"] = [shard.index, shard.count]
         return json.dumps(fields, sort_keys=True)
