@@ -5,6 +5,7 @@ import copy
 
 import numpy as np
 import pytest
+import torch
 
 from clir_ot.errors import ConfigError
 from clir_ot.formats import Document, load_run, write_corpus
@@ -65,7 +66,7 @@ def test_encoding_resumes_from_finished_shards_after_a_failed_job(tmp_path, bi_e
     class Failing:  # the real model, failing on its second shard
         def __init__(self, model):
             self.model, self.calls = model, 0
-            self.name_or_path, self.config = model.name_or_path, model.config
+            self.name_or_path, self.config, self.state_dict = model.name_or_path, model.config, model.state_dict
 
         def encode_passages(self, texts, **kwargs):
             self.calls += 1
@@ -82,6 +83,16 @@ def test_encoding_resumes_from_finished_shards_after_a_failed_job(tmp_path, bi_e
     assert counting.calls == 12  # shards 1 and 2 only: shard 0 was reused
     again = DenseSearcher(tmp_path / "faiss", bi_encoder).search("topic 1", k=12)
     assert len(again) == 12
+
+    # the same folder name with other weights (retrained in place): nothing of the failed job is reused
+    with pytest.raises(RuntimeError, match="encoding failed"):
+        encode_corpus(tmp_path / "c.jsonl", tmp_path / "again", Failing(bi_encoder), shard_size=5)
+    with torch.no_grad():
+        next(bi_encoder.parameters()).add_(0.01)
+    retrained = Failing(bi_encoder)
+    retrained.calls = 10
+    encode_corpus(tmp_path / "c.jsonl", tmp_path / "again", retrained, shard_size=5)
+    assert retrained.calls == 13  # all three shards encoded anew
 
 
 def test_hnsw_index_and_errors(tmp_path, bi_encoder):
