@@ -487,3 +487,19 @@ def test_fuse_refuses_weights_that_are_all_zero(files, out, caplog, capsys):
     work_error(["fuse", "--run", files["run"], files["run2"], "--weights", "0", "0", "--output", str(out / "f.txt")],
                caplog, capsys, "are all zero")
     assert_nothing_written(out)
+
+
+def test_study_refuses_jobs_with_a_scheduler(files, caplog, capsys):
+    message = work_error(["study", "--config", files["study"], "--jobs", "2", "--executor", "submitit-debug"],
+                         caplog, capsys, "--jobs 2 runs steps")
+    assert "executor submitit-debug" in message
+
+
+def test_search_names_the_flags_the_other_kind_of_search_ignores(files, out, caplog, capsys):
+    """BM25's flags with --dense are named in a warning (the search itself then fails on the folder)."""
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        main(["search", "--dense", "--index", files["dir"], "--topics", files["topics"], "--output",
+              str(out / "run.txt"), "--bm25", "1.2", "0.5", "--language", "th"])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("--bm25, --language: BM25 settings, not used by dense search" in w for w in warnings), warnings

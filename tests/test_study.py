@@ -235,6 +235,7 @@ def test_killed_study_resumes_and_redoes_only_the_unfinished_step(world, tiny_st
     ({"backbones": [{"name": "a", "base": "./missing-folder"}]}, "not a folder"),
     ({"distill": {"epsilonn": 1}}, "unknown setting"),
     ({"backbones": [{"name": "a", "teachers": "/no/such/dir"}]}, "teachers folder"),
+    ({"seeds": [42, 42]}, "seeds must differ; 42 given more than once"),
 ])
 def test_bad_configs_fail_before_any_work(world, tmp_path, change, message, monkeypatch, caplog, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from clir_ot.cli.arguments import input_dir, input_file, nonnegative_float, output_file, positive_int
 from clir_ot.formats import read_topics
@@ -10,6 +11,11 @@ from clir_ot.models.loading import DTYPES, resolve_precision
 from clir_ot.retrieval.analysis import THAI_TOKENIZERS
 from clir_ot.retrieval.dense import DenseSearcher, check_faiss_index, dense_search_to_run, read_dense_manifest
 from clir_ot.retrieval.lucene import DEFAULT_B, DEFAULT_K1, BM25Searcher, search_to_run
+
+logger = logging.getLogger(__name__)
+
+QUERY_MAX_LENGTH = 256
+EF_SEARCH = 128
 
 
 class BM25Parameters(argparse.Action):
@@ -25,8 +31,8 @@ class BM25Parameters(argparse.Action):
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "search", help="BM25 search of a topics file into a TREC run",
-        description="Search every topic against a Lucene index with BM25 and write a TREC run "
-        "(strictly decreasing scores per query).",
+        description="Search every topic against a Lucene index with BM25, or with --dense a faiss index with a "
+        "bi-encoder, and write a TREC run (strictly decreasing scores per query).",
     )
     parser.add_argument("--index", required=True, type=input_dir, help="index folder (from clir-ot index or Pyserini)")
     parser.add_argument("--topics", required=True, type=input_file, help="topics: TSV qid<TAB>text or JSONL")
@@ -48,14 +54,29 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     dense.add_argument("--dense", action="store_true", help="search a faiss index with a bi-encoder")
     dense.add_argument("--encoder", default=None,
                        help="query encoder (default: the encoder recorded in the index, else the offline default)")
-    dense.add_argument("--max-length", type=positive_int, default=256, help="tokens per query (default 256)")
+    dense.add_argument("--max-length", type=positive_int, default=QUERY_MAX_LENGTH,
+                       help=f"tokens per query (default {QUERY_MAX_LENGTH})")
     dense.add_argument("--dtype", choices=DTYPES, default="auto")
-    dense.add_argument("--ef-search", type=positive_int, default=128, help="HNSW search breadth")
+    dense.add_argument("--ef-search", type=positive_int, default=EF_SEARCH, help=f"HNSW search breadth (default {EF_SEARCH})")
     parser.set_defaults(func=run)
     return parser
 
 
+def _warn_unused(args: argparse.Namespace) -> None:
+    """Name the flags given for the other kind of search (BM25's with --dense, dense's without it)."""
+    bm25 = {"--bm25": tuple(args.bm25) != (DEFAULT_K1, DEFAULT_B), "--language": args.language is not None,
+            "--thai-tokenizer": args.thai_tokenizer != "auto", "--analyzer": args.analyzer != "auto",
+            "--threads": args.threads != 1}
+    dense = {"--encoder": args.encoder is not None, "--max-length": args.max_length != QUERY_MAX_LENGTH,
+             "--dtype": args.dtype != "auto", "--ef-search": args.ef_search != EF_SEARCH}
+    unused = [flag for flag, given in (bm25 if args.dense else dense).items() if given]
+    if unused:
+        logger.warning("%s: %s, not used by %s search", ", ".join(unused),
+                       "BM25 settings" if args.dense else "dense settings", "dense" if args.dense else "BM25")
+
+
 def run(args: argparse.Namespace) -> int:
+    _warn_unused(args)
     topics = read_topics(args.topics)
     if args.dense:
         return _run_dense(args, topics)

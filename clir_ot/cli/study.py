@@ -36,6 +36,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.executor is not None:
+        _check_jobs(args.jobs, args.executor)  # before the config is read
     config = load_study_config(args.config)
     executor = config.executor
     if args.executor is not None:  # local leaves the config's submitit settings unused
@@ -44,8 +46,15 @@ def run(args: argparse.Namespace) -> int:
         executor = replace(executor, partition=args.slurm_partition)
     if executor != config.executor:
         config = replace(config, executor=check_executor(executor, "clir-ot study --executor/--slurm-partition"))
+    _check_jobs(args.jobs, config.executor.kind)
     if args.report_only:
         write_report(plan_study(config, args.output))
         return 0
     run_study(config, args.output, jobs=args.jobs, dry_run=args.dry_run)
     return 0
+
+
+def _check_jobs(jobs: int, executor: str) -> None:
+    if jobs > 1 and executor != LOCAL_EXECUTOR:
+        raise ConfigError(f"--jobs {jobs} runs steps in processes on this machine (executor local); with executor "
+                          f"{executor} the scheduler runs them, so leave --jobs out")

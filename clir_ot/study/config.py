@@ -714,6 +714,9 @@ def _parse_seeds(data: Mapping[str, Any], where: str) -> tuple[int, ...]:
         seeds = [seeds]
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ConfigError(f"{where}: seeds must be a non-empty list of integers")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ConfigError(f"{where}: seeds must differ; {', '.join(map(str, repeated))} given more than once")
     return tuple(seeds)
 
 
