@@ -192,6 +192,23 @@ def _prepend_path(folder: Path) -> None:
     os.environ["PATH"] = os.pathsep.join([str(folder), *parts])
 
 
+#: The smallest ``-Xmx`` accepted: below it the JVM refuses to start ("Too small maximum heap") or Lucene
+#: runs out of memory on the first index it opens.
+MIN_HEAP_BYTES = 32 << 20
+
+
+def check_heap(heap: str) -> str:
+    """``heap`` if it is a ``-Xmx`` size (``4g``, ``512m``, bytes without a unit) of at least 32m, else a
+    :class:`~clir_ot.errors.JavaError` naming it."""
+    match = re.fullmatch(r"(\d+)([kKmMgG]?)", heap)
+    if match is None:
+        raise JavaError(f"JVM heap {heap!r} is not a size such as 4g or 512m")
+    size = int(match.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30}[match.group(2).lower()]
+    if size < MIN_HEAP_BYTES:
+        raise JavaError(f"JVM heap {heap!r} is too small for Lucene: give at least 32m")
+    return heap
+
+
 def ensure_jvm(heap: str | None = None) -> JavaRuntime:
     """Start the JVM for Pyserini once per process and return the runtime in use.
 
@@ -200,8 +217,8 @@ def ensure_jvm(heap: str | None = None) -> JavaRuntime:
     """
     global _booted, _booting
     heap = heap or os.environ.get(HEAP_ENV) or None
-    if heap is not None and not re.fullmatch(r"\d+[kKmMgG]?", heap):
-        raise JavaError(f"JVM heap {heap!r} is not a size such as 4g or 512m")
+    if heap is not None:
+        check_heap(heap)
     if _booted is not None:
         return _booted
     os.environ.setdefault("OPENAI_API_KEY", "unused-placeholder")

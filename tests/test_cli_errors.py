@@ -503,3 +503,11 @@ def test_search_names_the_flags_the_other_kind_of_search_ignores(files, out, cap
               str(out / "run.txt"), "--bm25", "1.2", "0.5", "--language", "th"])
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("--bm25, --language: BM25 settings, not used by dense search" in w for w in warnings), warnings
+
+
+@pytest.mark.parametrize(("heap", "problem"), [("banana", "is not a size such as 4g"), ("1k", "too small for Lucene")])
+def test_a_bad_jvm_heap_is_refused_by_the_parser_before_any_verb_runs(heap, problem, files, capsys):
+    capsys.readouterr()
+    assert main(["--jvm-heap", heap, "evaluate", "--qrels", files["qrels"], "--run", files["run"]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("clir-ot: error: argument --jvm-heap:") and problem in err and len(err.splitlines()) == 1

@@ -14,7 +14,7 @@ import os
 import sys
 
 from clir_ot import __version__
-from clir_ot.cli.arguments import ArgumentParser, one_line, parse_or_exit_code
+from clir_ot.cli.arguments import ArgumentParser, jvm_heap, one_line, parse_or_exit_code
 from clir_ot.errors import ClirOtError
 from clir_ot.java import HEAP_ENV
 
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     parser.add_argument(
-        "--jvm-heap", default=None, metavar="SIZE",
+        "--jvm-heap", default=None, metavar="SIZE", type=jvm_heap,
         help="maximum JVM heap for Lucene/Anserini, e.g. 8g (default: $CLIR_OT_JVM_HEAP or the JVM default)",
     )
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB", required=True)

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from clir_ot.datasets.xquad import xquad_language
-from clir_ot.errors import ConfigError
+from clir_ot.errors import ClirOtError, ConfigError
 from clir_ot.evaluation import parse_measures
+from clir_ot.java import check_heap
 
 __all__ = [
     "ArgumentParser",
@@ -36,6 +37,7 @@ __all__ = [
     "input_dir",
     "input_file",
     "input_path",
+    "jvm_heap",
     "measure",
     "nonnegative_float",
     "nonnegative_int",
@@ -158,6 +160,14 @@ def unit_interval(text: str) -> float:
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
     return value
+
+
+def jvm_heap(text: str) -> str:
+    """A JVM ``-Xmx`` size such as ``8g`` or ``512m``, at least 32m (:func:`clir_ot.java.check_heap`)."""
+    try:
+        return check_heap(text)
+    except ClirOtError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def xquad_language_code(text: str) -> str:
