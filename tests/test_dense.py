@@ -66,7 +66,8 @@ def test_encoding_resumes_from_finished_shards_after_a_failed_job(tmp_path, bi_e
     class Failing:  # the real model, failing on its second shard
         def __init__(self, model):
             self.model, self.calls = model, 0
-            self.name_or_path, self.config, self.state_dict = model.name_or_path, model.config, model.state_dict
+            self.name_or_path, self.config = model.name_or_path, model.config
+            self.parameters_digest = model.parameters_digest
 
         def encode_passages(self, texts, **kwargs):
             self.calls += 1

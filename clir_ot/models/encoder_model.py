@@ -16,7 +16,7 @@ from torch import nn
 
 from clir_ot.errors import ConfigError
 from clir_ot.models.backends import StateRunner
-from clir_ot.models.loading import max_sequence_length
+from clir_ot.models.loading import max_sequence_length, parameters_digest
 from clir_ot.settings import settings_from_dict
 
 if TYPE_CHECKING:
@@ -67,6 +67,11 @@ class EncoderModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.encoder.parameters()).device
+
+    def parameters_digest(self) -> str:
+        """SHA-256 of the model's parameters and buffers (:func:`~clir_ot.models.loading.parameters_digest`):
+        what a resumed job checks it still has the same model by, since a folder can be retrained in place."""
+        return parameters_digest(self)
 
     def effective_max_length(self, max_length: int | None = None) -> int:
         """The truncation length used for ``max_length`` (default: the settings'), capped at what the

@@ -34,7 +34,6 @@ from clir_ot import __version__
 from clir_ot.errors import ConfigError, InputFormatError
 from clir_ot.formats import Hit, RunWriter, iter_corpus, read_json_object, strictly_decreasing
 from clir_ot.io import PathLike, atomic_dir, atomic_open, check_replaceable, sha256_of
-from clir_ot.models.loading import parameters_digest
 from clir_ot.parallel import ProcessGroup
 from clir_ot.retrieval.lucene import MANIFEST
 
@@ -136,7 +135,7 @@ def encode_corpus(
         raise ConfigError(f"encode_corpus: dtype {dtype!r} but the runner computes in {runner.path.dtype}")
     on_backend = {"backend": runner.path.backend} if runner is not None else {}
     stamp = {"corpus_sha256": corpus_hash, "model": str(getattr(model, "name_or_path", "")),
-             "weights": parameters_digest(model),  # a folder retrained in place has other weights
+             "weights": model.parameters_digest(),  # a folder retrained in place has other weights
              "max_length": max_length, "shard_size": shard_size, "dtype": dtype, **on_backend}
     stamp_file = work / "stamp.json"
     if rank == 0:
