@@ -8,6 +8,7 @@ from clir_ot.cli.arguments import input_file, output_dir, positive_int
 from clir_ot.errors import ConfigError
 from clir_ot.study.config import EXECUTOR_KINDS, LOCAL_EXECUTOR, ExecutorSettings, check_executor, load_study_config
 from clir_ot.study.runner import plan_study, run_study, write_report
+from clir_ot.study.schedule import check_jobs
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -36,8 +37,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
-    if args.executor is not None:
-        _check_jobs(args.jobs, args.executor)  # before the config is read
+    if args.executor is not None:  # before the config is read
+        check_jobs(args.jobs, ExecutorSettings(kind=args.executor))
     config = load_study_config(args.config)
     executor = config.executor
     if args.executor is not None:  # local leaves the config's submitit settings unused
@@ -46,15 +47,10 @@ def run(args: argparse.Namespace) -> int:
         executor = replace(executor, partition=args.slurm_partition)
     if executor != config.executor:
         config = replace(config, executor=check_executor(executor, "clir-ot study --executor/--slurm-partition"))
-    _check_jobs(args.jobs, config.executor.kind)
+    check_jobs(args.jobs, config.executor)  # also for --dry-run, which builds no executor
     if args.report_only:
         write_report(plan_study(config, args.output))
         return 0
     run_study(config, args.output, jobs=args.jobs, dry_run=args.dry_run)
     return 0
 
-
-def _check_jobs(jobs: int, executor: str) -> None:
-    if jobs > 1 and executor != LOCAL_EXECUTOR:
-        raise ConfigError(f"--jobs {jobs} runs steps in processes on this machine (executor local); with executor "
-                          f"{executor} the scheduler runs them, so leave --jobs out")

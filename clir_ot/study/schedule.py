@@ -22,7 +22,7 @@ from clir_ot.study.config import DEFAULT_TIMEOUT_MIN, ExecutorSettings
 from clir_ot.study.locks import ArtifactLock, lock_path
 from clir_ot.study.plan import Step, StudyPlan
 
-__all__ = ["BuildStep", "build_pending", "make_executor", "step_lock"]
+__all__ = ["BuildStep", "build_pending", "check_jobs", "make_executor", "step_lock"]
 
 logger = logging.getLogger(__name__)
 
@@ -148,12 +148,17 @@ def make_executor(settings: ExecutorSettings, jobs: int, root: Path, study: str,
                   build_here: Callable[[Step], Any]) -> StepExecutor:
     """The executor ``settings`` name (``--jobs`` is for this machine: with ``local`` only);
     ``build_here(step)`` builds a step in this process (``--jobs 1``)."""
+    check_jobs(jobs, settings)
     if not settings.submitit:
         return InProcess(build_here) if jobs <= 1 else LocalProcesses(jobs)
-    if jobs > 1:
+    return Submitit(settings, root / "submitit", study)
+
+
+def check_jobs(jobs: int, settings: ExecutorSettings) -> None:
+    """``--jobs`` above 1 is for the local executor only (a scheduler's executor has ``max_jobs``)."""
+    if jobs > 1 and settings.submitit:
         raise ConfigError(f"--jobs {jobs} runs steps on this machine; with executor {settings.kind} "
                           "set executor.max_jobs (steps queued at once) instead")
-    return Submitit(settings, root / "submitit", study)
 
 
 def build_pending(plan: StudyPlan, pending: list[Step], executor: StepExecutor, build: BuildStep,
