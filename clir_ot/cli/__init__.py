@@ -67,11 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
-    """INFO to stderr (DEBUG with ``verbose``); ``quiet``: warnings and errors only, and no progress bars
-    (tqdm's and the Hugging Face libraries', through the environment variables they read)."""
-    if quiet:
-        os.environ.setdefault("TQDM_DISABLE", "1")
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("faiss.loader", "httpx", "urllib3", "filelock"):
