@@ -75,14 +75,19 @@ class ArgumentParser(argparse.ArgumentParser):
         for action in self._actions:
             if action.type in (input_file, input_path):
                 for value in _values(getattr(namespace, action.dest, None)):
-                    inputs.setdefault(Path(value).expanduser().resolve(), action.option_strings[0])
+                    inputs.setdefault(Path(value).expanduser().resolve(), _name(action))
         for action in self._actions:
             if action.type is output_file:
                 for value in _values(getattr(namespace, action.dest, None)):
                     source = inputs.get(Path(value).expanduser().resolve())
                     if source is not None:
-                        self.error(f"argument {action.option_strings[0]}: {value} is also the input of {source}; "
+                        self.error(f"argument {_name(action)}: {value} is also the input of {source}; "
                                    "writing it would destroy that input")
+
+
+def _name(action: argparse.Action) -> str:
+    """How the usage line names an argument: its first flag, or a positional's name."""
+    return action.option_strings[0] if action.option_strings else action.dest
 
 
 def _values(value: Any) -> list[str]:
