@@ -198,7 +198,7 @@ MISSING = [
     ["xquad-teacher", "--output", "{missing}"],
     ["distill", "--teacher", "{not_a_model}", "--out", "{out}/s", "--bitext", "{missing}"],
     ["distill", "--teacher", "{not_a_model}", "--out", "{out}/s", "--tatoeba", "{missing}", "--language", "el"],
-    ["xquad-dense-students", "--output", "{dir}", "--tatoeba", "{missing}", "--index-root", "{out}/i"],
+    ["xquad-dense-students", "--output", "{dir}", "--tatoeba", "{missing}"],
     ["study", "--config", "{missing}"],
     ["interpolate", "--run", "{run}", "--first-stage", "{missing}", "--output", "{out}/i.txt", "--weight", "0.5"],
 ]
@@ -248,7 +248,6 @@ OUTPUTS = [  # every verb that writes, with its output flag; "{target}" is repla
     ["rerank", "--run", "{run}", "--topics", "{topics}", "--corpus", "{corpus}", "--output", "{target}"],
     ["train", "--out", "{target}", "--train", "{triples}"],
     ["distill", "--teacher", "{not_a_model}", "--out", "{target}", "--bitext", "{bitext}"],
-    ["xquad-dense-students", "--output", "{dir}", "--tatoeba", "{dir}", "--index-root", "{target}"],
     ["study", "--config", "{study}", "--output", "{target}"],
     ["interpolate", "--run", "{run}", "--first-stage", "{run2}", "--output", "{target}", "--weight", "0.5"],
 ]
@@ -264,6 +263,14 @@ def test_unwritable_outputs(argv, target, files, out, capsys):
     assert not Path(target).exists()
     assert_nothing_written(out)
     assert not any(p.name.startswith(".clir-ot-write-probe") for p in Path(files["root"]).iterdir())
+
+
+@pytest.mark.parametrize("verb", ["xquad-teacher", "xquad-dense-students"])
+def test_pipeline_output_folder_must_be_writable(verb, files, capsys):
+    """These verbs read the baseline's outputs from --output and write their own beside them."""
+    argv = [verb, "--output", "/proc"] + (["--tatoeba", files["dir"]] if verb == "xquad-dense-students" else [])
+    line = usage_error(argv, capsys, "/proc")
+    assert "cannot write in /proc" in line
 
 
 def _fill_keep_target(argv, files, out):

@@ -219,6 +219,13 @@ def input_dir(text: str) -> str:
     return text
 
 
+def working_dir(text: str) -> str:
+    """An existing, readable folder that the command also writes into (a pipeline's output folder)."""
+    input_dir(text)
+    _check_writable_under(text, Path(text).expanduser() / "x")
+    return text
+
+
 def input_path(text: str) -> str:
     """An existing, readable file or folder (a JSONL corpus may be either); returned as given."""
     _existing(text)

@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from clir_ot.cli.arguments import input_dir, input_file, output_dir
+from clir_ot.cli.arguments import input_dir, input_file, working_dir
 from clir_ot.errors import ConfigError
 from clir_ot.study.dense_students import run_xquad_dense_students
 from clir_ot.training import TRAINING_DTYPES
@@ -29,9 +29,8 @@ students; finished steps are reused.
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("xquad-dense-students", help="distil the bi-encoder per language (ot, mse-sent, ...) and evaluate on XQuAD",
                                    description=DESCRIPTION)
-    parser.add_argument("--output", default="runs/xquad", type=input_dir, help="folder of the baseline outputs (default runs/xquad)")
-    parser.add_argument("--index-root", default=None, type=output_dir,
-                        help="ignored: each student's faiss index is kept in its study step's folder")
+    parser.add_argument("--output", default="runs/xquad", type=working_dir,
+                        help="folder of the baseline outputs, where dense-students/ is written (default runs/xquad)")
     parser.add_argument("--tatoeba", required=True, type=input_dir, help="Tatoeba folder (two-file layout)")
     parser.add_argument("--languages", nargs="+", default=["th", "hi", "el"])
     parser.add_argument("--methods", nargs="+", default=["mse-sent", "ot", "ot-shuffled"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from clir_ot.cli.arguments import input_dir, input_file, positive_float, positive_int, xquad_language_code
+from clir_ot.cli.arguments import input_file, positive_float, positive_int, working_dir, xquad_language_code
 from clir_ot.datasets.xquad import DEFAULT_LANGUAGES
 from clir_ot.pipelines.xquad_baseline import render_table
 from clir_ot.pipelines.xquad_teacher import INTERPOLATED, MEASURES, SETTINGS, TeacherData, run_xquad_teacher
@@ -22,7 +22,8 @@ finished steps; training resumes from checkpoints.
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("xquad-teacher", help="train the English teacher per XQuAD fold and rerank every language (cross-fitted)",
                                    description=DESCRIPTION)
-    parser.add_argument("--output", default="runs/xquad", type=input_dir, help="folder of the baseline outputs (default runs/xquad)")
+    parser.add_argument("--output", default="runs/xquad", type=working_dir,
+                        help="folder of the baseline outputs, where teacher/ is written (default runs/xquad)")
     parser.add_argument("--base", default=None, help="backbone (default: the offline multilingual-e5-small)")
     parser.add_argument("--languages", nargs="+", default=list(DEFAULT_LANGUAGES), type=xquad_language_code,
                         metavar="LANG")
