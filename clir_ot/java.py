@@ -24,6 +24,7 @@ any ``python -m pyserini...`` command line in this process with the JVM booted t
 from __future__ import annotations
 
 import glob
+import importlib.machinery
 import importlib.util
 import logging
 import os
@@ -289,9 +290,9 @@ def run_pyserini_module(module: str, args: list[str], heap: str | None = None) -
     """Run ``python -m <module> <args>`` in this process with the JVM booted by :func:`ensure_jvm`."""
     if not (module == "pyserini" or module.startswith("pyserini.")):
         raise JavaError(f"{module!r} is not a Pyserini module (expected pyserini.<...>)")
-    ensure_jvm(heap)
-    if importlib.util.find_spec(module) is None:
+    if not _module_exists(module):  # before the JVM starts: a typo fails at once
         raise JavaError(f"no module named {module!r} in the installed Pyserini")
+    ensure_jvm(heap)
     saved = sys.argv
     sys.argv = [module, *args]
     try:
@@ -307,6 +308,23 @@ def run_pyserini_module(module: str, args: list[str], heap: str | None = None) -
     finally:
         sys.argv = saved
     return 0
+
+
+def _module_exists(module: str) -> bool:
+    """Whether ``module`` (dotted) can be found, without importing it or its parent packages.
+
+    ``importlib.util.find_spec("a.b.c")`` imports ``a`` and ``a.b``; Pyserini's packages start the
+    JVM when imported (and this module's import hook boots it on any lookup through ``sys.meta_path``),
+    so each level is looked up on ``sys.path`` or in its parent's folder instead.
+    """
+    parts = module.split(".")
+    spec = importlib.machinery.PathFinder.find_spec(parts[0])
+    for depth in range(1, len(parts)):
+        if spec is None or spec.submodule_search_locations is None:
+            return False
+        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[:depth + 1]),
+                                                        list(spec.submodule_search_locations))
+    return spec is not None
 
 
 class _BootJvmBeforePyserini:

@@ -149,3 +149,22 @@ def test_lucene_search_on_java_24_or_newer_prints_no_unsafe_warnings(tmp_path):
         runs[mode] = done.stderr
     assert "sun.misc.Unsafe::invokeCleaner" in runs["without"]  # else this test would prove nothing
     assert "sun.misc.Unsafe" not in runs["with"]
+
+
+def test_a_missing_pyserini_module_is_refused_before_the_jvm_starts():
+    code = (
+        "import jnius_config, sys\n"
+        "from clir_ot import java\n"
+        "for name in ('pyserini.search.lucene.nope', 'pyserini.nope', 'pyserini.eval.trec_eval.x'):\n"
+        "    try:\n"
+        "        java.run_pyserini_module(name, [])\n"
+        "    except java.JavaError as e:\n"
+        "        print('ERR', e)\n"
+        "print('VM', jnius_config.vm_running, 'pyserini.search' in sys.modules)\n"
+        "print('FOUND', java._module_exists('pyserini.search.lucene'), java._module_exists('pyserini.eval.trec_eval'))\n"
+    )
+    done = _run_python(code, dict(os.environ))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("ERR no module named") == 3, done.stdout
+    assert "VM False False" in done.stdout
+    assert "FOUND True True" in done.stdout
