@@ -17,6 +17,7 @@ from clir_ot import __version__
 from clir_ot.cli.arguments import ArgumentParser, jvm_heap, one_line, parse_or_exit_code
 from clir_ot.errors import ClirOtError
 from clir_ot.java import HEAP_ENV
+from clir_ot.progress import set_progress_bars
 
 logger = logging.getLogger("clir_ot")
 
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"clir_ot {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
     parser.add_argument(
         "--jvm-heap", default=None, metavar="SIZE", type=jvm_heap,
         help="maximum JVM heap for Lucene/Anserini, e.g. 8g (default: $CLIR_OT_JVM_HEAP or the JVM default)",
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(args, int):
         return args
     configure_logging(args.verbose, args.quiet)
+    if args.quiet:
+        set_progress_bars(False)
     if args.jvm_heap:
         os.environ[HEAP_ENV] = args.jvm_heap
     try:

@@ -38,12 +38,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, NamedTuple, 
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from clir_ot.errors import ConfigError, ModelLoadError
 from clir_ot.io import PathLike
 from clir_ot.models.default import resolve_model
 from clir_ot.models.folder import check_model_dir
+from clir_ot.progress import progress_bar
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
@@ -492,7 +492,7 @@ def iter_length_sorted_batches(
     chunk = max(batch_size, chunk_size or 64 * batch_size)
     if show_progress is None:
         show_progress = count > 10 * batch_size
-    with tqdm(total=count, desc=desc, unit="text", disable=not show_progress) as bar:
+    with progress_bar(total=count, desc=desc, unit="text", disable=not show_progress) as bar:
         for start in range(0, count, chunk):
             positions = list(range(start, min(count, start + chunk)))
             encoded = tokenize(positions)

@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Collection, Iterator, Mapping, NamedTuple
 
-from tqdm.auto import tqdm
-
 from clir_ot.errors import ConfigError
 from clir_ot.formats import Hit, RunWriter, iter_run_by_query, sha256_of
+from clir_ot.progress import progress_bar
 from clir_ot.rerank.base import Reranker, assemble_ranking
 
 logger = logging.getLogger(__name__)
@@ -221,7 +220,7 @@ def rerank_run(
         if writer.done:
             logger.info("resuming %s: %d queries already reranked", output, len(writer.done))
         current = 0
-        bar = tqdm(plan.queries(), desc="reranking", unit="q")
+        bar = progress_bar(plan.queries(), desc="reranking", unit="q")
         for chunk, qid, hits in bar:
             if chunk != current:
                 if pending:

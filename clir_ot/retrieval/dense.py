@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from clir_ot import __version__
 from clir_ot.errors import ConfigError, InputFormatError
 from clir_ot.formats import Hit, RunWriter, iter_corpus, read_json_object, strictly_decreasing
 from clir_ot.io import PathLike, atomic_dir, atomic_open, check_replaceable, sha256_of
 from clir_ot.parallel import ProcessGroup
+from clir_ot.progress import progress_bar
 from clir_ot.retrieval.lucene import MANIFEST
 
 logger = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ def encode_corpus(
     shard_paths = [work / f"shard-{s:05d}.npy" for s in range(num_shards)]
     mine = [s for s in range(num_shards) if s % processes == rank]
     encoded: dict[int, np.ndarray] = {}
-    for s in tqdm(mine, desc=f"encoding {corpus.name}", unit="shard", disable=len(mine) <= 1):
+    for s in progress_bar(mine, desc=f"encoding {corpus.name}", unit="shard", disable=len(mine) <= 1):
         if shard_paths[s].is_file():
             continue  # finished by an earlier, interrupted job
         texts = [d.contents for d in docs[s * shard_size:(s + 1) * shard_size]]

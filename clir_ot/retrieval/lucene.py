@@ -17,13 +17,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from tqdm.auto import tqdm
-
 from clir_ot import __version__
 from clir_ot.errors import ConfigError, InputFormatError
 from clir_ot.formats import Hit, RunWriter, atomic_open, iter_corpus, read_json_object, sha256_of, strictly_decreasing
 from clir_ot.io import check_replaceable, sweep_leftovers, work_prefix
 from clir_ot.java import anserini_jar, ensure_jvm
+from clir_ot.progress import progress_bar
 from clir_ot.retrieval.analysis import Analysis, Pretokenizer, check_language, resolve_analysis
 
 logger = logging.getLogger(__name__)
@@ -113,7 +112,7 @@ def build_index(
         input_dir.mkdir()
         count = 0
         with open(input_dir / "docs.jsonl", "w", encoding="utf-8") as handle:
-            for doc in tqdm(iter_corpus(corpus), desc=f"reading {corpus.name}", unit="doc", leave=False):
+            for doc in progress_bar(iter_corpus(corpus), desc=f"reading {corpus.name}", unit="doc", leave=False):
                 contents = pretokenizer(doc.contents) if pretokenizer else doc.contents
                 handle.write(json.dumps({"id": doc.docid, "contents": contents}, ensure_ascii=False) + "\n")
                 count += 1
@@ -239,7 +238,7 @@ class BM25Searcher:
         """Search many queries with ``threads`` Java threads; yields ``(qid, hits)`` in topic order."""
         qids = list(topics)
         empty = 0
-        with tqdm(total=len(qids), desc=f"BM25 {self.index_dir.name}", unit="q", leave=False) as bar:
+        with progress_bar(total=len(qids), desc=f"BM25 {self.index_dir.name}", unit="q", leave=False) as bar:
             for start in range(0, len(qids), batch_size):
                 chunk = qids[start:start + batch_size]
                 texts = [self._query_text(topics[q]) for q in chunk]

@@ -7,10 +7,9 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from tqdm.auto import tqdm
-
 from clir_ot.errors import InputFormatError
 from clir_ot.formats import PathLike
+from clir_ot.progress import progress_bar
 from clir_ot.store._index import build_index_file, line_number_at, open_index, plain_file, read_line
 
 logger = logging.getLogger(__name__)
@@ -77,7 +76,7 @@ class LineFile:
             count = 0
             offset = 0
             size = self.path.stat().st_size
-            with open(self.path, "rb") as source, tqdm(total=size, unit="B", unit_scale=True, leave=False, disable=None,
+            with open(self.path, "rb") as source, progress_bar(total=size, unit="B", unit_scale=True, leave=False, disable=None,
                                                        desc=f"indexing {self.path.name}") as bar:
                 for number, raw in enumerate(source, start=1):
                     start, offset = offset, offset + len(raw)

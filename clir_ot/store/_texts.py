@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from clir_ot.errors import InputFormatError
 from clir_ot.formats import PathLike, parse_json_line
+from clir_ot.progress import progress_bar
 from clir_ot.store._index import build_index_file, content_identity, line_number_at, open_index, plain_file, read_line
 from clir_ot.store._lines import decode_line
 from clir_ot.store._lookup import TextLookup
@@ -125,7 +125,7 @@ class TextStore(TextLookup):
     def _build(self, target: Path, header: dict[str, Any]) -> None:
         hashes, places = array.array("Q"), array.array("Q")
         total = sum(f.stat().st_size for f in self.files)
-        with tqdm(total=total, unit="B", unit_scale=True, leave=False, disable=None, desc=f"indexing {self.path.name}") as bar:
+        with progress_bar(total=total, unit="B", unit_scale=True, leave=False, disable=None, desc=f"indexing {self.path.name}") as bar:
             for fileno, file in enumerate(self.files):
                 offset = 0
                 with open(file, "rb") as source:

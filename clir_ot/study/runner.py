@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from clir_ot.datasets.layout import TeacherData, XQuADLayout
 from clir_ot.datasets.tatoeba import SALT as PROBE_SPLIT_SALT
@@ -59,6 +58,7 @@ from clir_ot.models.backends import resolve_path
 from clir_ot.models.default import default_model_dir
 from clir_ot.models.derive import keep_layers
 from clir_ot.models.loading import resolve_precision
+from clir_ot.progress import progress_bar
 from clir_ot.rerank import CrossEncoderReranker, PassageWindows, rerank_cross_fitted
 from clir_ot.rerank.base import SCORING_VERSION, run_provenance, why_not_reusable
 from clir_ot.retrieval.dense import DenseSearcher, dense_search_to_run, encode_corpus
@@ -712,7 +712,7 @@ def run_study(config: StudyConfig, root: str | Path | None = None, *, jobs: int 
     pending = plan.pending()
     logger.info("study %s: %d steps, %d to build on %s (%s)", config.name, len(plan.steps), len(pending),
                 config.executor.kind, estimate_text(plan))
-    bar = tqdm(total=len(pending), desc=f"study {config.name}", unit="step")
+    bar = progress_bar(total=len(pending), desc=f"study {config.name}", unit="step")
     try:
         build_pending(plan, pending, executor, run_step_by_id, progress=lambda: bar.update(1))
     finally:

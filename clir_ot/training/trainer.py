@@ -52,6 +52,7 @@ from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError
 from clir_ot.io import PathLike, atomic_open
 from clir_ot.models.folder import BEST_DIR
 from clir_ot.models.loading import compute_precision, hardware_id, resolve_precision
+from clir_ot.progress import progress_bar
 from clir_ot.settings import check_setting_types, settings_from_dict
 from clir_ot.training import checkpoints as ckpt
 from clir_ot.training.data import TrainingGroup, groups_fingerprint
@@ -688,8 +689,6 @@ class Trainer:
 
     def train(self, resume: bool = False) -> TrainingResult:
         """Train to ``total_steps``; with ``resume``, continue from the newest checkpoint in the output folder."""
-        from tqdm.auto import tqdm
-
         finished = self._finished_result() if resume else None
         if finished is not None:
             return finished
@@ -703,7 +702,7 @@ class Trainer:
             self.config.grad_accum, self.warmup, self.precision, self.device, "fused" if fused else "unfused",
         )
         clock = self._Clock(started=time.perf_counter(), before=state.wall_seconds)
-        bar = tqdm(total=self.total_steps, initial=state.step, desc="training", unit="step",
+        bar = progress_bar(total=self.total_steps, initial=state.step, desc="training", unit="step",
                    disable=(not self.dist.is_main) or (None if self.progress is None else not self.progress))
         try:
             while state.step < self.total_steps and state.stopped_early is None:
