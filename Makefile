@@ -31,8 +31,11 @@ demo: install
 # the English teacher, cross-fitted over the article folds (after `make demo`), by the recipe search's
 # winner (docs/training.md#the-recipe-search): E5 input format, mean pooling, 7 negatives, dense soft targets,
 # validated on the dense top 10, reported pure and interpolated with the first stage
+# TEACHER_CONFIG=tools/configs/teacher-xquad-cpu-epochs3.json: the same recipe for 3 epochs (better on
+# English, worse zero-shot; docs/training.md); a finished teacher of another recipe is refused, not reused
+TEACHER_CONFIG ?= tools/configs/teacher-xquad-cpu.json
 teacher: install
-	$(CLI) xquad-teacher --output runs/xquad --config tools/configs/teacher-xquad-cpu.json --depth 10 \
+	$(CLI) xquad-teacher --output runs/xquad --config $(TEACHER_CONFIG) --depth 10 \
 	    --soft-targets --validate-on first-stage --interpolate
 
 # the recipe search on fold 0 (resumable: run it again to continue; --report prints the table)

@@ -579,3 +579,25 @@ def test_two_process_ddp_matches_single_process_training(data, tmp_path):
             assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
         else:
             assert a["valid"]["MRR@10"] == pytest.approx(b["valid"]["MRR@10"], abs=1e-6)
+
+
+def test_a_finished_run_is_reused_only_for_its_own_recipe(tmp_path):
+    """A finished training (its manifest) is never retrained; reusing it for another recipe is refused."""
+    import dataclasses
+    import json
+
+    from clir_ot.errors import ConfigError
+    from clir_ot.training import TrainingConfig
+    from clir_ot.training.trainer import MANIFEST, check_finished_recipe
+
+    config = TrainingConfig(epochs=3, lr=1e-4, negatives=7)
+    saved = config.to_dict()
+    del saved["max_grad_norm"]  # a setting the run's manifest lacks counts as its default
+    (tmp_path / MANIFEST).write_text(json.dumps({"config": saved}), encoding="utf-8")
+    check_finished_recipe(tmp_path, config)
+    check_finished_recipe(tmp_path, dataclasses.replace(config, save_every=7, log_every=3))  # model unchanged
+    check_finished_recipe(tmp_path / "not-trained", dataclasses.replace(config, epochs=1))  # nothing to check
+    with pytest.raises(ConfigError, match=r"already holds a finished training with other settings \(epochs: 3 -> 1\)"):
+        check_finished_recipe(tmp_path, dataclasses.replace(config, epochs=1))
+    with pytest.raises(ConfigError, match=r"soft_weight: None -> 1.0"):  # recipe settings at default are not written
+        check_finished_recipe(tmp_path, dataclasses.replace(config, soft_weight=1.0))

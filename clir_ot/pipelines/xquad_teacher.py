@@ -36,6 +36,7 @@ from clir_ot.rerank import CrossEncoderReranker, rerank_cross_fitted, rerank_run
 from clir_ot.rerank.interpolation import WeightChoice, choose_weight, interpolate_run
 from clir_ot.rerank.base import record_scoring_version, run_provenance, why_not_reusable
 from clir_ot.training import DataSpec, TrainingConfig, load_training_data, selected_model, train_cross_encoder
+from clir_ot.training.trainer import check_finished_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ def run_xquad_teacher(
     teachers = [layout.teacher(k) for k in range(len(folds))]
     for k, folder in enumerate(teachers):
         if (folder / "training.json").is_file():
+            check_finished_recipe(folder, config)
             logger.info("reusing teacher %s", folder)
             continue
         resume = folder.exists()  # resume=True also restarts a run killed before its first checkpoint

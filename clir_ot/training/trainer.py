@@ -377,6 +377,25 @@ def _fsync_write_torch(obj: Any, path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def check_finished_recipe(output: PathLike, config: "TrainingConfig") -> None:
+    """Raise :class:`ConfigError` when the finished run in ``output`` was trained with other settings.
+
+    A finished run is reused, never retrained; reusing one trained by another recipe (more epochs,
+    another learning rate) would report the old model under the new recipe's name. Only the settings in
+    :data:`RESUMABLE_CHANGES`, which do not change the model, may differ; a setting the manifest lacks
+    (added to the toolkit after that run) counts as its default. No manifest: nothing to check.
+    """
+    path = Path(output) / MANIFEST
+    if not path.is_file():
+        return
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    saved = {**type(config)().to_dict(), **manifest.get("config", {})}
+    diffs = describe_changes(saved, config.to_dict(), ignore=RESUMABLE_CHANGES)
+    if diffs:
+        raise ConfigError(f"{output} already holds a finished training with other settings ({diffs}); "
+                          "move it away to train this recipe, or ask for the settings it was trained with")
+
+
 def describe_changes(before: Mapping[str, Any], now: Mapping[str, Any], ignore: frozenset[str] = frozenset()) -> str:
     """``"key: old -> new, ..."`` for the keys whose values differ, sorted ('' when none differ)."""
     changed = sorted(k for k in set(before) | set(now) if k not in ignore and before.get(k) != now.get(k))
@@ -732,6 +751,7 @@ class Trainer:
         """The result of a run that already finished in the output folder (its manifest), else None."""
         if not (self.output / MANIFEST).is_file():
             return None
+        check_finished_recipe(self.output, self.config)
         manifest = json.loads((self.output / MANIFEST).read_text(encoding="utf-8"))
         logger.info("%s already finished (%s); nothing to resume", self.output, MANIFEST)
         best = self.output / BEST_DIR
