@@ -588,7 +588,8 @@ def test_a_finished_run_is_reused_only_for_its_own_recipe(tmp_path):
 
     from clir_ot.errors import ConfigError
     from clir_ot.training import TrainingConfig
-    from clir_ot.training.trainer import MANIFEST, check_finished_recipe
+    from clir_ot.training import check_finished_recipe
+    from clir_ot.training.trainer import MANIFEST
 
     config = TrainingConfig(epochs=3, lr=1e-4, negatives=7)
     saved = config.to_dict()

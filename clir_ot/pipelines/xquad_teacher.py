@@ -35,8 +35,8 @@ from clir_ot.io import cached_sha256, hash_model_folder
 from clir_ot.rerank import CrossEncoderReranker, rerank_cross_fitted, rerank_run
 from clir_ot.rerank.interpolation import WeightChoice, choose_weight, interpolate_run
 from clir_ot.rerank.base import record_scoring_version, run_provenance, why_not_reusable
-from clir_ot.training import DataSpec, TrainingConfig, load_training_data, selected_model, train_cross_encoder
-from clir_ot.training.trainer import check_finished_recipe
+from clir_ot.training import (DataSpec, TrainingConfig, check_finished_recipe, load_training_data, selected_model,
+                              train_cross_encoder)
 
 logger = logging.getLogger(__name__)
 

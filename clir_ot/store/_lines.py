@@ -76,8 +76,9 @@ class LineFile:
             count = 0
             offset = 0
             size = self.path.stat().st_size
-            with open(self.path, "rb") as source, progress_bar(total=size, unit="B", unit_scale=True, leave=False, disable=None,
-                                                       desc=f"indexing {self.path.name}") as bar:
+            with open(self.path, "rb") as source, progress_bar(
+                    total=size, unit="B", unit_scale=True, leave=False, disable=None,
+                    desc=f"indexing {self.path.name}") as bar:
                 for number, raw in enumerate(source, start=1):
                     start, offset = offset, offset + len(raw)
                     if not raw.strip():

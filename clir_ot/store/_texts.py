@@ -125,7 +125,8 @@ class TextStore(TextLookup):
     def _build(self, target: Path, header: dict[str, Any]) -> None:
         hashes, places = array.array("Q"), array.array("Q")
         total = sum(f.stat().st_size for f in self.files)
-        with progress_bar(total=total, unit="B", unit_scale=True, leave=False, disable=None, desc=f"indexing {self.path.name}") as bar:
+        with progress_bar(total=total, unit="B", unit_scale=True, leave=False, disable=None,
+                          desc=f"indexing {self.path.name}") as bar:
             for fileno, file in enumerate(self.files):
                 offset = 0
                 with open(file, "rb") as source:

@@ -33,7 +33,8 @@ from clir_ot.training.losses import ListwiseSoftmaxLoss, PairwiseMarginLoss, bui
 from clir_ot.training.pipeline import train_cross_encoder
 from clir_ot.training.streaming import StreamedGroups
 from clir_ot.training.selection import drop_unselected_weights, selected_model
-from clir_ot.training.trainer import TRAINING_DTYPES, Trainer, TrainerState, TrainingConfig, TrainingResult
+from clir_ot.training.trainer import (TRAINING_DTYPES, Trainer, TrainerState, TrainingConfig, TrainingResult,
+                                     check_finished_recipe)
 from clir_ot.training.validation import MrrValidator
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "assert_no_leakage",
     "build_groups",
     "build_loss",
+    "check_finished_recipe",
     "cut_negatives",
     "groups_from_files",
     "load_training_data",

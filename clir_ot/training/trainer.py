@@ -722,7 +722,7 @@ class Trainer:
         )
         clock = self._Clock(started=time.perf_counter(), before=state.wall_seconds)
         bar = progress_bar(total=self.total_steps, initial=state.step, desc="training", unit="step",
-                   disable=(not self.dist.is_main) or (None if self.progress is None else not self.progress))
+                           disable=(not self.dist.is_main) or (None if self.progress is None else not self.progress))
         try:
             while state.step < self.total_steps and state.stopped_early is None:
                 lr, grad_norm = self._optimizer_step(module, optimizer, scheduler, state, clock)
