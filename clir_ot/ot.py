@@ -1030,13 +1030,13 @@ def _scaling_loop_inplace(kernel, u, a, b, fi_a, fi_b, c, out: _ScalingOut, *, b
         it += 1
         checking = not (it - 1) % check_every or it == max_iter  # after iterations 1, 1 + k, ... as POT
         if overrelaxation and it > RELAXATION_PROBE[1]:
-            torch.div(Bv, KTU, out=XV).div_(V).pow_(OM)
+            torch.div(Bv, KTU, out=XV).div_(V).log_().mul_(OM).exp_()
             V.mul_(XV)  # v (b / K^T u / v)^omega
             torch.bmm(V, KT, out=KV)
             if checking:
                 torch.div(A, KV, out=U)
             else:
-                torch.div(A, KV, out=XU).div_(U).pow_(OM)
+                torch.div(A, KV, out=XU).div_(U).log_().mul_(OM).exp_()
                 U.mul_(XU)
         elif balanced:
             torch.div(Bv, KTU, out=V)

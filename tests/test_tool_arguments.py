@@ -13,6 +13,7 @@ TOOLS = Path(__file__).resolve().parents[1] / "tools"
 CASES = [
     ("bench_ot.py", ["--batch", "0"], "argument --batch: must be a positive integer, got '0'"),
     ("bench_ot.py", ["--epsilon-factor", "-1"], "argument --epsilon-factor: must be a positive number"),
+    ("bench_ot.py", ["--baseline-module", "old_ot.py"], "argument --baseline-module: old_ot.py: no such file"),
     ("bench_exact_order.py", ["--pairs", "-3"], "argument --pairs: must be a positive integer, got '-3'"),
     ("bench_rerank.py", ["--fold", "-1"], "argument --fold: must be a non-negative integer, got '-1'"),
     ("bench_training_data.py", ["--sizes", "100", "--examples", "200"],

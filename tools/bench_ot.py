@@ -20,7 +20,7 @@ is its time, and the ratio of CPU times (``time.process_time``, all threads) is 
 wall-clock ratio, since it is much less sensitive to other processes.
 
     python tools/bench_ot.py [--batch 32] [--lengths 64 128] [--hidden 384] [--repeats 15]
-                             [--threads N] [--scenarios soft peaked]
+                             [--threads N] [--scenarios soft peaked] [--baseline-module OLD_OT_PY]
                              [--step-share [--teacher MODEL] [--tatoeba DIR] [--language el] [--steps 12]]
 
 ``--step-share`` also measures the OT share of a whole distillation step: real distillation steps
@@ -44,7 +44,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from clir_ot.cli.arguments import positive_float, positive_int  # noqa: E402
+from clir_ot.cli.arguments import input_file, positive_float, positive_int  # noqa: E402
 from clir_ot.ot import cosine_cost, sinkhorn  # noqa: E402
 
 GOAL_SPEEDUP = 5.0
@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=positive_int, default=12, help="distillation steps timed (the first 2 are warm-up)")
     parser.add_argument("--scenarios", nargs="+", choices=sorted(SCENARIOS), default=["soft", "peaked"],
                         help="token-state generators (see token_states); the goal is judged on 'soft'")
+    parser.add_argument("--baseline-module", metavar="FILE", type=input_file, default=None,
+                        help="another version of clir_ot/ot.py (e.g. `git show HEAD~1:clir_ot/ot.py > old.py`): "
+                             "its 'auto' and over-relaxed solvers join the interleaved rounds, with the "
+                             "ratio of each to ours")
     return parser
 
 
@@ -110,13 +114,17 @@ def token_states(batch: int, length: int, hidden: int, generator: torch.Generato
 def interleaved(fns: dict, repeats: int) -> tuple[dict, dict, dict]:
     """Run every solver once (warm-up, its output kept), then ``repeats`` rounds of all of them in turn.
 
+    Each round starts one solver later than the previous one, so that no solver always runs right
+    after the same other one: the solver run just after the POT loop (which leaves the caches full of
+    its own arrays) measured about 13% slower than the same code run later in the round.
     Returns per solver: the best wall-clock seconds, the best CPU seconds (all threads) and the output.
     """
     outs = {name: fn() for name, fn in fns.items()}
     wall = {name: math.inf for name in fns}
     cpu = {name: math.inf for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    order = list(fns.items())
+    for r in range(repeats):
+        for name, fn in order[r % len(order):] + order[:r % len(order)]:
             start, start_cpu = time.perf_counter(), time.process_time()
             fn()
             wall[name] = min(wall[name], time.perf_counter() - start)
@@ -139,15 +147,18 @@ def bench_one(args, scenario: str, length: int, gen: torch.Generator):
             warnings.simplefilter("ignore")
             return np.stack([ot.sinkhorn(a, a, cost_np[i], reg) for i in range(args.batch)])
 
-    def ours(method, overrelaxation=False):
+    def ours(method, overrelaxation=False, solver=sinkhorn):
         def run():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return sinkhorn(cost, epsilon=reg, epsilon_mode="absolute", method=method, max_iter=1000,
-                                tol=1e-9, overrelaxation=overrelaxation)
+                return solver(cost, epsilon=reg, epsilon_mode="absolute", method=method, max_iter=1000,
+                              tol=1e-9, overrelaxation=overrelaxation)
         return run
 
     solvers = {"pot": pot_loop, "auto": ours("auto"), "relaxed": ours("auto", True), "log": ours("log")}
+    if args.baseline is not None:
+        solvers["baseline auto"] = ours("auto", solver=args.baseline.sinkhorn)
+        solvers["baseline relaxed"] = ours("auto", True, solver=args.baseline.sinkhorn)
     wall, cpu, outs = interleaved(solvers, args.repeats)
     t_pot = wall["pot"]
     plan_pot = outs["pot"]
@@ -168,7 +179,24 @@ def bench_one(args, scenario: str, length: int, gen: torch.Generator):
         print(f"  ours, {labels[name]:22}: {1e3 * t:8.2f} ms/batch  speed-up {t_pot / t:4.1f}x "
               f"(CPU time {cpu['pot'] / cpu[name]:4.1f}x)  max |P - P_pot| = {diffs[name]:.1e}  iterations <= "
               f"{res.n_iter}, converged {int(res.converged.sum())}/{args.batch}")
+    for name in ("auto", "relaxed"):
+        if f"baseline {name}" in wall:
+            base, same = wall[f"baseline {name}"], float((outs[f"baseline {name}"].plan - outs[name].plan).abs().max())
+            print(f"  baseline module, {labels[name]:13}: {1e3 * base:8.2f} ms/batch  ours {base / wall[name]:4.2f}x "
+                  f"its speed (CPU time {cpu[f'baseline {name}'] / cpu[name]:4.2f}x)  max |P - P_baseline| = {same:.1e}")
     return {name: (t_pot / wall[name], cpu["pot"] / cpu[name], diffs[name]) for name in ("auto", "relaxed")}
+
+
+def load_baseline(path: str):
+    """Import ``path`` (a version of clir_ot/ot.py) as a module of its own, beside clir_ot.ot."""
+    import importlib.util
+
+    name = "clir_ot.ot_baseline"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
 
 
 def step_share(args) -> float:
@@ -200,8 +228,15 @@ def step_share(args) -> float:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     import ot
+
+    args.baseline = None
+    if args.baseline_module is not None:
+        args.baseline = load_baseline(args.baseline_module)
+        if not callable(getattr(args.baseline, "sinkhorn", None)):
+            parser.error(f"argument --baseline-module: {args.baseline_module} defines no sinkhorn()")
 
     torch.set_num_threads(args.threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
