@@ -633,12 +633,36 @@ def write_corpus(path: PathLike, documents: Iterable[Document]) -> Path:
 # Folds
 
 
+def read_text(path: PathLike) -> str:
+    """The whole of a small UTF-8 text file (a config, a manifest), BOM removed.
+
+    A missing file, a folder or invalid UTF-8 is an :class:`InputFormatError` naming the file (and for
+    invalid UTF-8 the line and column of the first bad byte).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputFormatError(path, None, "is a folder, expected a file")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputFormatError(path, None, "no such file") from None
+    except OSError as err:
+        raise InputFormatError(path, None, f"cannot read it ({err.strerror or err})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line_start = raw.rfind(b"\n", 0, err.start) + 1
+        raise InputFormatError(path, raw.count(b"\n", 0, err.start) + 1,
+                               f"invalid UTF-8 (byte {raw[err.start]:#04x} at column {err.start - line_start + 1})") from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
 def read_json_object(path: PathLike) -> dict:
     """A JSON file whose top level is an object (a manifest, a settings file); an error names the file,
     the line and the problem."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise InputFormatError(path, err.lineno, f"not JSON ({err.msg})") from None
     if not isinstance(data, dict):

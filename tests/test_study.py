@@ -220,6 +220,16 @@ def test_killed_study_resumes_and_redoes_only_the_unfinished_step(world, tiny_st
     assert resumed.keys() == whole.keys() and all(abs(resumed[k] - whole[k]) < 1e-9 for k in whole)
 
 
+def test_a_config_with_invalid_utf8_names_its_line_and_column(world, tmp_path):
+    from clir_ot.errors import InputFormatError
+
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(write_config(world).read_bytes() + b"description: caf\xe9\n")
+    lines = path.read_bytes().count(b"\n")
+    with pytest.raises(InputFormatError, match=rf"bad.yaml:{lines}: invalid UTF-8 \(byte 0xe9 at column 17\)"):
+        load_study_config(path)
+
+
 @pytest.mark.parametrize("change, message", [
     ({"colour": "red"}, "unknown key"),
     ({"languages": []}, "languages is empty"),
@@ -236,6 +246,10 @@ def test_killed_study_resumes_and_redoes_only_the_unfinished_step(world, tiny_st
     ({"distill": {"epsilonn": 1}}, "unknown setting"),
     ({"backbones": [{"name": "a", "teachers": "/no/such/dir"}]}, "teachers folder"),
     ({"seeds": [42, 42]}, "seeds must differ; 42 given more than once"),
+    ({"depth": "ten"}, "depth must be a positive integer, got 'ten'"),
+    ({"depth": 2.7}, "depth must be a positive integer, got 2.7"),
+    ({"n_resamples": "many"}, "n_resamples must be a positive integer"),
+    ({"pool": "no"}, "pool must be true or false, got 'no'"),
 ])
 def test_bad_configs_fail_before_any_work(world, tmp_path, change, message, monkeypatch, caplog, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from clir_ot.cli.arguments import (fraction, input_dir, input_file, input_path, nonnegative_float, nonnegative_int,
-                                   output_dir, positive_float, positive_int)
+                                   output_dir, positive_float, positive_int, torch_device)
 from clir_ot.datasets.layout import XQuADCollection, XQuADLayout
 from clir_ot.distill import (
     check_bitext_leakage,
@@ -23,6 +23,7 @@ from clir_ot.distill import (
 from clir_ot.distill.pipeline import distill_student
 from clir_ot.distill.trainer import split_settings
 from clir_ot.errors import ConfigError
+from clir_ot.formats import read_text
 from clir_ot.io import is_tsv
 from clir_ot.training import TRAINING_DTYPES, DataSpec
 
@@ -118,7 +119,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     settings.add_argument("--save-every", type=positive_int, default=None)
     settings.add_argument("--seed", type=int, default=None)
     settings.add_argument("--dtype", choices=TRAINING_DTYPES, default=None)
-    settings.add_argument("--device", default=None)
+    settings.add_argument("--device", type=torch_device, default=None)
     parser.set_defaults(func=run)
     return parser
 
@@ -129,9 +130,7 @@ def build_settings(args: argparse.Namespace):
     if args.config is not None:
         path = Path(args.config)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"--config {path}: no such file") from None
+            data = json.loads(read_text(path))
         except json.JSONDecodeError as err:
             raise ConfigError(f"--config {path}: invalid JSON at line {err.lineno} ({err.msg})") from None
         if not isinstance(data, dict):

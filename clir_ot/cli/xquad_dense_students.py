@@ -7,11 +7,9 @@ its arguments become that study's config (``<output>/dense-students/study.yaml``
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from clir_ot.cli.arguments import input_dir, input_file, working_dir
-from clir_ot.errors import ConfigError
+from clir_ot.formats import read_json_object
 from clir_ot.study.dense_students import run_xquad_dense_students
 from clir_ot.training import TRAINING_DTYPES
 
@@ -47,10 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     settings = {}
     if args.config:
-        try:
-            settings = json.loads(Path(args.config).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise ConfigError(f"--config {args.config}: {err}") from None
+        settings = read_json_object(args.config)
     run_xquad_dense_students(args.output, args.tatoeba, settings, languages=args.languages, methods=args.methods,
                              dtype=args.dtype, encoder=args.encoder)
     return 0

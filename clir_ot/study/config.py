@@ -78,6 +78,7 @@ from clir_ot.distill.bitext import tatoeba_files
 from clir_ot.distill.trainer import DISTILL_METHODS, DistillationConfig, split_settings
 from clir_ot.errors import ConfigError, InputFormatError
 from clir_ot.evaluation import parse_measure
+from clir_ot.formats import read_text
 from clir_ot.rerank.windows import check_windows
 from clir_ot.languages import resolve_language
 from clir_ot.training.trainer import TrainingConfig
@@ -439,10 +440,10 @@ def _resolve(base: Path, value: str) -> Path:
 
 
 def _read_yaml(path: Path) -> Any:
+    if not path.exists():
+        raise InputFormatError(path, None, "no such study config")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFormatError(path, None, "no such study config") from None
+        return yaml.safe_load(read_text(path))
     except yaml.YAMLError as err:
         line = getattr(getattr(err, "problem_mark", None), "line", None)
         raise InputFormatError(path, None if line is None else line + 1, f"invalid YAML ({err})") from None
@@ -841,9 +842,10 @@ def study_config_from_data(data: Any, path: str | Path) -> StudyConfig:
     controls, methods = _parse_controls(data, _parse_methods(data, languages, where), where)
     bitext, bitext_kind, xquad_bitext = _parse_bitext(data, methods, languages, path)
     seeds = _parse_seeds(data, where)
-    depth = int(data.get("depth", 10))
-    if depth < 1:
-        raise ConfigError(f"{where}: depth must be at least 1")
+    depth = _positive_int(data.get("depth", 10), f"{where}: depth")
+    pool = data.get("pool", dataset != PROBE_DATASET)
+    if not isinstance(pool, bool):
+        raise ConfigError(f"{where}: pool must be true or false, got {pool!r}")
     config = StudyConfig(
         name=str(data["name"]), path=path, baseline=_resolve(path, str(data["baseline"])),
         first_stage=str(data.get("first_stage", "e5-small")), depth=depth,
@@ -854,7 +856,7 @@ def study_config_from_data(data: Any, path: str | Path) -> StudyConfig:
         rerank=_parse_settings(RerankSettings, data.get("rerank"), f"{where}: rerank"),
         search=_parse_settings(SearchSettings, data.get("search"), f"{where}: search"),
         reuse=tuple(_resolve(path, p) for p in _str_list(data.get("reuse", []), f"{where}: reuse")),
-        pool=bool(data.get("pool", dataset != PROBE_DATASET)), n_resamples=int(data.get("n_resamples", 10000)),
+        pool=pool, n_resamples=_positive_int(data.get("n_resamples", 10000), f"{where}: n_resamples"),
         resource_order=tuple(data["resource_order"]) if data.get("resource_order") else None,
         measures=_parse_measures(data, where),
         executor=_parse_executor(data, path),

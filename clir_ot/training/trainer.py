@@ -49,6 +49,7 @@ from torch import nn
 
 import clir_ot
 from clir_ot.errors import ConfigError, ConsistencyError, InputFormatError
+from clir_ot.formats import read_text
 from clir_ot.io import PathLike, atomic_open
 from clir_ot.models.folder import BEST_DIR
 from clir_ot.models.loading import compute_precision, hardware_id, resolve_precision
@@ -210,9 +211,7 @@ class TrainingConfig:
         """Read a JSON object of settings from ``path``; ``overrides`` win over the file."""
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputFormatError(path, None, "no such file") from None
+            data = json.loads(read_text(path))
         except json.JSONDecodeError as err:
             raise InputFormatError(path, err.lineno, f"invalid JSON ({err.msg})") from None
         if not isinstance(data, dict):
