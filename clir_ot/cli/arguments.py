@@ -175,6 +175,26 @@ def jvm_heap(text: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def torch_device(text: str) -> str:
+    """A torch device this machine has: ``cpu``, ``cuda``, ``cuda:N`` (N below the GPU count), ``mps``...;
+    returned as given."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine (torch "
+                                             f"{torch.__version__}, {'no CUDA build' if torch.version.cuda is None else 'no GPU found'})")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available on this machine")
+    return text
+
+
 def xquad_language_code(text: str) -> str:
     """An XQuAD language by any of its codes (``th``, ``tha``, ``TH``, ``zh-Hans``), as XQuAD's code."""
     try:

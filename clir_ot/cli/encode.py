@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from clir_ot.cli.arguments import input_path, output_dir, positive_int
+from clir_ot.cli.arguments import input_path, output_dir, positive_int, torch_device
 from clir_ot.models import BiEncoderModel
 from clir_ot.models.backends import BACKENDS, check_request, resolve_path
 from clir_ot.models.loading import DTYPES
@@ -33,7 +33,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
                         help="what runs the encoder: torch (default), torch-compile, onnx (extra clir_ot[onnx]), "
                         "openvino (extra clir_ot[openvino])")
-    parser.add_argument("--device", default=None,
+    parser.add_argument("--device", type=torch_device, default=None,
                         help="torch device (default: cpu; under torchrun, cuda:LOCAL_RANK where CUDA is available)")
     parser.add_argument("--shard-size", type=positive_int, default=10_000,
                         help="passages per checkpointed shard, and per unit of work under torchrun (default 10000)")

@@ -10,7 +10,7 @@ import json
 import sys
 
 from clir_ot.cli.arguments import (fraction, input_file, input_path, nonnegative_float, nonnegative_int, output_dir,
-                                   positive_float, positive_int, probability)
+                                   positive_float, positive_int, probability, torch_device)
 from clir_ot.errors import ConfigError
 from clir_ot.io import is_jsonl, is_tsv
 from clir_ot.training import TRAINING_DTYPES, DataSpec, TrainingConfig, train_cross_encoder
@@ -116,7 +116,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     settings.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=None,
                           help="keep the word-embedding matrix fixed (words the training data never shows keep "
                                "their pre-trained vectors)")
-    settings.add_argument("--device", default=None, help="torch device (default: cuda:LOCAL_RANK if available, else cpu)")
+    settings.add_argument("--device", type=torch_device, default=None, help="torch device (default: cuda:LOCAL_RANK if available, else cpu)")
     soft = parser.add_argument_group("soft targets (a listwise KL term to another model's scores of each group)")
     soft.add_argument("--soft-run", default=None, type=input_file,
                       help="TREC run whose scores are the targets (e.g. the dense first stage); with a collection source")

@@ -162,7 +162,7 @@ def _import_hf_head(loaded: LoadedEncoder) -> nn.Module | None:
     One label: its logit. Two labels (not relevant, relevant): ``logit[1] - logit[0]``, which ranks
     as the softmax probability of "relevant" does.
     """
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     config = loaded.model.config
     architectures = getattr(config, "architectures", None) or []
@@ -179,9 +179,12 @@ def _import_hf_head(loaded: LoadedEncoder) -> nn.Module | None:
     wanted = [f"{prefix}.{p}" for prefix in keys for p in ("weight", "bias")]
     tensors: dict[str, torch.Tensor] = {}
     for file in _checkpoint_files(loaded):
-        with safe_open(str(file), framework="pt") as handle:
-            for key in set(wanted).intersection(handle.keys()):
-                tensors[key] = handle.get_tensor(key)
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                for key in set(wanted).intersection(handle.keys()):
+                    tensors[key] = handle.get_tensor(key)
+        except SafetensorError as err:
+            raise ModelLoadError(f"{file}: unreadable weights, corrupt or cut off ({err})") from None
     if len(tensors) != len(wanted):
         logger.warning("%s: classification head weights %s not found", loaded.source.location,
                        sorted(set(wanted) - set(tensors)))
@@ -283,11 +286,16 @@ class CrossEncoderModel(EncoderModel):
             head_path = loaded.folder / HEAD_FILE
             if not head_path.is_file():
                 raise ModelLoadError(f"cross-encoder folder {loaded.folder} lacks its head weights {HEAD_FILE}")
+            from safetensors import SafetensorError
             from safetensors.torch import load_file
 
             module = HEADS[config.head](int(loaded.model.config.hidden_size))
             try:
-                module.load_state_dict(load_file(str(head_path)))
+                state = load_file(str(head_path))
+            except SafetensorError as err:
+                raise ModelLoadError(f"{head_path}: unreadable head weights, corrupt or cut off ({err})") from None
+            try:
+                module.load_state_dict(state)
             except RuntimeError as err:
                 raise ModelLoadError(f"{head_path}: head weights do not fit a {config.head!r} head ({err})") from None
         else:

@@ -283,6 +283,7 @@ def load_encoder(
     Raises:
         ModelLoadError: the model cannot be located (offline, missing files) or loaded.
     """
+    from safetensors import SafetensorError
     from transformers import AutoModel
 
     source = locate_model(name_or_path, cache_dir=cache_dir, revision=revision)
@@ -297,7 +298,7 @@ def load_encoder(
     with _held_load_report() as held:
         try:
             model, info = AutoModel.from_pretrained(source.location, config=config, output_loading_info=True, **kwargs)
-        except (OSError, ValueError, RuntimeError, KeyError) as err:
+        except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as err:  # a cut-off weights file too
             for report in held:  # the keys that made it fail
                 logger.warning("%s", report)
             raise _wrap(source, "weights", err) from err

@@ -161,6 +161,9 @@ class CrossEncoderReranker(_ModelReranker):
         self.truncation = TruncationStats(self.max_length)
         tokenizer = model.tokenizer
         self._specials = tokenizer.num_special_tokens_to_add(pair=True)
+        if self.max_length < self._specials + 2:
+            raise ConfigError(f"max_length {self.max_length} leaves no room for one query and one passage token "
+                              f"beside the {self._specials} special tokens of {type(tokenizer).__name__}'s pairs")
         self.windows = windows
         if windows.enabled and not getattr(tokenizer, "is_fast", False):
             raise ConfigError(f"passage windows cut by the tokenizer's character offsets, which "
