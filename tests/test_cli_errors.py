@@ -322,7 +322,9 @@ def test_an_unknown_backend_is_refused_by_the_parser(files, out, capsys):
     (["--backend", "onnx", "--dtype", "bf16"], "backend 'onnx' computes in fp32, not 'bf16'"),
     (["--backend", "openvino", "--dtype", "fp16"], "backend 'openvino' computes in fp32, bf16, not 'fp16'"),
     (["--backend", "openvino", "--model-type", "bi-encoder"], "--backend openvino serves the cross-encoder"),
-    (["--backend", "onnx", "--device", "cuda"], "backend 'onnx' runs on the CPU only, not on cuda"),
+    pytest.param(["--backend", "onnx", "--device", "cuda"], "backend 'onnx' runs on the CPU only, not on cuda",
+                 marks=pytest.mark.skipif(not __import__("torch").cuda.is_available(),
+                                          reason="no CUDA here: --device cuda is refused by the parser (tested below)")),
 ])
 def test_a_backend_that_cannot_run_is_one_line_before_the_model_loads(flags, message, files, out, caplog, capsys):
     """Checked before the model folder is read (the folder here is not a model; its error would come later)."""
@@ -518,3 +520,55 @@ def test_a_bad_jvm_heap_is_refused_by_the_parser_before_any_verb_runs(heap, prob
     assert main(["--jvm-heap", heap, "evaluate", "--qrels", files["qrels"], "--run", files["run"]]) == 2
     err = capsys.readouterr().err
     assert err.startswith("clir-ot: error: argument --jvm-heap:") and problem in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("device, problem", [("banana", "'banana' is not a torch device"),
+                                             ("cuda:7", "'cuda:7': ")])
+def test_a_device_this_machine_lacks_is_refused_by_the_parser(device, problem, files, out, capsys):
+    if device.startswith("cuda") and __import__("torch").cuda.device_count() > 7:
+        pytest.skip("this machine has 8 or more GPUs")
+    usage_error(_fill(RERANK, files, out) + ["--device", device], capsys, "argument --device", problem)
+    usage_error(["encode", "--corpus", files["corpus"], "--index", str(out / "faiss"), "--device", device], capsys,
+                "argument --device", problem)
+    assert_nothing_written(out)
+
+
+@pytest.fixture(scope="module")
+def tiny_cross_encoder(tmp_path_factory, tiny_models) -> Path:
+    from clir_ot.models import CrossEncoderModel
+
+    folder = tmp_path_factory.mktemp("models") / "tiny-ce"
+    model, tokenizer = tiny_models["bert"]
+    CrossEncoderModel(model, tokenizer).save_pretrained(folder)
+    return folder
+
+
+def test_cut_off_weights_are_one_error_line(tiny_cross_encoder, files, out, tmp_path, caplog, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_cross_encoder, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    work_error(["models", "info", str(broken)], caplog, capsys, "cannot load the weights", str(broken))
+    work_error(_fill(RERANK, files, out) + ["--model", str(broken)], caplog, capsys, "cannot load the weights")
+    head = tmp_path / "broken-head"
+    shutil.copytree(tiny_cross_encoder, head)
+    (head / "clir_ot_head.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{")
+    work_error(_fill(RERANK, files, out) + ["--model", str(head)], caplog, capsys, "clir_ot_head.safetensors",
+               "unreadable head weights")
+    assert_nothing_written(out)
+
+
+def test_a_max_length_without_room_for_query_and_passage_is_refused(tiny_cross_encoder, files, out, caplog, capsys):
+    work_error(_fill(RERANK, files, out) + ["--model", str(tiny_cross_encoder), "--max-length", "2"], caplog, capsys,
+               "max_length 2 leaves no room", "3 special tokens")
+    assert_nothing_written(out)
+
+
+def test_a_training_config_with_invalid_utf8_names_its_line_and_column(files, out, tmp_path, caplog, capsys):
+    config = tmp_path / "config.json"
+    config.write_bytes(b'{"lr": 1e-4,\n "note": "caf\xe9"}\n')
+    work_error(["train", "--base", files["not_a_model"], "--out", str(out / "m"), "--triples", files["triples"],
+                "--config", str(config)], caplog, capsys, f"{config}:2: invalid UTF-8 (byte 0xe9 at column 14)")
+    work_error(["distill", "--teacher", files["not_a_model"], "--out", str(out / "s"), "--bitext", files["bitext"],
+                "--config", str(config)], caplog, capsys, f"{config}:2: invalid UTF-8 (byte 0xe9 at column 14)")
+    assert_nothing_written(out)

@@ -224,7 +224,7 @@ def test_choose_weight_picks_the_best_weight_on_the_tuning_queries():
         choose_weight(first, reranked, {"q9": {"a": 1}}, depth=3)
 
 
-def test_interpolate_cli_with_a_given_and_a_tuned_weight(tmp_path, capsys):
+def test_interpolate_cli_with_a_given_and_a_tuned_weight(tmp_path, capsys, caplog):
     from clir_ot.cli import main
     from clir_ot.formats import load_run
 
@@ -240,11 +240,27 @@ def test_interpolate_cli_with_a_given_and_a_tuned_weight(tmp_path, capsys):
     assert main([*args, "--weight", "0", "--output", str(tmp_path / "w0.txt")]) == 0
     w0 = load_run(tmp_path / "w0.txt")
     assert max(w0["q1"], key=w0["q1"].get) == "a" and max(w0["q2"], key=w0["q2"].get) == "x"
-    tune = ["--tune-run", str(tmp_path / "reranked.txt"), "--tune-first-stage", str(tmp_path / "first.txt"),
-            "--tune-qrels", str(tmp_path / "qrels.txt")]
+    # the weight is chosen on other queries (t1, t2: the same lists as q1, q2)
+    renamed = lambda run: {f"t{q[1:]}": [Hit(f"t{q[1:]}", h.docid, h.score, h.rank) for h in hits] for q, hits in run.items()}
+    write_run(tmp_path / "tune-first.txt", renamed(first))
+    write_run(tmp_path / "tune-reranked.txt", renamed(reranked))
+    write_qrels(tmp_path / "tune-qrels.txt", {"t1": {"b": 1}, "t2": {"x": 1}})
+    tune = ["--tune-run", str(tmp_path / "tune-reranked.txt"), "--tune-first-stage", str(tmp_path / "tune-first.txt"),
+            "--tune-qrels", str(tmp_path / "tune-qrels.txt")]
     assert main([*args, *tune, "--output", str(tmp_path / "tuned.txt")]) == 0
     tuned = load_run(tmp_path / "tuned.txt")
     assert max(tuned["q1"], key=tuned["q1"].get) == "b" and max(tuned["q2"], key=tuned["q2"].get) == "x"
+    # tuning on the queries it is applied to, and a reranked query the first stage lacks: refused
+    same = ["--tune-run", str(tmp_path / "reranked.txt"), "--tune-first-stage", str(tmp_path / "first.txt"),
+            "--tune-qrels", str(tmp_path / "qrels.txt")]
+    assert main([*args, *same, "--output", str(tmp_path / "same.txt")]) == 2
+    assert "shares 2 of its queries" in caplog.text
+    write_run(tmp_path / "reranked-extra.txt", {**reranked, "q3": _hits("q3", [("a", 1.0)])})
+    extra = ["interpolate", "--run", str(tmp_path / "reranked-extra.txt"), "--first-stage", str(tmp_path / "first.txt"),
+             "--depth", "3", "--weight", "0.5", "--output", str(tmp_path / "extra.txt")]
+    assert main(extra) == 2
+    assert "has 1 queries that" in caplog.text
+    assert not (tmp_path / "same.txt").exists() and not (tmp_path / "extra.txt").exists()
     # neither or both ways of giving the weight: one clear error, nothing written
     assert main([*args, "--output", str(tmp_path / "none.txt")]) == 2
     assert main([*args, "--weight", "0.5", *tune, "--output", str(tmp_path / "both.txt")]) == 2

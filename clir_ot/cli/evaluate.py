@@ -90,7 +90,10 @@ def run(args: argparse.Namespace) -> int:
         ev = evaluate(qrels, load_run(path), measures, complete=args.complete, name=name)
         if ev.ignored:
             logger.warning("%s: %d queries are not in the qrels and are ignored: %s", name, len(ev.ignored), _some(ev.ignored))
-        if ev.missing:
+        if ev.missing and len(ev.missing) == len(qrels):
+            logger.warning("%s: the run has none of the %d qrels queries: every measure is 0 (is it the run of "
+                           "these qrels?)", name, len(qrels))
+        elif ev.missing:
             what = "count as 0 (trec_eval -c)" if args.complete else "are left out of the mean (--no-complete)"
             logger.info("%s: %d qrels queries are missing from the run and %s: %s", name, len(ev.missing), what, _some(ev.missing))
         logger.info("%s: evaluated over %d queries", name, ev.num_queries)

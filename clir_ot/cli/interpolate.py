@@ -45,14 +45,24 @@ def run(args: argparse.Namespace) -> int:
     tuning = (args.tune_run, args.tune_first_stage, args.tune_qrels)
     if (args.weight is None) == all(t is None for t in tuning) or (any(tuning) and not all(tuning)):
         raise ConfigError("give --weight, or all of --tune-run, --tune-first-stage and --tune-qrels (not both)")
+    first_stage, reranked = dict(iter_run_by_query(args.first_stage)), load_run(args.run)
+    extra = [q for q in reranked if q not in first_stage]
+    if extra:
+        raise ConfigError(f"{args.run} has {len(extra)} queries that {args.first_stage} lacks (e.g. {extra[0]!r}): "
+                          "give the first-stage run that was reranked")
     weight = args.weight
     if weight is None:
-        choice = choose_weight(dict(iter_run_by_query(args.tune_first_stage)), load_run(args.tune_run),
-                               read_qrels(args.tune_qrels), depth=args.depth, measure=args.tune_measure)
+        tune_first_stage = dict(iter_run_by_query(args.tune_first_stage))
+        shared = [q for q in tune_first_stage if q in first_stage]
+        if shared:
+            raise ConfigError(f"{args.tune_first_stage} shares {len(shared)} of its queries with {args.first_stage} "
+                              f"(e.g. {shared[0]!r}): the weight must be chosen on other queries than those it is applied to")
+        choice = choose_weight(tune_first_stage, load_run(args.tune_run), read_qrels(args.tune_qrels),
+                               depth=args.depth, measure=args.tune_measure)
         weight = choice.weight
         logger.info("weight %.2f chosen on %d queries (%s %.4f); curve %s", weight, choice.queries, choice.measure,
                     choice.value, json.dumps(choice.curve))
-    mixed = interpolate_run(dict(iter_run_by_query(args.first_stage)), load_run(args.run), weight, args.depth)
+    mixed = interpolate_run(first_stage, reranked, weight, args.depth)
     write_run(args.output, mixed, tag=args.run_tag, keep_order=True)
     logger.info("wrote %d queries to %s (reranker weight %.2f)", len(mixed), args.output, weight)
     return 0
