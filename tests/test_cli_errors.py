@@ -572,3 +572,19 @@ def test_a_training_config_with_invalid_utf8_names_its_line_and_column(files, ou
     work_error(["distill", "--teacher", files["not_a_model"], "--out", str(out / "s"), "--bitext", files["bitext"],
                 "--config", str(config)], caplog, capsys, f"{config}:2: invalid UTF-8 (byte 0xe9 at column 14)")
     assert_nothing_written(out)
+
+
+def test_a_run_tag_of_two_words_is_refused_by_the_parser(files, out, capsys):
+    usage_error(["fuse", "--runs", files["run"], files["run2"], "--output", str(out / "f.txt"), "--run-tag", "a b"],
+                capsys, "argument --run-tag", "one non-empty word, got 'a b'")
+    assert_nothing_written(out)
+
+
+def test_a_file_given_as_a_model_folder_is_named_a_file(files, caplog, capsys):
+    work_error(["models", "info", files["run"]], caplog, capsys, f"model folder {files['run']} is a file, not a folder")
+
+
+def test_fuse_warns_of_a_run_given_twice(files, out, caplog):
+    with caplog.at_level(logging.WARNING):
+        assert main(["fuse", "--runs", files["run"], files["run"], "--output", str(out / "f.txt")]) == 0
+    assert f"run {files['run']} given more than once" in caplog.text

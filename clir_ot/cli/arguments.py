@@ -195,6 +195,13 @@ def torch_device(text: str) -> str:
     return text
 
 
+def run_tag(text: str) -> str:
+    """A TREC run tag: one non-empty word (the run file's last column)."""
+    if not text or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(f"a run tag is one non-empty word, got {text!r}")
+    return text
+
+
 def xquad_language_code(text: str) -> str:
     """An XQuAD language by any of its codes (``th``, ``tha``, ``TH``, ``zh-Hans``), as XQuAD's code."""
     try:

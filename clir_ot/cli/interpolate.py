@@ -5,7 +5,7 @@ import argparse
 import json
 import logging
 
-from clir_ot.cli.arguments import input_file, measure, output_file, positive_int, unit_interval
+from clir_ot.cli.arguments import input_file, measure, output_file, positive_int, run_tag, unit_interval
 from clir_ot.errors import ConfigError
 from clir_ot.formats import iter_run_by_query, load_run, read_qrels, write_run
 from clir_ot.rerank.interpolation import choose_weight, interpolate_run
@@ -36,7 +36,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     tune.add_argument("--tune-first-stage", type=input_file, default=None, help="their first-stage run")
     tune.add_argument("--tune-qrels", type=input_file, default=None, help="their qrels")
     tune.add_argument("--tune-measure", type=measure, default="RR@10", help="measure to maximise (default RR@10)")
-    parser.add_argument("--run-tag", default="interpolated")
+    parser.add_argument("--run-tag", type=run_tag, default="interpolated")
     parser.set_defaults(func=run)
     return parser
 

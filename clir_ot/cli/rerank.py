@@ -6,7 +6,7 @@ import json
 import sys
 
 from clir_ot.cli.arguments import (input_dir, input_file, input_path, nonnegative_int, output_file, positive_float,
-                                  positive_int, torch_device)
+                                   positive_int, run_tag, torch_device)
 from clir_ot.errors import ConfigError, ExactOrderError
 from clir_ot.models.backends import BACKEND_CHOICES, BackendError, check_request
 from clir_ot.formats import read_topics
@@ -74,7 +74,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         f"(default {DEFAULT_EXACT_TOP}, or --depth if smaller)")
     parser.add_argument("--device", type=torch_device, default=None,
                         help="torch device (default: cpu; under torchrun, cuda:LOCAL_RANK where CUDA is available)")
-    parser.add_argument("--run-tag", default="rerank")
+    parser.add_argument("--run-tag", type=run_tag, default="rerank")
     parser.set_defaults(func=run)
     return parser
 

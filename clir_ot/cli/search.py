@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from clir_ot.cli.arguments import input_dir, input_file, nonnegative_float, output_file, positive_int
+from clir_ot.cli.arguments import input_dir, input_file, nonnegative_float, output_file, positive_int, run_tag
 from clir_ot.formats import read_topics
 from clir_ot.models import BiEncoderModel
 from clir_ot.models.loading import DTYPES, resolve_precision
@@ -45,7 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="query analysis language; read from the index's manifest when it was built by clir-ot")
     parser.add_argument("--threads", type=positive_int, default=1, help="search threads (default 1)")
     parser.add_argument("--batch-size", type=positive_int, default=128, help="queries per batch (default 128)")
-    parser.add_argument("--run-tag", default="bm25", help="tag in the last run column (default bm25)")
+    parser.add_argument("--run-tag", type=run_tag, default="bm25", help="tag in the last run column (default bm25)")
     parser.add_argument("--thai-tokenizer", choices=THAI_TOKENIZERS, default="auto",
                         help="Thai segmentation for indexes without a clir-ot manifest")
     parser.add_argument("--analyzer", default="auto",

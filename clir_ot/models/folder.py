@@ -69,7 +69,7 @@ def check_model_dir(folder: PathLike) -> Path:
     """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise ModelLoadError(f"model folder {folder} does not exist (or is not a folder)")
+        raise ModelLoadError(f"model folder {folder} " + ("is a file, not a folder" if folder.is_file() else "does not exist"))
     names = {p.name for p in folder.iterdir()}
     missing: list[str] = []
     if "config.json" not in names:

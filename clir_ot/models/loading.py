@@ -157,7 +157,7 @@ def locate_model(
     if path.is_dir():
         return ModelSource(str(check_model_dir(path)), local=True)
     if _looks_like_path(resolved) or path.exists():
-        raise ModelLoadError(f"model folder {path} does not exist (or is not a folder)")
+        raise ModelLoadError(f"model folder {path} " + ("is a file, not a folder" if path.is_file() else "does not exist"))
 
     cached = _in_hub_cache(resolved, cache_dir, revision)
     if is_offline():
