@@ -560,6 +560,8 @@ def read_topics(path: PathLike) -> dict[str, str]:
         if qid in topics:
             raise InputFormatError(path, number, f"query {qid!r} appears twice")
         topics[qid] = text.strip()
+    if not topics:
+        raise InputFormatError(path, None, "no topics: the file is empty")
     return topics
 
 

@@ -588,3 +588,13 @@ def test_fuse_warns_of_a_run_given_twice(files, out, caplog):
     with caplog.at_level(logging.WARNING):
         assert main(["fuse", "--runs", files["run"], files["run"], "--output", str(out / "f.txt")]) == 0
     assert f"run {files['run']} given more than once" in caplog.text
+
+
+def test_an_empty_topics_file_or_first_stage_is_one_error_line(files, out, tmp_path, caplog, capsys):
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("\n", encoding="utf-8")
+    work_error(["search", "--index", files["dir"], "--topics", str(empty), "--output", str(out / "s.txt")],
+               caplog, capsys, f"{empty}: no topics: the file is empty")
+    work_error(["interpolate", "--run", files["run"], "--first-stage", str(empty), "--weight", "0.5",
+                "--output", str(out / "i.txt")], caplog, capsys, "the first-stage run is empty")
+    assert_nothing_written(out)

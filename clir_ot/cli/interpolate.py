@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if (args.weight is None) == all(t is None for t in tuning) or (any(tuning) and not all(tuning)):
         raise ConfigError("give --weight, or all of --tune-run, --tune-first-stage and --tune-qrels (not both)")
     first_stage, reranked = dict(iter_run_by_query(args.first_stage)), load_run(args.run)
+    if not first_stage:
+        raise ConfigError(f"{args.first_stage}: the first-stage run is empty")
     extra = [q for q in reranked if q not in first_stage]
     if extra:
         raise ConfigError(f"{args.run} has {len(extra)} queries that {args.first_stage} lacks (e.g. {extra[0]!r}): "
