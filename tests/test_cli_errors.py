@@ -598,3 +598,18 @@ def test_an_empty_topics_file_or_first_stage_is_one_error_line(files, out, tmp_p
     work_error(["interpolate", "--run", files["run"], "--first-stage", str(empty), "--weight", "0.5",
                 "--output", str(out / "i.txt")], caplog, capsys, "the first-stage run is empty")
     assert_nothing_written(out)
+
+
+def test_derive_checks_layers_and_output_before_the_weights_load(tiny_cross_encoder, files, tmp_path, caplog, capsys):
+    from transformers import AutoConfig
+
+    layers = AutoConfig.from_pretrained(tiny_cross_encoder).num_hidden_layers
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("someone's files\n", encoding="utf-8")
+    for argv, message in ((["--output", str(tmp_path / "cut"), "--layers", str(layers + 1)],
+                           f"layers must be between 1 and {layers}, got {layers + 1}"),
+                          (["--output", str(taken), "--layers", "1"], "already exists")):
+        work_error(["models", "derive", "--base", str(tiny_cross_encoder), *argv], caplog, capsys, message)
+        assert not any(r.name == "clir_ot.models.loading" and r.getMessage().startswith("loaded ") for r in caplog.records)
+    assert not (tmp_path / "cut").exists() and sorted(p.name for p in taken.iterdir()) == ["notes.txt"]

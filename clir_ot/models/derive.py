@@ -23,8 +23,8 @@ from clir_ot.errors import ConfigError
 from clir_ot.formats import iter_lines
 from clir_ot.io import PathLike
 from clir_ot.models.cross_encoder import HEAD_FILE
-from clir_ot.models.folder import SETTINGS_FILE, atomic_output_dir, read_settings
-from clir_ot.models.loading import load_encoder
+from clir_ot.models.folder import SETTINGS_FILE, atomic_output_dir, check_output_dir, read_settings
+from clir_ot.models.loading import load_config, load_encoder, locate_model
 
 # transformers and tokenizers are imported inside the functions that build models and tokenizers:
 # they take seconds to import, and the CLI reads this module for every verb.
@@ -142,6 +142,15 @@ def _cut_layers(model: "PreTrainedModel", layers: int) -> None:
     config.num_hidden_layers = layers
 
 
+def _check_before_loading(base: PathLike | None, output: PathLike, layers: int | None, overwrite: bool) -> None:
+    """The output folder and the layer count, checked from ``config.json`` before the weights load."""
+    check_output_dir(output, overwrite=overwrite)
+    if layers is not None:
+        before = getattr(load_config(locate_model(base)), "num_hidden_layers", None)
+        if before is not None and not 1 <= layers <= int(before):
+            raise ConfigError(f"layers must be between 1 and {before}, got {layers}")
+
+
 def _save_copy(loaded, model, tokenizer, output: Path, overwrite: bool) -> None:
     """Write ``model`` and ``tokenizer`` to ``output`` atomically, with the source's settings and head."""
     with atomic_output_dir(output, overwrite=overwrite) as tmp:
@@ -176,6 +185,7 @@ def trim_model(
         layers: keep only the first ``layers`` transformer layers (default: all).
         overwrite: replace an existing model folder at ``output``.
     """
+    _check_before_loading(base, output, layers, overwrite)
     loaded = load_encoder(base)
     model, tokenizer = loaded.model, loaded.tokenizer
     if not getattr(tokenizer, "is_fast", False):
@@ -218,6 +228,7 @@ def keep_layers(base: PathLike | None, output: PathLike, layers: int, *, overwri
     The smaller backbone of a scaling study: embeddings, tokenizer, ``clir_ot.json`` and any head are
     kept unchanged, so the copy is the same model cut at depth ``layers``.
     """
+    _check_before_loading(base, output, layers, overwrite)
     loaded = load_encoder(base)
     before = int(loaded.model.config.num_hidden_layers)
     _cut_layers(loaded.model, layers)

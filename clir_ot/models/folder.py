@@ -28,6 +28,7 @@ __all__ = [
     "TOKENIZER_FILES",
     "WEIGHT_FILES",
     "atomic_output_dir",
+    "check_output_dir",
     "check_model_dir",
     "describe_model",
     "read_settings",
@@ -134,6 +135,20 @@ def write_settings(folder: PathLike, settings: dict[str, Any]) -> Path:
     return path
 
 
+def check_output_dir(target: PathLike, *, overwrite: bool = False) -> Path:
+    """Raise :class:`~clir_ot.errors.ConfigError` unless a model folder may be written at ``target``
+    (see :func:`atomic_output_dir`); return it as an absolute path. Cheap: call it before slow work."""
+    target = Path(target).expanduser().absolute()
+    if target.exists():
+        if not target.is_dir():
+            raise ConfigError(f"output {target} exists and is not a folder")
+        contents = list(target.iterdir())
+        if contents and not overwrite:
+            raise ConfigError(f"output folder {target} already exists; choose another or allow overwriting (--force)")
+        check_replaceable(target, kind="model folder", is_kind=lambda folder: (folder / "config.json").is_file())
+    return target
+
+
 @contextlib.contextmanager
 def atomic_output_dir(target: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder next to ``target`` that replaces ``target`` on success.
@@ -144,14 +159,7 @@ def atomic_output_dir(target: PathLike, *, overwrite: bool = False) -> Iterator[
     ``target`` is replaced only when ``overwrite`` is true and it is empty or a model folder (has
     ``config.json``), never a folder of other files.
     """
-    target = Path(target).expanduser().absolute()
-    if target.exists():
-        if not target.is_dir():
-            raise ConfigError(f"output {target} exists and is not a folder")
-        contents = list(target.iterdir())
-        if contents and not overwrite:
-            raise ConfigError(f"output folder {target} already exists; choose another or allow overwriting (--force)")
-        check_replaceable(target, kind="model folder", is_kind=lambda folder: (folder / "config.json").is_file())
+    target = check_output_dir(target, overwrite=overwrite)
     with atomic_dir(target, shared=True) as tmp:  # a model folder is meant to be shared: 0644 files
         yield tmp
 
