@@ -113,3 +113,12 @@ def test_cli_windows_score_long_passages_whole(model, tmp_path, capsys, caplog):
     assert main([*args, "--output", str(tmp_path / "no.txt"), "--window-overlap", "8"]) == 2
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "--window-overlap needs --windows N" in errors[0]
+
+
+def test_an_overlap_over_half_the_widest_window_is_named_once_at_start(model, caplog):
+    with caplog.at_level("WARNING", logger="clir_ot.rerank.cross_encoder"):
+        CrossEncoderReranker(model, max_length=32, dtype="fp32", windows=PassageWindows(4, 8))
+    assert "window overlap" not in caplog.text
+    with caplog.at_level("WARNING", logger="clir_ot.rerank.cross_encoder"):
+        CrossEncoderReranker(model, max_length=16, dtype="fp32", windows=PassageWindows(4, 300))
+    assert "window overlap 300 is more than half of the widest window (11 passage tokens at max length 16)" in caplog.text

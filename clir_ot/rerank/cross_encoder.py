@@ -165,6 +165,11 @@ class CrossEncoderReranker(_ModelReranker):
             raise ConfigError(f"max_length {self.max_length} leaves no room for one query and one passage token "
                               f"beside the {self._specials} special tokens of {type(tokenizer).__name__}'s pairs")
         self.windows = windows
+        widest = self.max_length - self._specials - 2  # the largest window (a one-token query; see passage_windows)
+        if windows.enabled and windows.overlap > widest // 2:
+            logger.warning("window overlap %d is more than half of the widest window (%d passage tokens at max "
+                           "length %d): each window's overlap is cut to half of it", windows.overlap, widest,
+                           self.max_length)
         if windows.enabled and not getattr(tokenizer, "is_fast", False):
             raise ConfigError(f"passage windows cut by the tokenizer's character offsets, which "
                               f"{type(tokenizer).__name__} (a slow tokenizer) does not give")
