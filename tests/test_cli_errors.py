@@ -613,3 +613,13 @@ def test_derive_checks_layers_and_output_before_the_weights_load(tiny_cross_enco
         work_error(["models", "derive", "--base", str(tiny_cross_encoder), *argv], caplog, capsys, message)
         assert not any(r.name == "clir_ot.models.loading" and r.getMessage().startswith("loaded ") for r in caplog.records)
     assert not (tmp_path / "cut").exists() and sorted(p.name for p in taken.iterdir()) == ["notes.txt"]
+
+
+def test_an_unknown_model_kind_in_clir_ot_json_is_one_error_line(tiny_cross_encoder, tmp_path, caplog, capsys):
+    import json
+
+    odd = tmp_path / "odd"
+    shutil.copytree(tiny_cross_encoder, odd)
+    settings = json.loads((odd / "clir_ot.json").read_text(encoding="utf-8"))
+    (odd / "clir_ot.json").write_text(json.dumps({**settings, "kind": "banana"}), encoding="utf-8")
+    work_error(["models", "info", str(odd)], caplog, capsys, "clir_ot.json: unknown model kind 'banana'")

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-KIND = "bi-encoder"
+KIND = "bi-encoder"  # one of clir_ot.models.folder.MODEL_KINDS
 POOLINGS = ("mean", "cls")
 
 

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-KIND = "cross-encoder"
+KIND = "cross-encoder"  # one of clir_ot.models.folder.MODEL_KINDS
 HEAD_FILE = "clir_ot_head.safetensors"
 POOLINGS = ("first", "mean")
 

@@ -111,6 +111,11 @@ def describe_model(requested: PathLike | None, location: str) -> dict[str, Any]:
     return info
 
 
+#: The kinds a ``clir_ot.json`` can name (the ``KIND`` of :mod:`clir_ot.models.bi_encoder` and
+#: :mod:`clir_ot.models.cross_encoder`).
+MODEL_KINDS = ("bi-encoder", "cross-encoder")
+
+
 def read_settings(folder: PathLike) -> dict[str, Any] | None:
     """The ``clir_ot.json`` of a model folder, or ``None`` if it has none (a plain HF model)."""
     path = Path(folder) / SETTINGS_FILE
@@ -125,6 +130,8 @@ def read_settings(folder: PathLike) -> dict[str, Any] | None:
     version = settings.pop("format", SETTINGS_FORMAT)
     if version != SETTINGS_FORMAT:
         raise ModelLoadError(f"{path}: settings format {version} is not supported (expected {SETTINGS_FORMAT})")
+    if "kind" in settings and settings["kind"] not in MODEL_KINDS:
+        raise ModelLoadError(f"{path}: unknown model kind {settings['kind']!r}; valid: {', '.join(MODEL_KINDS)}")
     return settings
 
 
