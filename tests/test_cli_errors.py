@@ -623,3 +623,14 @@ def test_an_unknown_model_kind_in_clir_ot_json_is_one_error_line(tiny_cross_enco
     settings = json.loads((odd / "clir_ot.json").read_text(encoding="utf-8"))
     (odd / "clir_ot.json").write_text(json.dumps({**settings, "kind": "banana"}), encoding="utf-8")
     work_error(["models", "info", str(odd)], caplog, capsys, "clir_ot.json: unknown model kind 'banana'")
+
+
+def test_fuse_names_an_empty_run_and_refuses_only_empty_ones(files, out, tmp_path, caplog, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        assert main(["fuse", "--runs", files["run"], str(empty), "--output", str(out / "f.txt")]) == 0
+    assert f"run {empty} is empty" in caplog.text
+    work_error(["fuse", "--runs", str(empty), str(empty), "--output", str(out / "g.txt")], caplog, capsys,
+               "every run is empty")
+    assert not (out / "g.txt").exists()

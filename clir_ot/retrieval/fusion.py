@@ -10,12 +10,15 @@ and ``k = 60`` by default, as Pyserini's ``pyserini.fusion`` uses. Ranks are tho
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from clir_ot.errors import ConfigError
 from clir_ot.formats import Hit, RunWriter, iter_run_by_query, strictly_decreasing
 from clir_ot.io import PathLike
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["fuse_run_files", "reciprocal_rank_fusion"]
 
@@ -65,7 +68,12 @@ def fuse_run_files(
     if weights is not None and not any(w > 0 for w in weights):
         raise ConfigError(f"RRF weights {list(weights)} are all zero: give at least one run a positive weight")
     loaded: list[Mapping[str, list[Hit]]] = [dict(iter_run_by_query(path)) for path in runs]
+    for path, run in zip(runs, loaded):
+        if not run:
+            logger.warning("run %s is empty: the fusion is of the other runs only", path)
     qids = list(dict.fromkeys(q for run in loaded for q in run))
+    if not qids:
+        raise ConfigError(f"every run is empty ({', '.join(map(str, runs))}): nothing to fuse")
     with RunWriter(output, tag=tag) as writer:
         for qid in qids:
             present = [(run[qid], w) for run, w in zip(loaded, weights or [1.0] * len(loaded)) if qid in run]
